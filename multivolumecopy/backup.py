@@ -1,0 +1,750 @@
+"""A backup run: scan, then update each drive in turn, swapping when one is full.
+
+Pipeline::
+
+    scan.scan() -> Catalog --merge with jobfile--> Job
+        for each drive (given with -o, or swapped in):
+            volume.Drive.open()        lock, label, recover from the journal
+            reconcile.plan_volume()    keep / purge / recopy / fill (pure)
+            _apply()                   purge, adopt, intent, copier.CopyPool.run()
+            Drive.commit(); jobfile.save()
+        swap.Swapper.request() when work remains and no drive is left
+
+Only this module changes the catalog's volume assignments, the jobfile and
+the drives' records; workers just copy.  Every change to a drive is
+journalled before it can be seen (see :mod:`multivolumecopy.volume`), so an
+interrupted run leaves each drive as it was or consistently updated, and the
+same command finishes the job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import events as ev
+from . import jobfile as jf
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, index_ranges
+from .copier import (
+    CONFLICT,
+    DRIVE_ERROR,
+    FAILED,
+    NO_SPACE,
+    NOT_DONE,
+    OK,
+    VANISHED,
+    BatchDone,
+    CopyItem,
+    CopyPool,
+    WorkerDied,
+    make_batches,
+)
+from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError
+from .fsutil import block_size, mtimes_equal, probe_mtime_granularity, round_up
+from .lock import FileLock
+from .reconcile import Space, VolumePlan, plan_volume
+from .scan import Sources, path_inside, resolve_sources, scan
+from .sizes import format_size
+from .swap import Swapper, SwapRequest
+from .volume import RESERVED_PREFIX, Drive, Label, drive_error, fs_identity
+
+SYNC_EVERY_SECONDS = 30.0
+SYNC_EVERY_BYTES = 1 << 30
+
+
+@dataclass
+class Options:
+    sources: list[str]
+    outputs: list[str]
+    jobfile: str = jf.DEFAULT_NAME
+    exclude: list[str] = field(default_factory=list)
+    device_padding: int = 0
+    volume_size: Optional[int] = None
+    workers: int = 2
+    new_volume_script: Optional[str] = None
+
+
+@dataclass
+class Summary:
+    copied_files: int = 0
+    copied_bytes: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    volumes: list[ev.VolumeDone] = field(default_factory=list)
+    nothing_to_do: bool = False
+
+
+class _Refused(Exception):
+    """This drive cannot be used now; the message says why."""
+
+
+def check_outputs(opts: Options, sources: Sources) -> None:
+    """Everything about the output paths that can be checked before writing anything."""
+    if not opts.outputs:
+        raise OutputError("no output given; name the mounted drive with -o/--output")
+    seen: dict[str, str] = {}
+    devices: dict[int, str] = {}
+    for out in opts.outputs:
+        if not os.path.exists(out):
+            raise OutputError(f"output {out} does not exist; mount the drive there or create the directory")
+        if not os.path.isdir(out):
+            raise OutputError(f"output {out} is not a directory; give the drive's mount point")
+        real = os.path.realpath(out)
+        if real in seen:
+            raise OutputError(f"output {out} is given twice (as {seen[real]}); give each drive once")
+        seen[real] = out
+        flags = os.statvfs(out).f_flag
+        if flags & os.ST_RDONLY or not os.access(out, os.W_OK | os.X_OK):
+            why = "mounted read-only" if flags & os.ST_RDONLY else "permission denied"
+            raise OutputError(
+                f"output {out} is not writable ({why}); mount the drive read-write or run as its owner"
+            )
+        for src in sources.paths:
+            if path_inside(out, src):
+                raise OutputError(
+                    f"output {out} is inside source {src}; the backup would copy itself: "
+                    "use a drive outside the sources, or --exclude it"
+                )
+            if path_inside(src, out):
+                raise OutputError(f"source {src} is inside output {out}; back up to another drive")
+        dev = os.stat(out).st_dev
+        if dev in devices and opts.volume_size is None:
+            raise OutputError(
+                f"outputs {devices[dev]} and {out} are on the same filesystem; use separate "
+                "drives, or give --volume-size to split one filesystem into volumes"
+            )
+        devices[dev] = out
+        if path_inside(os.path.abspath(opts.jobfile), out):
+            raise OutputError(
+                f"the jobfile {opts.jobfile} is on the backup drive {out}; keep it elsewhere "
+                "with -f (each drive gets its own copy)"
+            )
+
+
+class Backup:
+    def __init__(self, opts: Options, emit: ev.Emit, swapper: Swapper, clock=time.monotonic):
+        self.opts = opts
+        self.emit = emit
+        self.swapper = swapper
+        self.clock = clock
+        self.summary = Summary()
+        self.job: Optional[jf.Job] = None
+        self.failed: set[int] = set()  # indexes that failed in this run: not offered again
+        self.pool: Optional[CopyPool] = None
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        opts = self.opts
+        sources = resolve_sources(opts.sources)
+        check_outputs(opts, sources)
+        jobfile = os.path.abspath(opts.jobfile)
+        with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
+            old = jf.load(jobfile) if os.path.exists(jobfile) else None
+            if old is not None:
+                self._check_same_job(old, sources)
+            catalog = scan(sources, opts.exclude, lambda p, why: self.emit(ev.Skipped(p, why)))
+            self._emit_scan(catalog)
+            job, pending = self._merge(old, sources, catalog)
+            self.job = job
+            self._check_sizes(catalog)
+            if not job.run.in_progress and not pending and not self._unplaced_exist():
+                if old is None or _catalog_changed(old.catalog, catalog):
+                    jf.save(jobfile, job)
+                self.summary.nothing_to_do = True
+                self.emit(ev.NothingToDo(len(catalog), len(job.volumes)))
+                return self.summary
+            resumed = job.run.in_progress
+            if not resumed:
+                job.run = jf.RunState(
+                    number=job.run.number + 1,
+                    id=jf.new_id(),
+                    state="in-progress",
+                    started=jf.now_iso(),
+                )
+            job.run.pending_volumes = sorted(set(job.run.pending_volumes) | pending)
+            jf.save(jobfile, job)
+            files, nbytes = self._work_left()
+            self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
+            try:
+                self._drive_loop(jobfile)
+            finally:
+                if self.pool is not None:
+                    self.pool.close()
+            job.run.state = "done"
+            job.run.finished = jf.now_iso()
+            job.run.open_volume = None
+            jf.save(jobfile, job)
+        return self.summary
+
+    def _drive_loop(self, jobfile: str) -> None:
+        assert self.job is not None
+        queue = list(self.opts.outputs)
+        last_output = queue[-1]
+        finished: Optional[int] = None
+        refusal: Optional[str] = None
+        while self._work_remains():
+            if not queue:
+                wanted, next_volume, message = self._wanted(last_output)
+                self.emit(ev.WaitingForDrive(last_output, message, tuple(wanted), next_volume))
+                self.swapper.request(
+                    SwapRequest(last_output, message, finished, next_volume, jobfile, refusal)
+                )
+                queue = [last_output]
+            out = queue.pop(0)
+            last_output = out
+            try:
+                finished, new, progressed = self._update_drive(out, jobfile)
+                refusal = None
+            except _Refused as why:
+                refusal = str(why)
+                self.emit(ev.DriveRefused(out, refusal))
+                continue
+            if new and not progressed and self._unplaced_exist():
+                i = next(self._unplaced())
+                cat = self.job.catalog
+                raise TooLargeError(
+                    f"{cat.paths[i]} ({format_size(cat.sizes[i])}) does not fit on an empty volume "
+                    f"(volume {finished} at {out} took nothing); leave it out with --exclude, "
+                    "or use a bigger drive"
+                )
+
+    # -- merging the scan with the jobfile ----------------------------------------------
+
+    def _check_same_job(self, old: jf.Job, sources: Sources) -> None:
+        if old.root != sources.root or sorted(old.sources) != sorted(sources.paths):
+            raise JobfileError(
+                f"the jobfile {self.opts.jobfile} belongs to another job (sources {' '.join(old.sources)}); "
+                "give the same sources, or use -f to name a new jobfile for this backup"
+            )
+
+    def _merge(self, old: Optional[jf.Job], sources: Sources, catalog: Catalog) -> tuple[jf.Job, set[int]]:
+        """The new job: the fresh catalog, with each file's volume carried over from the jobfile.
+
+        Returns the volumes that hold changed or deleted files.
+        """
+        opts = {
+            "exclude": self.opts.exclude,
+            "device_padding": self.opts.device_padding,
+            "volume_size": self.opts.volume_size,
+        }
+        if old is None:
+            job = jf.Job(
+                job_id=jf.new_id(),
+                root=sources.root,
+                sources=list(sources.paths),
+                options=opts,
+                created=jf.now_iso(),
+                catalog=catalog,
+            )
+            return job, set()
+        pending: set[int] = set()
+        old_cat = old.catalog
+        seen = bytearray(len(old_cat))
+        for i, path in enumerate(catalog.paths):
+            j = old_cat.index_of(path)
+            if j is None:
+                continue
+            seen[j] = 1
+            vol = old_cat.volumes[j]
+            if vol == NO_VOLUME:
+                continue
+            catalog.volumes[i] = vol
+            rec = old.volumes.get(vol)
+            gran = rec.granularity_ns if rec else 1
+            if not _same_entry(old_cat, j, catalog, i, gran):
+                pending.add(vol)
+        for j, flag in enumerate(seen):
+            if not flag and old_cat.volumes[j] != NO_VOLUME:
+                pending.add(old_cat.volumes[j])
+        old.catalog = catalog
+        old.options = opts
+        return old, pending
+
+    def _check_sizes(self, catalog: Catalog) -> None:
+        """A file that no drive like the ones attached could hold stops the run before it starts."""
+        limit = 0
+        for out in self.opts.outputs:
+            st = os.statvfs(out)
+            total = st.f_blocks * st.f_frsize - self.opts.device_padding
+            if self.opts.volume_size is not None:
+                total = min(total, self.opts.volume_size)
+            limit = max(limit, total)
+        block = block_size(self.opts.outputs[0])
+        for i, size in enumerate(catalog.sizes):
+            if catalog.volumes[i] == NO_VOLUME and round_up(size, block) > limit:
+                raise TooLargeError(
+                    f"{catalog.paths[i]} ({format_size(size)}) is larger than a whole volume "
+                    f"({format_size(limit)}); leave it out with --exclude, or use a bigger drive"
+                )
+
+    # -- what is left to do --------------------------------------------------------------
+
+    def _unplaced(self) -> Iterator[int]:
+        assert self.job is not None
+        vols = self.job.catalog.volumes
+        return (i for i in range(len(vols)) if vols[i] == NO_VOLUME and i not in self.failed)
+
+    def _unplaced_exist(self) -> bool:
+        return next(self._unplaced(), None) is not None
+
+    def _work_left(self) -> tuple[int, int]:
+        assert self.job is not None
+        sizes = self.job.catalog.sizes
+        files = 0
+        nbytes = 0
+        for i in self._unplaced():
+            files += 1
+            nbytes += sizes[i]
+        return files, nbytes
+
+    def _pending_volumes(self) -> list[int]:
+        assert self.job is not None
+        run = self.job.run
+        return [v for v in run.pending_volumes if v not in run.done_volumes]
+
+    def _work_remains(self) -> bool:
+        assert self.job is not None
+        return bool(self.job.run.open_volume or self._pending_volumes() or self._unplaced_exist())
+
+    def _wanted(self, output: str) -> tuple[list[int], int, str]:
+        assert self.job is not None
+        run = self.job.run
+        if run.open_volume:
+            n = run.open_volume
+            return [n], n, f"insert volume {n} (not finished yet) at {output}"
+        wanted = self._pending_volumes()
+        new = self._unplaced_exist()
+        next_new = self.job.next_volume_number()
+        parts = []
+        if wanted:
+            names = (
+                " and ".join(str(v) for v in wanted)
+                if len(wanted) < 3
+                else ", ".join(str(v) for v in wanted[:-1]) + f" and {wanted[-1]}"
+            )
+            noun = "volume" if len(wanted) == 1 else "volumes"
+            verb = "needs" if len(wanted) == 1 else "need"
+            parts.append(f"{noun} {names} still {verb} updating")
+        if new:
+            parts.append(f"a blank drive is needed for volume {next_new}")
+        either = "either" if len(wanted) + new > 1 else "it"
+        message = "; ".join(parts) + f": insert {either} at {output}"
+        return wanted, (wanted[0] if wanted else next_new), message[0].upper() + message[1:]
+
+    # -- one drive -------------------------------------------------------------------
+
+    def _update_drive(self, output: str, jobfile: str) -> tuple[int, bool, bool]:
+        """Bring one drive up to date; returns (volume number, was blank, wrote anything)."""
+        assert self.job is not None
+        job = self.job
+        drive = Drive(output)
+        try:
+            drive.open()
+        except OSError as err:
+            raise drive_error(output, err) from None
+        try:
+            number, new = self._identify(drive, jobfile)
+            rec = job.volumes[number]
+            st = os.statvfs(output)
+            self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize))
+            drive.prepare()
+            job.run.open_volume = number
+            plan = self._plan(drive, rec)
+            self.emit(
+                ev.VolumePlanned(
+                    number,
+                    len(plan.keep),
+                    len(plan.purge),
+                    len(plan.writes),
+                    sum(job.catalog.sizes[i] for i in plan.writes),
+                    plan.last_index,
+                )
+            )
+            before = (self.summary.copied_files, self.summary.copied_bytes)
+            failed_before = len(self.failed)
+            full = self._apply(drive, rec, plan)
+            self._close_volume(drive, rec, jobfile, full, before)
+            progressed = (
+                bool(plan.keep) or self.summary.copied_files > before[0] or len(self.failed) > failed_before
+            )
+            return number, new, progressed
+        finally:
+            drive.close()
+
+    def _identify(self, drive: Drive, jobfile: str) -> tuple[int, bool]:
+        """Which volume the drive is, from its label; label a blank drive.  Raises _Refused."""
+        job = self.job
+        assert job is not None
+        run = job.run
+        label = drive.label
+        if label is None:
+            if run.open_volume:
+                raise _Refused(f"it is a blank drive, but volume {run.open_volume} is not finished")
+            if not self._unplaced_exist():
+                raise _Refused("it is a blank drive, but no new volume is needed")
+            ident = fs_identity(drive.root)
+            for v in run.done_volumes:
+                if job.volumes[v].fs_id == ident:
+                    raise _Refused(f"it looks like volume {v} (finished in this run) with its label removed")
+            number = job.next_volume_number()
+            rec = jf.VolumeRecord(
+                number=number,
+                uuid=jf.new_id(),
+                created=jf.now_iso(),
+                granularity_ns=probe_mtime_granularity(drive.root),
+                block_size=block_size(drive.root),
+                fs_id=ident,
+            )
+            job.volumes[number] = rec
+            run.open_volume = number
+            jf.save(jobfile, job)  # before the label: a crash in between leaves a volume with no files
+            drive.write_label(Label(job.job_id, number, rec.uuid, rec.created, job.root))
+            return number, True
+        if label.job_id != job.job_id:
+            raise _Refused(
+                f"it is volume {label.volume} of another job (job {label.job_id[:8]}, backing up "
+                f"{label.job_root or 'unknown sources'}); insert a drive of this job or a blank one"
+            )
+        number = label.volume
+        known = job.volumes.get(number)
+        if known is not None and known.uuid != label.volume_uuid:
+            raise _Refused(
+                f"it says it is volume {number}, but the jobfile knows volume {number} as another "
+                "drive (different volume id); it may be an old copy: set it aside"
+            )
+        if number in run.done_volumes:
+            raise _Refused(f"volume {number} was already updated in this run")
+        if run.open_volume and run.open_volume != number:
+            raise _Refused(f"it is volume {number}, but volume {run.open_volume} is not finished")
+        if known is None:
+            # The jobfile lags behind the drive (a crash right after labelling): learn it back.
+            job.volumes[number] = jf.VolumeRecord(
+                number=number,
+                uuid=label.volume_uuid,
+                created=label.created,
+                granularity_ns=probe_mtime_granularity(drive.root),
+                block_size=block_size(drive.root),
+                fs_id=fs_identity(drive.root),
+            )
+        return number, False
+
+    def _plan(self, drive: Drive, rec: jf.VolumeRecord) -> VolumePlan:
+        assert self.job is not None
+        st = os.statvfs(drive.root)
+        space = Space(
+            free=st.f_bavail * st.f_frsize,
+            block=rec.block_size,
+            padding=self.opts.device_padding,
+            volume_size=self.opts.volume_size,
+        )
+        return plan_volume(
+            self.job.catalog, rec.number, drive.held, drive.dirty, space, rec.granularity_ns, self._unplaced()
+        )
+
+    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan) -> bool:
+        """Carry out ``plan`` on the drive; returns whether the drive filled up."""
+        job = self.job
+        assert job is not None
+        cat = job.catalog
+        number = rec.number
+        for i in plan.keep:
+            cat.volumes[i] = number
+        self._purge(drive, plan)
+        to_copy: list[int] = []
+        parents: dict[str, bool] = {}
+        adopted: list[Entry] = []
+        for i in plan.writes:
+            path = cat.paths[i]
+            if path in drive.held or path in drive.dirty:
+                to_copy.append(i)
+                continue
+            try:
+                occ = drive.occupant(path, parents)
+            except NotADirectoryError:
+                self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is in its way there"))
+                continue
+            if occ is None:
+                to_copy.append(i)
+            elif _adoptable(occ, cat, i, drive, rec.granularity_ns):
+                adopted.append(cat.entry(i))
+                cat.volumes[i] = number
+                self.emit(ev.Adopted(number, path))
+            else:
+                self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is already there"))
+        if adopted:
+            drive.put(adopted)
+            drive.sync_point()
+        drive.intent([cat.paths[i] for i in to_copy])
+        if not to_copy:
+            return self._unplaced_exist()
+        return self._copy(drive, rec, to_copy)
+
+    def _purge(self, drive: Drive, plan: VolumePlan) -> None:
+        if not plan.purge:
+            return
+        removed: list[str] = []
+        dirs: list[str] = []
+        for path in plan.purge:
+            held = drive.held.get(path)
+            full = drive.path(path)
+            if held is not None and held.kind == DIR:
+                dirs.append(path)
+                continue
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                removed.append(path)
+                continue
+            except OSError as err:
+                raise drive_error(drive.root, err) from None
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    dirs.append(path)
+                    continue
+                os.unlink(full)
+            except OSError as err:
+                raise drive_error(drive.root, err) from None
+            removed.append(path)
+        for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+            try:
+                os.rmdir(drive.path(path))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass  # not empty: something not ours lives there; stop tracking it, leave it
+            removed.append(path)
+        drive.forget(removed)
+        self._remove_empty_parents(drive, removed)
+        self.emit(ev.Purged(plan.volume, len(removed)))
+
+    def _remove_empty_parents(self, drive: Drive, removed: list[str]) -> None:
+        """Directories left empty by the purge, that nothing of ours needs, go too."""
+        needed: set[str] = set()
+        for path in drive.held:
+            parent = os.path.dirname(path)
+            while parent and parent not in needed:
+                needed.add(parent)
+                parent = os.path.dirname(parent)
+        candidates: set[str] = set()
+        for path in removed:
+            parent = os.path.dirname(path)
+            while parent:
+                candidates.add(parent)
+                parent = os.path.dirname(parent)
+        for d in sorted(candidates - needed - set(drive.held), key=lambda p: p.count("/"), reverse=True):
+            try:
+                os.rmdir(drive.path(d))
+            except OSError:
+                pass
+
+    def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
+        job = self.job
+        assert job is not None
+        cat = job.catalog
+        number = rec.number
+        if self.pool is None:
+            self.pool = CopyPool(self.opts.workers)
+        items = (
+            CopyItem(
+                i, cat.paths[i], cat.kind(i), cat.sizes[i], cat.mtimes[i], cat.modes[i], cat.targets.get(i)
+            )
+            for i in to_copy
+        )
+        batches = make_batches(items, job.root, drive.root, drive.tmpdir, f"{rec.uuid}:{time.time_ns()}")
+        state = {"full": False, "drive_error": "", "since_sync": 0, "last_sync": self.clock()}
+
+        def handle(done: BatchDone) -> bool:
+            puts: list[Entry] = []
+            nbytes = 0
+            for o in done.outcomes:
+                i = o.index
+                if o.status == OK:
+                    e = cat.entry(i)
+                    if e.kind == FILE:
+                        cat.sizes[i] = o.size
+                        cat.mtimes[i] = o.mtime_ns
+                        e = e._replace(size=o.size, mtime_ns=o.mtime_ns)
+                    puts.append(e)
+                    cat.volumes[i] = number
+                    nbytes += o.size
+                elif o.status == NO_SPACE:
+                    state["full"] = True
+                elif o.status == DRIVE_ERROR:
+                    state["drive_error"] = o.detail
+                elif o.status in (FAILED, VANISHED):
+                    self.failed.add(i)
+                    if o.status == FAILED:
+                        self.summary.failed.append((cat.paths[i], o.detail))
+                        self.emit(ev.FileFailed(cat.paths[i], o.detail))
+                    else:
+                        self.emit(ev.Skipped(cat.paths[i], o.detail))
+                elif o.status == CONFLICT:
+                    self.emit(ev.Skipped(cat.paths[i], f"not on volume {number}: {o.detail}"))
+                else:
+                    assert o.status == NOT_DONE, o.status
+            if puts:
+                drive.put(puts)
+                self.summary.copied_files += len(puts)
+                self.summary.copied_bytes += nbytes
+                self.emit(ev.Copied(number, len(puts), nbytes))
+                state["since_sync"] += nbytes
+                now = self.clock()
+                if state["since_sync"] >= SYNC_EVERY_BYTES or now - state["last_sync"] >= SYNC_EVERY_SECONDS:
+                    drive.sync_point()
+                    state["since_sync"] = 0
+                    state["last_sync"] = now
+            return not state["full"] and not state["drive_error"]
+
+        try:
+            self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
+        except KeyboardInterrupt:
+            self._save_progress(drive, jobfile_of(self))
+            raise Interrupted(
+                "interrupted; everything copied so far is kept: run the same command again to continue"
+            ) from None
+        except WorkerDied as err:
+            self._save_progress(drive, jobfile_of(self))
+            raise DriveError(
+                f"{err}; what was copied is kept: run the same command again to continue"
+            ) from None
+        if state["drive_error"]:
+            self._save_progress(drive, jobfile_of(self), commit=False)
+            raise DriveError(
+                f"the drive at {drive.root} failed ({state['drive_error']}); what was committed is kept: "
+                "check or reconnect the drive and run the same command again"
+            )
+        if state["full"]:
+            self.emit(ev.VolumeFull(number))
+            return True
+        return self._unplaced_exist()
+
+    def _save_progress(self, drive: Drive, jobfile: str, commit: bool = True) -> None:
+        """On the way out of an interrupted volume: commit the drive, then the jobfile."""
+        assert self.job is not None
+        if commit:
+            try:
+                drive.commit(self.job.run.number)
+            except (DriveError, OutputError):
+                pass  # the journal still holds what a re-run needs
+        jf.save(jobfile, self.job)
+
+    def _close_volume(
+        self, drive: Drive, rec: jf.VolumeRecord, jobfile: str, full: bool, before: tuple[int, int]
+    ) -> None:
+        job = self.job
+        assert job is not None
+        cat = job.catalog
+        self._set_dir_metadata(drive)
+        drive.commit(job.run.number)
+        indexes = cat.indexes_on(rec.number)
+        rec.used = drive.used_bytes(rec.block_size)
+        rec.files = len(indexes)
+        rec.last_run = job.run.number
+        rec.updated = jf.now_iso()
+        st = os.statvfs(drive.root)
+        rec.capacity = rec.used + st.f_bavail * st.f_frsize
+        job.run.done_volumes.append(rec.number)
+        job.run.open_volume = None
+        data = jf.dumps(job)
+        drive.write_jobcopy(data)
+        jf.save(jobfile, job)
+        done = ev.VolumeDone(
+            volume=rec.number,
+            output=drive.root,
+            files=len(indexes),
+            bytes=sum(cat.sizes[i] for i in indexes),
+            copied_files=self.summary.copied_files - before[0],
+            copied_bytes=self.summary.copied_bytes - before[1],
+            ranges=tuple(index_ranges(indexes)),
+            full=full,
+        )
+        self.summary.volumes.append(done)
+        self.emit(done)
+
+    def _set_dir_metadata(self, drive: Drive) -> None:
+        """Directories get their source's mode and mtime once their contents are written."""
+        assert self.job is not None
+        cat = self.job.catalog
+        dirs: set[str] = set()
+        for path in drive.held:
+            parent = os.path.dirname(path)
+            while parent and parent not in dirs:
+                dirs.add(parent)
+                parent = os.path.dirname(parent)
+        dirs.update(p for p, e in drive.held.items() if e.kind == DIR)
+        for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+            i = cat.index_of(path)
+            if i is None or cat.kinds[i] != ord(DIR) or path.startswith(RESERVED_PREFIX):
+                continue
+            full = drive.path(path)
+            try:
+                os.chmod(full, cat.modes[i])
+                os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):  # keeps no modes
+                    raise drive_error(drive.root, err) from None
+
+    def _emit_scan(self, catalog: Catalog) -> None:
+        kinds = catalog.kinds
+        self.emit(
+            ev.ScanDone(
+                files=kinds.count(ord(FILE)),
+                dirs=kinds.count(ord(DIR)),
+                links=kinds.count(ord(LINK)),
+                bytes=catalog.total_bytes(),
+            )
+        )
+
+
+def jobfile_of(backup: Backup) -> str:
+    return os.path.abspath(backup.opts.jobfile)
+
+
+def _same_entry(a: Catalog, i: int, b: Catalog, j: int, granularity: int) -> bool:
+    if a.kinds[i] != b.kinds[j]:
+        return False
+    if a.kinds[i] == ord(LINK):
+        return a.targets.get(i) == b.targets.get(j)
+    if a.kinds[i] == ord(DIR):
+        return True
+    return a.sizes[i] == b.sizes[j] and mtimes_equal(a.mtimes[i], b.mtimes[j], granularity)
+
+
+def _catalog_changed(a: Catalog, b: Catalog) -> bool:
+    return (
+        a.paths != b.paths
+        or a.sizes != b.sizes
+        or a.mtimes != b.mtimes
+        or a.modes != b.modes
+        or a.kinds != b.kinds
+        or a.targets != b.targets
+    )
+
+
+def _adoptable(occ: os.stat_result, cat: Catalog, i: int, drive: Drive, granularity: int) -> bool:
+    """A file already in place with the same size and mtime (a drive seeded by ``cp -a``)."""
+    kind = cat.kinds[i]
+    if kind == ord(DIR):
+        return stat.S_ISDIR(occ.st_mode)
+    if kind == ord(LINK):
+        if not stat.S_ISLNK(occ.st_mode):
+            return False
+        try:
+            return os.readlink(drive.path(cat.paths[i])) == cat.targets.get(i)
+        except OSError:
+            return False
+    return (
+        stat.S_ISREG(occ.st_mode)
+        and occ.st_size == cat.sizes[i]
+        and mtimes_equal(occ.st_mtime_ns, cat.mtimes[i], granularity)
+    )
+
+
+__all__ = ["Backup", "Options", "Summary", "check_outputs", "SourceError"]

@@ -1,0 +1,116 @@
+"""The catalog: every file, directory and symlink of the job, in index order.
+
+Held as parallel arrays rather than one object per entry: a fileserver has
+millions of files, and a list of tuples costs about 270 bytes an entry where
+these arrays cost about 160 (see ../shared perf notes, docs/performance.rst).
+An entry's *index* is its position; the order is the sort order of relative
+paths with ``/`` sorting before every other character, so a folder's contents
+stay together and index ranges map to contiguous slices of the tree.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple, Optional
+
+FILE = "f"
+DIR = "d"
+LINK = "l"
+KINDS = (FILE, DIR, LINK)
+NO_VOLUME = 0  # volumes are numbered from 1
+
+
+def sort_key(path: str) -> str:
+    """Sort key that keeps ``a/...`` together: ``/`` sorts before any other character."""
+    return path.replace("/", "\x00")
+
+
+class Entry(NamedTuple):
+    path: str
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+    target: Optional[str] = None  # symlink target
+
+
+class Catalog:
+    """Parallel arrays of entries; ``volumes[i]`` is the volume entry ``i`` was placed on (0 = none)."""
+
+    __slots__ = ("paths", "kinds", "sizes", "mtimes", "modes", "volumes", "targets", "_index")
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.kinds = bytearray()
+        self.sizes = array("q")
+        self.mtimes = array("q")
+        self.modes = array("I")
+        self.volumes = array("i")
+        self.targets: dict[int, str] = {}
+        self._index: Optional[dict[str, int]] = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def append(self, entry: Entry, volume: int = NO_VOLUME) -> None:
+        i = len(self.paths)
+        self.paths.append(entry.path)
+        self.kinds.append(ord(entry.kind))
+        self.sizes.append(entry.size)
+        self.mtimes.append(entry.mtime_ns)
+        self.modes.append(entry.mode)
+        self.volumes.append(volume)
+        if entry.target is not None:
+            self.targets[i] = entry.target
+        self._index = None
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Entry]) -> Catalog:
+        """Build a catalog in sort order from unsorted entries."""
+        cat = cls()
+        for entry in sorted(entries, key=lambda e: sort_key(e.path)):
+            cat.append(entry)
+        return cat
+
+    def entry(self, i: int) -> Entry:
+        return Entry(
+            self.paths[i],
+            chr(self.kinds[i]),
+            self.sizes[i],
+            self.mtimes[i],
+            self.modes[i],
+            self.targets.get(i),
+        )
+
+    def kind(self, i: int) -> str:
+        return chr(self.kinds[i])
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (self.entry(i) for i in range(len(self.paths)))
+
+    def index_of(self, path: str) -> Optional[int]:
+        if self._index is None:
+            self._index = {p: i for i, p in enumerate(self.paths)}
+        return self._index.get(path)
+
+    def total_bytes(self) -> int:
+        return sum(self.sizes)
+
+    def indexes_on(self, volume: int) -> list[int]:
+        return [i for i, v in enumerate(self.volumes) if v == volume]
+
+
+def index_ranges(indexes: Iterable[int]) -> list[tuple[int, int]]:
+    """``[0, 1, 2, 5, 6]`` -> ``[(0, 2), (5, 6)]`` (inclusive)."""
+    ranges: list[tuple[int, int]] = []
+    for i in sorted(indexes):
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    return ranges
+
+
+def format_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges) or "none"

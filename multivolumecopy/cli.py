@@ -1,0 +1,228 @@
+"""Command line: parse, pick a renderer, call the core, turn errors into exit codes.
+
+``main(argv) -> int`` is the program; only ``__main__`` and the console
+script call ``sys.exit``.  Heavy modules are imported inside the commands so
+``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import IO, Optional
+
+from . import __version__
+from .errors import ExitCode, Interrupted, MvcError, UsageError
+from .jobfile import DEFAULT_NAME
+from .sizes import parse_size
+
+EPILOG = """\
+exit codes:
+  0 done             1 some files failed     2 usage error
+  3 stopped at a drive swap: insert the drive named and run the same command again
+  4 source problem   5 output/drive problem  6 jobfile problem
+  7 a file is larger than a volume           8 another run holds the lock
+  9 the drive failed mid-run                10 verify found problems
+  70 internal error 130 interrupted (what was copied is kept; run again to continue)
+
+examples:
+  multivolumecopy /mnt/src -o /mnt/usb
+  multivolumecopy /mnt/src/books /mnt/src/radio -o /mnt/usb
+  multivolumecopy --verify -f .mvcopy-jobdata.json -i 0 -si 300 -o /mnt/usb
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; see multivolumecopy --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="multivolumecopy",
+        description="Back up a large file tree onto a series of smaller drives, asking for the "
+        "next drive when one is full. Each drive holds a plain slice of the tree; re-runs "
+        "update the drives in place.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SRC",
+        help="directories and files to back up; paths on the drives are relative to "
+        "their common parent (a single directory: its contents)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="mount point of a backup drive; repeat for drives attached at once",
+    )
+    p.add_argument(
+        "-f",
+        "--jobfile",
+        default=DEFAULT_NAME,
+        metavar="FILE",
+        help=f"the job's catalog (default: {DEFAULT_NAME} in the current directory); "
+        "a copy is kept on every drive",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out paths matching this glob (on the relative path, or on any "
+        "single name if it has no /); repeatable",
+    )
+    p.add_argument(
+        "--device-padding",
+        default="0",
+        metavar="SIZE",
+        help="leave this much free on every drive (e.g. 500M)",
+    )
+    p.add_argument(
+        "--volume-size", default=None, metavar="SIZE", help="put at most this much on each volume (e.g. 4G)"
+    )
+    p.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="copy processes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--new-volume-script",
+        metavar="CMD",
+        help="run CMD (through the shell) when the next drive is needed, instead of "
+        "prompting; exit 0 means it is mounted. Gets MVCOPY_VOLUME, MVCOPY_NEXT, "
+        "MVCOPY_OUTPUT, MVCOPY_JOBFILE",
+    )
+    p.add_argument("--hide-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--verify", action="store_true", help="check the mounted drive against the jobfile instead of copying"
+    )
+    p.add_argument(
+        "-i", "--device-startindex", type=int, metavar="N", help="with --verify: first index to check"
+    )
+    p.add_argument(
+        "-si", "--select-index", type=int, metavar="N", help="with --verify: index to stop before (exclusive)"
+    )
+    p.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="say more")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def default_workers() -> int:
+    return min(4, max(2, os.cpu_count() or 2))
+
+
+def main(
+    argv: Optional[list[str]] = None,
+    stdin: Optional[IO[str]] = None,
+    stderr: Optional[IO[str]] = None,
+    stdout: Optional[IO[str]] = None,
+) -> int:
+    stdin = stdin or sys.stdin
+    stderr = stderr or sys.stderr
+    stdout = stdout or sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verify:
+            return _verify(args, stdout)
+        return _backup(args, stdin, stderr)
+    except MvcError as err:
+        stderr.write(f"multivolumecopy: {err}\n")
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        stderr.write(
+            f"multivolumecopy: {Interrupted.__name__.lower()}; run the same command again to continue\n"
+        )
+        return int(ExitCode.INTERRUPTED)
+
+
+def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
+    from .backup import Backup, Options
+    from .events import RunDone
+    from .progress import make_renderer
+    from .swap import Swapper
+
+    if args.device_startindex is not None or args.select_index is not None:
+        raise UsageError(
+            "-i/--device-startindex and -si/--select-index only go with --verify; a backup "
+            "resumes by itself: run the same command again"
+        )
+    if not args.sources:
+        raise UsageError("name at least one source directory or file; see multivolumecopy --help")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers} is not a number of processes; give 1 or more")
+    opts = Options(
+        sources=args.sources,
+        outputs=args.output,
+        jobfile=args.jobfile,
+        exclude=args.exclude,
+        device_padding=parse_size(args.device_padding, "--device-padding"),
+        volume_size=parse_size(args.volume_size, "--volume-size") if args.volume_size else None,
+        workers=args.workers,
+        new_volume_script=args.new_volume_script,
+    )
+    if opts.volume_size is not None and opts.volume_size <= 0:
+        raise UsageError("--volume-size must be more than zero")
+    renderer = make_renderer(stderr, args.hide_progress, args.verbose)
+
+    def ask(text: str) -> str:
+        renderer.suspend()
+        stderr.write(text)
+        stderr.flush()
+        line = stdin.readline()
+        if not line:
+            raise EOFError
+        return line
+
+    interactive = _isatty(stdin) and _isatty(stderr)
+    swapper = Swapper(script=args.new_volume_script, ask=ask if interactive else None)
+    start = time.monotonic()
+    backup = Backup(opts, renderer, swapper)
+    try:
+        summary = backup.run()
+    finally:
+        renderer.close()
+    if not summary.nothing_to_do:
+        renderer(
+            RunDone(
+                summary.copied_files,
+                summary.copied_bytes,
+                tuple(summary.failed),
+                tuple(summary.volumes),
+                time.monotonic() - start,
+            )
+        )
+    return int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)
+
+
+def _verify(args: argparse.Namespace, stdout: IO[str]) -> int:
+    from .verify import render_report, verify
+
+    if len(args.output) != 1:
+        raise UsageError("--verify checks one drive: give exactly one -o/--output")
+    report = verify(args.jobfile, args.output[0], args.device_startindex, args.select_index)
+    stdout.write(render_report(report, as_json=args.json))
+    stdout.flush()
+    return int(ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Copy workers: fill a drive through a short queue of batches.
+
+Data flow::
+
+    parent (backup.py)                         worker processes
+    ------------------                         ----------------
+    CopyBatch --> tasks (maxsize = workers) --> copy_batch()  -- temp file in
+                                                 .mvcopy-tmp/, fchmod, utime,
+    handle(BatchDone) <-- results <------------  rename into place
+    progress(bytes)   <-- results <------------  every 32 MiB of a large file
+
+The queue is kept short on purpose: when the drive fills, the parent sets
+the shared *stop* event, stops handing out work and drains what is in
+flight; workers abandon their current file (removing its temp file) and
+return the rest of their batch as ``not-done``, so the files go to the next
+volume.  Workers only see their batch: never the catalog.  They ignore
+SIGINT; the parent decides what an interrupt means.
+"""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import queue
+import signal
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .catalog import DIR, FILE, LINK
+from .fsutil import is_drive_gone, is_no_space
+
+OK = "ok"
+NO_SPACE = "no-space"  # the drive is full; this file goes to the next volume
+NOT_DONE = "not-done"  # not attempted (stop requested); goes to the next volume
+VANISHED = "vanished"  # the source disappeared since the scan
+FAILED = "failed"  # the source could not be read, or the drive refused this one file
+CONFLICT = "conflict"  # something not ours is in the way on the drive
+DRIVE_ERROR = "drive-error"  # the drive failed (EIO, EROFS, gone): stop the run
+
+CHUNK = 8 * 1024 * 1024
+PROGRESS_EVERY = 32 * 1024 * 1024
+UNSTABLE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    index: int
+    rel: str
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+    target: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CopyBatch:
+    batch_id: int
+    src_root: str
+    dst_root: str
+    tmpdir: str
+    items: tuple[CopyItem, ...]
+    volume_key: str = ""  # changes with every drive, so workers forget directories they made
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    status: str
+    size: int = 0
+    mtime_ns: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    batch_id: int
+    outcomes: tuple[Outcome, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    nbytes: int
+
+
+def make_batches(
+    items: Iterator[CopyItem],
+    src_root: str,
+    dst_root: str,
+    tmpdir: str,
+    volume_key: str,
+    max_items: int = 64,
+    max_bytes: int = 16 * 1024 * 1024,
+) -> Iterator[CopyBatch]:
+    """Group small files so interprocess traffic is paid per batch, not per file."""
+    batch: list[CopyItem] = []
+    size = 0
+    n = 0
+    for item in items:
+        if batch and (len(batch) >= max_items or size + item.size > max_bytes):
+            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key)
+            n += 1
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key)
+
+
+# -- worker side --------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+# Per worker: which in-kernel copy works between two devices; probed once per pair.
+_METHOD: dict[tuple[int, int], str] = {}
+_MADE_DIRS: set[str] = set()
+_VOLUME_KEY = [""]
+
+
+def worker_main(tasks: Any, results: Any, stop: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        batch = tasks.get()
+        if batch is None:
+            break
+        results.put(copy_batch(batch, stop, results.put))
+
+
+def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> BatchDone:
+    if batch.volume_key != _VOLUME_KEY[0]:
+        _MADE_DIRS.clear()
+        _VOLUME_KEY[0] = batch.volume_key
+    outcomes: list[Outcome] = []
+    items = batch.items
+    for pos, item in enumerate(items):
+        if stop.is_set():
+            outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos:])
+            break
+        outcome = _copy_one(batch, item, stop, report)
+        outcomes.append(outcome)
+        if outcome.status in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
+            outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos + 1 :])
+            break
+    return BatchDone(batch.batch_id, tuple(outcomes))
+
+
+def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any], None]) -> Outcome:
+    src = os.path.join(batch.src_root, item.rel)
+    final = os.path.join(batch.dst_root, item.rel)
+    tmp = os.path.join(batch.tmpdir, f"{os.getpid()}-{item.index}")
+    try:
+        _make_parents(batch.dst_root, item.rel)
+        if item.kind == DIR:
+            try:
+                os.mkdir(final, 0o700)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(final).st_mode):
+                    return Outcome(item.index, CONFLICT, detail="a file is in the way on the drive")
+            return Outcome(item.index, OK, 0, item.mtime_ns)
+        if item.kind == LINK:
+            assert item.target is not None
+            os.symlink(item.target, tmp)
+            os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+            os.rename(tmp, final)
+            return Outcome(item.index, OK, 0, item.mtime_ns)
+        assert item.kind == FILE
+        size, mtime = _copy_file(src, tmp, item, stop, report)
+        os.rename(tmp, final)
+        return Outcome(item.index, OK, size, mtime)
+    except _Stop:
+        _unlink(tmp)
+        return Outcome(item.index, NOT_DONE)
+    except _SourceError as err:
+        _unlink(tmp)
+        if err.err.errno == errno.ENOENT:
+            return Outcome(item.index, VANISHED, detail="vanished since the scan")
+        return Outcome(item.index, FAILED, detail=f"cannot read: {err.err.strerror or err.err}")
+    except _Unstable as err:
+        _unlink(tmp)
+        return Outcome(item.index, FAILED, detail=str(err))
+    except OSError as err:
+        _unlink(tmp)
+        if is_no_space(err):
+            return Outcome(item.index, NO_SPACE, detail=err.strerror or "")
+        if is_drive_gone(err):
+            return Outcome(item.index, DRIVE_ERROR, detail=err.strerror or str(err))
+        if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+            return Outcome(item.index, CONFLICT, detail="something else is in the way on the drive")
+        return Outcome(item.index, FAILED, detail=f"the drive refused it: {err.strerror or err}")
+
+
+class _SourceError(Exception):
+    def __init__(self, err: OSError):
+        super().__init__(err)
+        self.err = err
+
+
+class _Unstable(Exception):
+    pass
+
+
+def _make_parents(root: str, rel: str) -> None:
+    parent = os.path.dirname(rel)
+    if not parent:
+        return
+    full = os.path.join(root, parent)
+    if full in _MADE_DIRS:
+        return
+    os.makedirs(full, 0o700, exist_ok=True)
+    _MADE_DIRS.add(full)
+
+
+def _copy_file(
+    src: str, tmp: str, item: CopyItem, stop: Any, report: Callable[[Any], None]
+) -> tuple[int, int]:
+    """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us."""
+    for _attempt in range(UNSTABLE_RETRIES):
+        try:
+            fsrc = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as err:
+            raise _SourceError(err) from None
+        try:
+            before = os.fstat(fsrc)
+            if not stat.S_ISREG(before.st_mode):
+                raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
+            fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _copy_data(fsrc, fdst, before, stop, report)
+                os.fchmod(fdst, item.mode)
+                os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
+            finally:
+                os.close(fdst)
+            after = os.fstat(fsrc)
+        finally:
+            os.close(fsrc)
+        if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
+            return before.st_size, before.st_mtime_ns
+    raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
+
+
+def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Callable[[Any], None]) -> None:
+    dst_dev = os.fstat(fdst).st_dev
+    key = (st.st_dev, dst_dev)
+    method = _METHOD.get(key, "copy_file_range")
+    unreported = 0
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            if method == "copy_file_range":
+                n = os.copy_file_range(fsrc, fdst, CHUNK)
+            elif method == "sendfile":
+                n = os.sendfile(fdst, fsrc, None, CHUNK)
+            else:
+                n = _read_write(fsrc, fdst)
+        except OSError as err:
+            if (
+                err.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
+                and method != "readwrite"
+            ):
+                # Not supported between these two filesystems: fall back, once per pair.
+                method = "sendfile" if method == "copy_file_range" else "readwrite"
+                _METHOD[key] = method
+                continue
+            if err.errno == errno.EIO and not _drive_writable(fdst):
+                raise
+            if err.errno in (errno.EIO, errno.EACCES, errno.EPERM) and _source_side(err, fsrc):
+                raise _SourceError(err) from None
+            raise
+        _METHOD[key] = method
+        if n == 0:
+            break
+        unreported += n
+        if unreported >= PROGRESS_EVERY:
+            report(Progress(unreported))
+            unreported = 0
+    if unreported:
+        report(Progress(unreported))
+
+
+_BUF = bytearray(1024 * 1024)
+
+
+def _read_write(fsrc: int, fdst: int) -> int:
+    view = memoryview(_BUF)
+    try:
+        n = os.readv(fsrc, [view])
+    except OSError as err:
+        raise _SourceError(err) from None
+    done = 0
+    while done < n:
+        done += os.write(fdst, view[done:n])
+    return n
+
+
+def _drive_writable(fdst: int) -> bool:
+    try:
+        os.fstat(fdst)
+        os.fsync(fdst)
+        return True
+    except OSError:
+        return False
+
+
+def _source_side(err: OSError, fsrc: int) -> bool:
+    """After an ambiguous error from an in-kernel copy, whether the source is the culprit."""
+    try:
+        os.pread(fsrc, 1, 0)
+        return False
+    except OSError:
+        return True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- parent side --------------------------------------------------------------------
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class CopyPool:
+    """A fixed set of worker processes; :meth:`run` copies one stream of batches."""
+
+    def __init__(self, workers: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = max(1, workers)
+        self.tasks: Any = ctx.Queue(maxsize=self.workers)
+        self.results: Any = ctx.Queue()
+        self.stop: Any = ctx.Event()
+        self.procs = [
+            ctx.Process(target=worker_main, args=(self.tasks, self.results, self.stop), daemon=True)
+            for _ in range(self.workers)
+        ]
+        for p in self.procs:
+            p.start()
+
+    def run(
+        self,
+        batches: Iterator[CopyBatch],
+        handle: Callable[[BatchDone], bool],
+        progress: Callable[[int], None],
+    ) -> bool:
+        """Copy every batch; ``handle`` returns False to stop early (drive full).
+
+        Returns True when every batch was handed out and finished.  On
+        KeyboardInterrupt, in-flight batches are drained (and handled) before
+        it propagates, so the caller can commit what was copied.
+        """
+        in_flight = 0
+        limit = self.workers * 2
+        stopping = False
+        exhausted = False
+        try:
+            while True:
+                while not stopping and not exhausted and in_flight < limit:
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    self.tasks.put(batch)
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                msg = self._get()
+                if isinstance(msg, Progress):
+                    progress(msg.nbytes)
+                    continue
+                in_flight -= 1
+                if not handle(msg) and not stopping:
+                    stopping = True
+                    self.stop.set()
+        except KeyboardInterrupt:
+            self.stop.set()
+            while in_flight:
+                msg = self._get()
+                if isinstance(msg, BatchDone):
+                    in_flight -= 1
+                    handle(msg)
+            self.stop.clear()
+            raise
+        self.stop.clear()
+        return exhausted and not stopping
+
+    def _get(self) -> Any:
+        while True:
+            try:
+                return self.results.get(timeout=2.0)
+            except queue.Empty:
+                dead = [p for p in self.procs if not p.is_alive()]
+                if dead:
+                    raise WorkerDied(f"a copy worker died (exit code {dead[0].exitcode})") from None
+
+    def close(self) -> None:
+        for _ in self.procs:
+            try:
+                self.tasks.put(None, timeout=1.0)
+            except queue.Full:
+                break
+        for p in self.procs:
+            p.join(timeout=5.0)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=1.0)
+        self.tasks.close()
+        self.results.close()
+
+    def __enter__(self) -> CopyPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,152 @@
+"""Events: what the core tells the outside world.
+
+The core never prints.  It calls an ``emit`` function with one of these small
+frozen records; the CLI renders them (tqdm bars, lines on stderr) and tests
+record them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+
+@dataclass(frozen=True)
+class ScanDone:
+    files: int
+    dirs: int
+    links: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A source entry left out or not copied this time (special file, vanished, in the way)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run: int
+    resumed: bool
+    files_to_write: int
+    bytes_to_write: int
+
+
+@dataclass(frozen=True)
+class NothingToDo:
+    files: int
+    volumes: int
+
+
+@dataclass(frozen=True)
+class VolumeMounted:
+    volume: int
+    output: str
+    new: bool
+    free: int
+
+
+@dataclass(frozen=True)
+class VolumePlanned:
+    volume: int
+    keep: int
+    purge: int
+    files_to_write: int
+    bytes_to_write: int
+    last_index: Optional[int]
+
+
+@dataclass(frozen=True)
+class Copied:
+    volume: int
+    files: int
+    bytes: int  # bytes of whole files completed in this step
+
+
+@dataclass(frozen=True)
+class BytesCopied:
+    """Progress inside large files, ahead of the ``Copied`` that completes them."""
+
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Adopted:
+    volume: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Purged:
+    volume: int
+    files: int
+
+
+@dataclass(frozen=True)
+class VolumeFull:
+    volume: int
+
+
+@dataclass(frozen=True)
+class VolumeDone:
+    volume: int
+    output: str
+    files: int  # entries the volume holds
+    bytes: int
+    copied_files: int  # written in this run
+    copied_bytes: int
+    ranges: tuple[tuple[int, int], ...]
+    full: bool
+
+
+@dataclass(frozen=True)
+class DriveRefused:
+    output: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class WaitingForDrive:
+    output: str
+    message: str
+    wanted: tuple[int, ...]
+    next_volume: int
+
+
+@dataclass(frozen=True)
+class RunDone:
+    copied_files: int
+    copied_bytes: int
+    failed: tuple[tuple[str, str], ...]
+    volumes: tuple[VolumeDone, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+
+
+Event = Union[
+    ScanDone,
+    Skipped,
+    FileFailed,
+    RunStarted,
+    NothingToDo,
+    VolumeMounted,
+    VolumePlanned,
+    Copied,
+    BytesCopied,
+    Adopted,
+    Purged,
+    VolumeFull,
+    VolumeDone,
+    DriveRefused,
+    WaitingForDrive,
+    RunDone,
+]
+Emit = Callable[[Event], None]

@@ -1,0 +1,132 @@
+"""Small filesystem helpers shared by every stage: atomic writes, syncing, and
+the one place that decides whether an error means "the drive is full"."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+# ENOSPC is the usual one; EDQUOT is a quota; EFBIG is FAT's 4 GiB file limit,
+# which for our purpose also means "this file does not go on this drive".
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# The drive itself is failing or gone: stop the run, keep what was committed.
+DRIVE_GONE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.ENODEV, errno.ENXIO, errno.ENOTCONN})
+
+
+def is_no_space(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS
+
+
+def is_drive_gone(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DRIVE_GONE_ERRNOS
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or unlink in ``path`` durable (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        # Some FUSE filesystems refuse fsync on directories; the data fsync still held.
+        if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    Temp file in the same directory, fsync, rename, fsync the directory.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if durable:
+        fsync_dir(directory)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+_libc = None
+
+
+def syncfs(path: str) -> None:
+    """Flush one filesystem (the drive) to stable storage; falls back to ``sync()``."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        func = getattr(_libc, "syncfs", None)
+        if func is None or func(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def block_size(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_frsize or st.f_bsize or 4096
+
+
+def round_up(size: int, block: int) -> int:
+    """Space a file of ``size`` bytes takes on a filesystem of ``block``-byte blocks."""
+    return -(-size // block) * block
+
+
+# Timestamp granularities we can tell apart, finest first (ns).
+_GRANULARITIES = (1, 1_000, 1_000_000, 10_000_000, 1_000_000_000, 2_000_000_000)
+
+
+def probe_mtime_granularity(directory: str) -> int:
+    """How finely the filesystem at ``directory`` keeps mtimes, in ns (exFAT 10 ms or 2 s, FAT 2 s)."""
+    probe = os.path.join(directory, f".mvcopy-probe-{os.getpid()}")
+    wanted = 1_600_000_001_987_654_321  # odd at every unit we test
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.close(fd)
+        os.utime(probe, ns=(wanted, wanted))
+        got = os.stat(probe).st_mtime_ns
+    finally:
+        _unlink_quietly(probe)
+    for gran in _GRANULARITIES:
+        if abs(got - wanted) < gran:
+            return gran
+    return _GRANULARITIES[-1]
+
+
+def mtimes_equal(a: int, b: int, granularity: int) -> bool:
+    """Whether two mtimes (ns) are the same once stored at ``granularity``.
+
+    A drive that keeps 2 s truncates or rounds; either way the two differ by
+    less than one unit.
+    """
+    return abs(a - b) < granularity if granularity > 1 else a == b

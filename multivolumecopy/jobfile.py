@@ -1,0 +1,184 @@
+"""The jobfile: what the job is, which drives it has, and where every file went.
+
+Written next to the operator (``-f``, default ``.mvcopy-jobdata.json``) and a
+copy at the root of every drive, so one surviving drive tells what all the
+others hold.  JSON, one catalog row per line so it stays readable and
+diffable; the format is described in docs/formats.rst.  A reader refuses a
+``version`` it does not know rather than guessing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from .catalog import KINDS, NO_VOLUME, Catalog, Entry
+from .errors import JobfileError
+from .fsutil import atomic_write
+
+FORMAT = "multivolumecopy-jobfile"
+VERSION = 1
+DEFAULT_NAME = ".mvcopy-jobdata.json"
+COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class VolumeRecord:
+    number: int
+    uuid: str
+    created: str
+    granularity_ns: int = 1
+    block_size: int = 4096
+    capacity: int = 0  # usable bytes when last filled
+    used: int = 0  # bytes of our files on it (block-rounded)
+    files: int = 0
+    last_run: int = 0
+    updated: Optional[str] = None
+    fs_id: Optional[str] = None  # statvfs f_fsid and root inode, to spot a relabelled drive
+
+
+@dataclass
+class RunState:
+    number: int = 0
+    id: str = ""
+    state: str = "done"  # "in-progress" or "done"
+    started: Optional[str] = None
+    finished: Optional[str] = None
+    done_volumes: list[int] = field(default_factory=list)  # updated in this run
+    pending_volumes: list[int] = field(default_factory=list)  # hold changes this run must apply
+    open_volume: Optional[int] = None  # being written; must be finished before another starts
+
+    @property
+    def in_progress(self) -> bool:
+        return self.state == "in-progress"
+
+
+@dataclass
+class Job:
+    job_id: str
+    root: str
+    sources: list[str]
+    options: dict[str, Any]
+    created: str
+    catalog: Catalog
+    volumes: dict[int, VolumeRecord] = field(default_factory=dict)
+    run: RunState = field(default_factory=RunState)
+    updated: Optional[str] = None
+
+    def next_volume_number(self) -> int:
+        return max(self.volumes, default=0) + 1
+
+
+def dumps(job: Job) -> bytes:
+    """Serialise ``job``; non-ASCII is ``\\u``-escaped so names that are not UTF-8
+    (kept by Python as lone surrogates) round-trip."""
+    head = {
+        "format": FORMAT,
+        "version": VERSION,
+        "job_id": job.job_id,
+        "root": job.root,
+        "sources": job.sources,
+        "options": job.options,
+        "created": job.created,
+        "updated": job.updated,
+        "run": asdict(job.run),
+        "volumes": [asdict(v) for v in sorted(job.volumes.values(), key=lambda v: v.number)],
+        "columns": list(COLUMNS),
+    }
+    text = json.dumps(head, indent=1)
+    cat = job.catalog
+    rows = []
+    for i, path in enumerate(cat.paths):
+        rows.append(
+            json.dumps(
+                [
+                    path,
+                    chr(cat.kinds[i]),
+                    cat.sizes[i],
+                    cat.mtimes[i],
+                    cat.modes[i],
+                    cat.volumes[i],
+                    cat.targets.get(i),
+                ]
+            )
+        )
+    body = ',\n "files": [\n' + ",\n".join(rows) + "\n ]\n}\n"
+    return (text[: text.rfind("}")].rstrip() + body).encode("ascii")
+
+
+def save(path: str, job: Job) -> None:
+    job.updated = now_iso()
+    atomic_write(path, dumps(job))
+
+
+def load(path: str) -> Job:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise JobfileError(f"jobfile {path} does not exist; check -f/--jobfile") from None
+    except OSError as err:
+        raise JobfileError(f"cannot read jobfile {path}: {err.strerror}") from None
+    return loads(raw, path)
+
+
+def loads(raw: bytes, path: str = "jobfile") -> Job:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise JobfileError(
+            f"jobfile {path} is corrupt or truncated (not valid JSON); restore it from a drive's "
+            f"copy ({DEFAULT_NAME} at the drive's root) or move it away to start a new job"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise JobfileError(f"{path} is not a multivolumecopy jobfile; check -f/--jobfile")
+    version = doc.get("version")
+    if version != VERSION:
+        raise JobfileError(
+            f"jobfile {path} has format version {version!r}, this multivolumecopy reads version "
+            f"{VERSION}; use the multivolumecopy that wrote it (or a newer one)"
+        )
+    try:
+        return _from_doc(doc)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise JobfileError(
+            f"jobfile {path} is damaged (a field is missing or of the wrong type); restore it "
+            f"from a drive's copy ({DEFAULT_NAME} at the drive's root)"
+        ) from None
+
+
+def _from_doc(doc: dict[str, Any]) -> Job:
+    if list(doc["columns"]) != list(COLUMNS):
+        raise ValueError("unknown columns")
+    cat = Catalog()
+    for row in doc["files"]:
+        path, kind, size, mtime, mode, volume, target = row
+        if kind not in KINDS or not isinstance(path, str):
+            raise ValueError(kind)
+        cat.append(Entry(path, kind, int(size), int(mtime), int(mode), target), int(volume or NO_VOLUME))
+    volumes = {}
+    for v in doc["volumes"]:
+        rec = VolumeRecord(**v)
+        volumes[rec.number] = rec
+    return Job(
+        job_id=str(doc["job_id"]),
+        root=str(doc["root"]),
+        sources=list(doc["sources"]),
+        options=dict(doc.get("options") or {}),
+        created=str(doc["created"]),
+        updated=doc.get("updated"),
+        catalog=cat,
+        volumes=volumes,
+        run=RunState(**doc["run"]),
+    )

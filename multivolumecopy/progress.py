@@ -1,0 +1,149 @@
+"""Rendering the core's events for a person: tqdm bars and short lines on stderr.
+
+Bars go to stderr, count bytes, and are off with ``--hide-progress`` or when
+stderr is not a terminal; the lines are printed either way.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any, Optional
+
+from . import events as ev
+from .catalog import format_ranges
+from .sizes import format_size
+
+
+class TextRenderer:
+    def __init__(self, stream: IO[str], bars: bool, verbose: int = 0):
+        self.stream = stream
+        self.bars = bars
+        self.verbose = verbose
+        self._job: Any = None
+        self._drive: Any = None
+        self._tqdm: Any = None
+
+    def _bar(self, total: int, desc: str, position: int) -> Any:
+        if self._tqdm is None:
+            from tqdm import tqdm  # imported on first use: keeps --help fast
+
+            self._tqdm = tqdm
+        return self._tqdm(
+            total=total,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=self.stream,
+            position=position,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def say(self, text: str) -> None:
+        if self._tqdm is not None and (self._job is not None or self._drive is not None):
+            self._tqdm.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def suspend(self) -> None:
+        """Take the bars off the screen (before a prompt)."""
+        for bar in (self._drive, self._job):
+            if bar is not None:
+                bar.clear()
+
+    def close(self) -> None:
+        for name in ("_drive", "_job"):
+            bar = getattr(self, name)
+            if bar is not None:
+                bar.close()
+                setattr(self, name, None)
+
+    def __call__(self, event: ev.Event) -> None:  # noqa: C901 - one branch per event kind
+        if isinstance(event, ev.ScanDone):
+            self.say(
+                f"scanned {event.files} files, {event.dirs} folders, {event.links} symlinks "
+                f"({format_size(event.bytes)})"
+            )
+        elif isinstance(event, ev.RunStarted):
+            verb = "continuing" if event.resumed else "starting"
+            self.say(
+                f"{verb} run {event.run}: {event.files_to_write} new files "
+                f"({format_size(event.bytes_to_write)}) to place"
+            )
+            if self.bars:
+                self._job = self._bar(event.bytes_to_write, "job", 0)
+        elif isinstance(event, ev.NothingToDo):
+            self.say(
+                f"nothing to do: all {event.files} entries are on their volumes ({event.volumes} volumes)"
+            )
+        elif isinstance(event, ev.VolumeMounted):
+            what = "blank drive, now" if event.new else "found"
+            self.say(f"{event.output}: {what} volume {event.volume} ({format_size(event.free)} free)")
+        elif isinstance(event, ev.VolumePlanned):
+            self.say(
+                f"volume {event.volume}: keeps {event.keep}, removes {event.purge}, "
+                f"writes {event.files_to_write} ({format_size(event.bytes_to_write)})"
+            )
+            if self.bars:
+                if self._drive is not None:
+                    self._drive.close()
+                self._drive = self._bar(event.bytes_to_write, f"volume {event.volume}", 1)
+        elif isinstance(event, ev.Copied):
+            for bar in (self._job, self._drive):
+                if bar is not None:
+                    bar.update(event.bytes)
+        elif isinstance(event, ev.BytesCopied):
+            pass  # whole-file Copied events keep the totals exact; big files tick via postfix
+        elif isinstance(event, (ev.Skipped, ev.Adopted)) and self.verbose == 0:
+            if isinstance(event, ev.Skipped):
+                self.say(f"skipped {event.path}: {event.reason}")
+        elif isinstance(event, ev.Adopted):
+            self.say(f"adopted {event.path} (already on volume {event.volume})")
+        elif isinstance(event, ev.Skipped):
+            self.say(f"skipped {event.path}: {event.reason}")
+        elif isinstance(event, ev.FileFailed):
+            self.say(f"FAILED {event.path}: {event.reason}")
+        elif isinstance(event, ev.Purged):
+            self.say(f"volume {event.volume}: removed {event.files} entries that no longer belong there")
+        elif isinstance(event, ev.VolumeFull):
+            self.say(f"volume {event.volume} is full")
+        elif isinstance(event, ev.VolumeDone):
+            if self._drive is not None:
+                self._drive.close()
+                self._drive = None
+            self.say(
+                f"volume {event.volume} done: holds indexes {format_ranges(list(event.ranges))} "
+                f"({event.files} entries, {format_size(event.bytes)}); wrote {event.copied_files} "
+                f"({format_size(event.copied_bytes)}). It is safe to remove the drive."
+            )
+        elif isinstance(event, ev.DriveRefused):
+            self.say(f"{event.output}: drive refused: {event.reason}")
+        elif isinstance(event, ev.WaitingForDrive):
+            self.suspend()
+        elif isinstance(event, ev.RunDone):
+            self.close()
+            self._summary(event)
+
+    def _summary(self, event: ev.RunDone) -> None:
+        lines = ["", "summary:"]
+        for v in event.volumes:
+            lines.append(
+                f"  volume {v.volume}: indexes {format_ranges(list(v.ranges))}, "
+                f"{v.files} entries ({format_size(v.bytes)}), wrote {v.copied_files}"
+            )
+        lines.append(
+            f"  copied {event.copied_files} files ({format_size(event.copied_bytes)}) "
+            f"in {event.seconds:.1f} s"
+        )
+        if event.failed:
+            lines.append(f"  {len(event.failed)} failed:")
+            lines.extend(f"    {path}: {why}" for path, why in event.failed)
+        self.say("\n".join(lines))
+
+
+def make_renderer(
+    stream: IO[str], hide_progress: bool, verbose: int = 0, isatty: Optional[bool] = None
+) -> TextRenderer:
+    tty = stream.isatty() if isatty is None else isatty
+    return TextRenderer(stream, bars=tty and not hide_progress, verbose=verbose)

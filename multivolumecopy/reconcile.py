@@ -1,0 +1,131 @@
+"""The Reconciler: decide what one mounted volume keeps, purges and receives.
+
+:func:`plan_volume` is pure: a function of the catalog, what the drive holds,
+and the space it reports, with no I/O, so it is tested with tables.  Applying
+the plan (unlinking, copying) happens in :mod:`multivolumecopy.backup`.
+
+Usable space is the free space, plus what the purge will free, minus the
+``--device-padding``, capped by ``--volume-size``; every file is rounded up to
+the filesystem's block size.  New files are taken in index order and the
+estimate stops at the first one that does not fit, so each volume holds a
+contiguous run of indexes (the earlier tool's "last index that fits").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .catalog import DIR, FILE, NO_VOLUME, Catalog
+from .catalog import Entry as Entry
+from .fsutil import round_up
+from .volume import same_content
+
+
+@dataclass(frozen=True)
+class Space:
+    free: int  # bytes the filesystem says we may still write
+    block: int  # filesystem block size
+    padding: int = 0  # --device-padding: leave this much free
+    volume_size: Optional[int] = None  # --volume-size: cap on what the job keeps here
+
+
+@dataclass
+class VolumePlan:
+    volume: int
+    keep: list[int] = field(default_factory=list)  # catalog indexes current on the drive
+    adopt: list[int] = field(default_factory=list)  # of those, ones the catalog had not placed yet
+    purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
+    recopy: list[int] = field(default_factory=list)  # belong here but missing or out of date
+    fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
+    capacity: int = 0  # usable bytes for new data after the purge
+    used: int = 0  # bytes the job keeps here after the plan
+
+    @property
+    def last_index(self) -> Optional[int]:
+        return self.fill[-1] if self.fill else None
+
+    @property
+    def writes(self) -> list[int]:
+        return self.recopy + self.fill
+
+
+def cost(catalog: Catalog, i: int, block: int) -> int:
+    """Bytes entry ``i`` takes on a drive: files by blocks, a directory one block."""
+    kind = catalog.kinds[i]
+    if kind == ord(FILE):
+        return round_up(catalog.sizes[i], block)
+    if kind == ord(DIR):
+        return block
+    return 0
+
+
+def plan_volume(
+    catalog: Catalog,
+    volume: int,
+    held: Mapping[str, Entry],
+    dirty: Iterable[str],
+    space: Space,
+    granularity: int = 1,
+    unplaced: Optional[Iterable[int]] = None,
+) -> VolumePlan:
+    """Plan one volume.
+
+    ``held`` is what the drive's manifest says it holds, ``dirty`` paths that
+    are ours but of unknown content.  ``unplaced`` are the candidates for new
+    files in index order (None: take none).
+    """
+    plan = VolumePlan(volume)
+    block = space.block
+    freed = 0
+    kept_bytes = 0
+    for path, have in held.items():
+        i = catalog.index_of(path)
+        if i is None or catalog.volumes[i] not in (NO_VOLUME, volume):
+            plan.purge.append(path)  # gone from the source, or it lives on another volume
+            freed += round_up(have.size, block) if have.kind == FILE else 0
+            continue
+        if same_content(have, catalog.entry(i), granularity):
+            plan.keep.append(i)
+            kept_bytes += cost(catalog, i, block)
+            if catalog.volumes[i] == NO_VOLUME:
+                plan.adopt.append(i)
+        else:
+            plan.recopy.append(i)  # rewritten in place (tmp + rename); old blocks freed then
+            freed += round_up(have.size, block) if have.kind == FILE else 0
+    held_paths = set(held)
+    for i in catalog.indexes_on(volume):
+        if catalog.paths[i] not in held_paths:
+            plan.recopy.append(i)  # recorded here but the drive lacks it
+    plan.recopy.sort()
+    plan.keep.sort()
+
+    available = space.free + freed - space.padding
+    if space.volume_size is not None:
+        available = min(available, space.volume_size - kept_bytes)
+    recopy_bytes = sum(cost(catalog, i, block) for i in plan.recopy)
+    available -= recopy_bytes
+    plan.capacity = max(available, 0)
+    plan.used = kept_bytes + recopy_bytes
+    if unplaced is not None and available > 0:
+        for i in unplaced:
+            need = cost(catalog, i, block)
+            if need > available:
+                break
+            available -= need
+            plan.used += need
+            plan.fill.append(i)
+    # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.
+    written = {catalog.paths[i] for i in plan.writes}
+    plan.purge.extend(p for p in dirty if p not in written and p not in held)
+    plan.purge.sort()
+    return plan
+
+
+def usable_space(space: Space, held_bytes: int = 0) -> int:
+    """Largest amount of job data a volume like this could hold when empty."""
+    total = space.free + held_bytes - space.padding
+    if space.volume_size is not None:
+        total = min(total, space.volume_size)
+    return max(total, 0)

@@ -1,0 +1,48 @@
+"""Parsing and printing byte sizes (``--device-padding 500M``, ``--volume-size 4G``)."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1024**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1024**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1024**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str, option: str = "size") -> int:
+    """``"500M"`` -> 524288000.  Bare K/M/G/T are binary (as in ``df -h``); KB/MB are decimal."""
+    match = _SIZE_RE.match(text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _UNITS:
+        raise UsageError(
+            f"{option} {text!r} is not a size; write a number with an optional unit "
+            "such as 500M, 4G or 2TB (K/M/G/T are powers of 1024, KB/MB/GB/TB of 1000)"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_size(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``; exact bytes below 1 KiB."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024.0
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")

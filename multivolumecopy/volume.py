@@ -1,0 +1,434 @@
+"""What the tool keeps on a drive: its label, manifest and journal.
+
+Everything lives at the drive's root under names starting with ``.mvcopy``::
+
+    .mvcopy-label.json     which job and volume this drive is (written once)
+    .mvcopy-manifest.json  what the drive holds, as of the last commit
+    .mvcopy-journal        what happened since: intents, puts, deletes, sync points
+    .mvcopy-tmp/           partial copies; emptied on every open
+    .mvcopy-jobdata.json   a copy of the jobfile
+    .mvcopy-lock           flock'd while a run uses the drive
+
+The manifest is the drive's commit point.  Between commits the journal
+records, before any file is renamed into place, the paths the run *may*
+write (an intent), then each finished file (a put) and each purge (a delete).
+A sync point (``syncfs`` then a ``sync`` record) makes earlier puts
+trustworthy.  After a crash, a put that no sync point covers, or an intent
+with no put, names a path that is ours but whose content is unknown: it is
+marked *dirty*, copied again if it still belongs here and removed if not.
+A path that neither the manifest nor the journal names was not put there by
+this job and is never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+from dataclasses import asdict, dataclass
+from typing import IO, Any, Optional
+
+from .catalog import DIR, FILE, KINDS, LINK, Entry
+from .errors import DriveError, OutputError
+from .fsutil import atomic_write, fsync_dir, is_drive_gone, mtimes_equal, round_up, syncfs
+from .jobfile import now_iso
+from .lock import FileLock
+
+LABEL = ".mvcopy-label.json"
+MANIFEST = ".mvcopy-manifest.json"
+JOURNAL = ".mvcopy-journal"
+TMPDIR = ".mvcopy-tmp"
+LOCKFILE = ".mvcopy-lock"
+JOBCOPY = ".mvcopy-jobdata.json"
+RESERVED_PREFIX = ".mvcopy"
+
+LABEL_FORMAT = "multivolumecopy-label"
+MANIFEST_FORMAT = "multivolumecopy-manifest"
+JOURNAL_FORMAT = "multivolumecopy-journal"
+VERSION = 1
+MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target")
+
+
+@dataclass(frozen=True)
+class Label:
+    job_id: str
+    volume: int
+    volume_uuid: str
+    created: str
+    job_root: str = ""
+
+    def to_json(self) -> bytes:
+        doc = {"format": LABEL_FORMAT, "version": VERSION, **asdict(self)}
+        return (json.dumps(doc, indent=1) + "\n").encode("ascii")
+
+
+def read_label(root: str) -> Optional[Label]:
+    """The drive's label, or None for a drive this tool has never written to."""
+    path = os.path.join(root, LABEL)
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise OutputError(
+            f"the label {path} is unreadable ({_why(err)}); check the drive with fsck, "
+            "or move the label away to use the drive as a blank one"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("format") != LABEL_FORMAT:
+        raise OutputError(f"{path} is not a multivolumecopy label; move it away or use another drive")
+    if doc.get("version") != VERSION:
+        raise OutputError(
+            f"the label {path} has format version {doc.get('version')!r}; this multivolumecopy "
+            f"reads version {VERSION}: use the version that wrote the drive"
+        )
+    try:
+        return Label(
+            job_id=str(doc["job_id"]),
+            volume=int(doc["volume"]),
+            volume_uuid=str(doc["volume_uuid"]),
+            created=str(doc["created"]),
+            job_root=str(doc.get("job_root", "")),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise OutputError(f"the label {path} is damaged; move it away or use another drive") from None
+
+
+def _why(err: BaseException) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else "not valid JSON"
+
+
+def fs_identity(root: str) -> str:
+    """Filesystem id plus the root directory's inode: the same for one drive across mounts."""
+    st = os.stat(root)
+    try:
+        fsid = os.statvfs(root).f_fsid
+    except (OSError, AttributeError):
+        fsid = st.st_dev
+    return f"{fsid:x}:{st.st_ino}"
+
+
+def _entry_row(e: Entry) -> list[Any]:
+    return [e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target]
+
+
+def _row_entry(row: list[Any]) -> Entry:
+    path, kind, size, mtime, mode, target = row
+    if kind not in KINDS or not isinstance(path, str):
+        raise ValueError(kind)
+    return Entry(path, kind, int(size), int(mtime), int(mode), target)
+
+
+def same_content(held: Entry, want: Entry, granularity: int) -> bool:
+    """Whether the drive's copy ``held`` is a current copy of source entry ``want``."""
+    if held.kind != want.kind:
+        return False
+    if want.kind == DIR:
+        return True
+    if want.kind == LINK:
+        return held.target == want.target
+    return held.size == want.size and mtimes_equal(held.mtime_ns, want.mtime_ns, granularity)
+
+
+class Drive:
+    """One mounted drive (or directory) used as a volume; the parent process's view of it."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.label: Optional[Label] = None
+        self.held: dict[str, Entry] = {}
+        self.dirty: set[str] = set()
+        self.generation = 0
+        self.run_number = 0
+        self._lock: Optional[FileLock] = None
+        self._journal: Optional[IO[bytes]] = None
+        self._unsynced = 0
+
+    # -- opening -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Lock the drive, read its label, recover its state, clear leftovers."""
+        self._lock = FileLock(os.path.join(self.root, LOCKFILE), f"the drive at {self.root}")
+        self._lock.acquire()
+        try:
+            self.label = read_label(self.root)
+            if self.label is not None:
+                self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except OSError:
+                pass
+            self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    @property
+    def tmpdir(self) -> str:
+        return os.path.join(self.root, TMPDIR)
+
+    def _recover(self) -> None:
+        self._read_manifest()
+        replayed = self._replay_journal()
+        had_leftovers = self._clear_tmp()
+        if replayed or had_leftovers:
+            self.commit()
+
+    def _read_manifest(self) -> None:
+        path = self.path(MANIFEST)
+        try:
+            with open(path, "rb") as fh:
+                doc = json.loads(fh.read())
+        except FileNotFoundError:
+            return  # labelled but never committed: nothing is trusted yet
+        except (OSError, ValueError) as err:
+            raise OutputError(
+                f"the manifest {path} is unreadable ({_why(err)}); run fsck on the drive, "
+                "or give the volume up and back it up again"
+            ) from None
+        if doc.get("format") != MANIFEST_FORMAT or doc.get("version") != VERSION:
+            raise OutputError(
+                f"the manifest {path} has an unknown format or version ({doc.get('version')!r}); "
+                "use the multivolumecopy that wrote the drive"
+            )
+        try:
+            if list(doc["columns"]) != list(MANIFEST_COLUMNS):
+                raise ValueError("columns")
+            self.held = {e.path: e for e in (_row_entry(r) for r in doc["entries"])}
+            self.dirty = {str(p) for p in doc.get("dirty", [])}
+            self.generation = int(doc["generation"])
+            self.run_number = int(doc.get("run", 0))
+        except (KeyError, TypeError, ValueError):
+            raise OutputError(f"the manifest {path} is damaged; run fsck on the drive") from None
+
+    def _replay_journal(self) -> bool:
+        path = self.path(JOURNAL)
+        try:
+            with open(path, "rb") as fh:
+                lines = fh.read().split(b"\n")
+        except FileNotFoundError:
+            return False
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line: everything after it never happened
+        if not records or records[0].get("format") != JOURNAL_FORMAT:
+            return bool(records)
+        if records[0].get("generation") != self.generation:
+            return True  # written before the manifest it sits on was committed: already folded in
+        pending: dict[str, Entry] = {}
+        intents: set[str] = set()
+        confirmed: set[str] = set()
+        for rec in records[1:]:
+            kind = rec.get("t")
+            if kind == "intent":
+                intents.update(rec["paths"])
+            elif kind == "put":
+                for row in rec["e"]:
+                    e = _row_entry(row)
+                    pending[e.path] = e
+            elif kind == "del":
+                for p in rec["paths"]:
+                    self.held.pop(p, None)
+                    pending.pop(p, None)
+                    self.dirty.discard(p)
+                    intents.discard(p)
+            elif kind == "sync":
+                self.held.update(pending)
+                confirmed.update(pending)
+                self.dirty.difference_update(pending)
+                pending.clear()
+        unsure = (intents | set(pending)) - confirmed
+        for p in unsure:
+            self.held.pop(p, None)
+        self.dirty |= unsure
+        return True
+
+    def _clear_tmp(self) -> bool:
+        tmp = self.tmpdir
+        try:
+            leftovers = os.listdir(tmp)
+        except FileNotFoundError:
+            return False
+        for name in leftovers:
+            p = os.path.join(tmp, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+        return bool(leftovers)
+
+    # -- writing -----------------------------------------------------------------
+
+    def write_label(self, label: Label) -> None:
+        self._guard(atomic_write, self.path(LABEL), label.to_json())
+        self.label = label
+
+    def prepare(self) -> None:
+        """Create the temp directory and start a journal on top of the current manifest."""
+        self._guard(os.makedirs, self.tmpdir, exist_ok=True)
+        if self._journal is None:
+            self._journal = self._guard(open, self.path(JOURNAL), "wb", buffering=1 << 16)
+            self._append({"format": JOURNAL_FORMAT, "version": VERSION, "generation": self.generation})
+            self._flush(durable=True)
+
+    def intent(self, paths: list[str]) -> None:
+        """Record, durably, the paths about to be written: before any of them is renamed in."""
+        if paths:
+            self._append({"t": "intent", "paths": paths})
+            self._flush(durable=True)
+
+    def put(self, entries: list[Entry]) -> None:
+        for e in entries:
+            self.held[e.path] = e
+            self.dirty.discard(e.path)
+        self._append({"t": "put", "e": [_entry_row(e) for e in entries]})
+        self._unsynced += len(entries)
+
+    def forget(self, paths: list[str]) -> None:
+        """Record that ``paths`` were removed from the drive (after the unlink)."""
+        for p in paths:
+            self.held.pop(p, None)
+            self.dirty.discard(p)
+        if paths:
+            self._append({"t": "del", "paths": paths})
+
+    def sync_point(self) -> None:
+        """Make every put so far durable and trusted."""
+        if self._journal is None:
+            return
+        self._flush(durable=False)
+        self._guard(syncfs, self.root)
+        self._append({"t": "sync"})
+        self._flush(durable=True)
+        self._unsynced = 0
+
+    def commit(self, run_number: Optional[int] = None) -> None:
+        """Fold everything into a new manifest (the commit point) and start an empty journal."""
+        if self._journal is not None:
+            self._flush(durable=False)
+        self._guard(syncfs, self.root)
+        if run_number is not None:
+            self.run_number = run_number
+        self.generation += 1
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "version": VERSION,
+            "job_id": self.label.job_id if self.label else None,
+            "volume": self.label.volume if self.label else None,
+            "volume_uuid": self.label.volume_uuid if self.label else None,
+            "generation": self.generation,
+            "run": self.run_number,
+            "updated": now_iso(),
+            "columns": list(MANIFEST_COLUMNS),
+            "dirty": sorted(self.dirty),
+        }
+        head = json.dumps(doc, indent=1)
+        rows = ",\n".join(json.dumps(_entry_row(e)) for e in sorted(self.held.values(), key=_key))
+        text = head[: head.rfind("}")].rstrip() + ',\n "entries": [\n' + rows + "\n ]\n}\n"
+        self._guard(atomic_write, self.path(MANIFEST), text.encode("ascii"))
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        try:
+            os.unlink(self.path(JOURNAL))
+        except FileNotFoundError:
+            pass
+        self._guard(fsync_dir, self.root)
+        self._unsynced = 0
+
+    def write_jobcopy(self, data: bytes) -> None:
+        self._guard(atomic_write, self.path(JOBCOPY), data)
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        assert self._journal is not None, "prepare() first"
+        self._guard(self._journal.write, json.dumps(rec).encode("ascii") + b"\n")
+
+    def _flush(self, durable: bool) -> None:
+        assert self._journal is not None
+        self._guard(self._journal.flush)
+        if durable:
+            self._guard(os.fsync, self._journal.fileno())
+
+    def _guard(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OSError as err:
+            raise drive_error(self.root, err) from None
+
+    # -- questions ---------------------------------------------------------------
+
+    def used_bytes(self, block: int) -> int:
+        return sum(round_up(e.size, block) if e.kind == FILE else 0 for e in self.held.values())
+
+    def occupant(self, rel: str, parents_ok: dict[str, bool]) -> Optional[os.stat_result]:
+        """``lstat`` of what sits at ``rel`` on the drive, or None if the place is free.
+
+        Raises ``NotADirectoryError`` when a parent on the drive is not a real
+        directory (a foreign file or symlink): we never write through it.
+        """
+        parent = os.path.dirname(rel)
+        if parent and not _parent_is_dir(self.root, parent, parents_ok):
+            raise NotADirectoryError(errno.ENOTDIR, "a parent on the drive is not a directory", rel)
+        try:
+            return os.lstat(self.path(rel))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            raise
+        except OSError as err:
+            raise drive_error(self.root, err) from None
+
+
+def _key(e: Entry) -> str:
+    return e.path.replace("/", "\x00")
+
+
+def _parent_is_dir(root: str, parent: str, cache: dict[str, bool]) -> bool:
+    ok = cache.get(parent)
+    if ok is not None:
+        return ok
+    grand = os.path.dirname(parent)
+    if grand and not _parent_is_dir(root, grand, cache):
+        cache[parent] = False
+        return False
+    try:
+        ok = stat.S_ISDIR(os.lstat(os.path.join(root, parent)).st_mode)
+    except FileNotFoundError:
+        ok = True  # we will create it
+    cache[parent] = ok
+    return ok
+
+
+def drive_error(root: str, err: OSError) -> Exception:
+    if is_drive_gone(err) or err.errno in (errno.ENOENT,) and not os.path.isdir(root):
+        return DriveError(
+            f"the drive at {root} failed ({err.strerror}); what was committed is kept: check or "
+            "reconnect the drive and run the same command again"
+        )
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DriveError(
+            f"the drive at {root} has no room left even for multivolumecopy's own records; "
+            "free some space on it (or use another drive) and run the same command again"
+        )
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return OutputError(
+            f"{root} is not writable ({err.strerror}); mount the drive read-write or run as its owner"
+        )
+    return DriveError(f"the drive at {root} failed: {err}; run the same command again to continue")
