@@ -45,9 +45,9 @@ from .copier import (
     make_batches,
 )
 from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError
-from .fsutil import block_size, mtimes_equal, probe_mtime_granularity, round_up
+from .fsutil import block_size, is_no_space, mtimes_equal, probe_mtime_granularity, round_up
 from .lock import FileLock
-from .reconcile import Space, VolumePlan, plan_volume
+from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
 from .scan import Sources, path_inside, resolve_sources, scan
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
@@ -135,6 +135,7 @@ class Backup:
         self.job: Optional[jf.Job] = None
         self.failed: set[int] = set()  # indexes that failed in this run: not offered again
         self.pool: Optional[CopyPool] = None
+        self._reserve = 0
 
     # -- the run -----------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class Backup:
             self._emit_scan(catalog)
             job, pending = self._merge(old, sources, catalog)
             self.job = job
+            self._reserve = metadata_reserve(catalog)
             self._check_sizes(catalog)
             if not job.run.in_progress and not pending and not self._unplaced_exist():
                 if old is None or _catalog_changed(old.catalog, catalog):
@@ -270,7 +272,7 @@ class Backup:
         limit = 0
         for out in self.opts.outputs:
             st = os.statvfs(out)
-            total = st.f_blocks * st.f_frsize - self.opts.device_padding
+            total = st.f_blocks * st.f_frsize - self.opts.device_padding - self._reserve
             if self.opts.volume_size is not None:
                 total = min(total, self.opts.volume_size)
             limit = max(limit, total)
@@ -334,7 +336,7 @@ class Backup:
             parts.append(f"a blank drive is needed for volume {next_new}")
         either = "either" if len(wanted) + new > 1 else "it"
         message = "; ".join(parts) + f": insert {either} at {output}"
-        return wanted, (wanted[0] if wanted else next_new), message[0].upper() + message[1:]
+        return wanted, (wanted[0] if wanted else next_new), message
 
     # -- one drive -------------------------------------------------------------------
 
@@ -441,6 +443,7 @@ class Backup:
             block=rec.block_size,
             padding=self.opts.device_padding,
             volume_size=self.opts.volume_size,
+            reserve=self._reserve,
         )
         return plan_volume(
             self.job.catalog, rec.number, drive.held, drive.dirty, space, rec.granularity_ns, self._unplaced()
@@ -650,8 +653,12 @@ class Backup:
         rec.capacity = rec.used + st.f_bavail * st.f_frsize
         job.run.done_volumes.append(rec.number)
         job.run.open_volume = None
-        data = jf.dumps(job)
-        drive.write_jobcopy(data)
+        try:
+            drive.write_jobcopy(jf.dumps(job))
+        except OSError as err:
+            if not is_no_space(err):
+                raise drive_error(drive.root, err) from None
+            self.emit(ev.Skipped(".mvcopy-jobdata.json", f"no room for the jobfile copy on volume {rec.number}"))
         jf.save(jobfile, job)
         done = ev.VolumeDone(
             volume=rec.number,

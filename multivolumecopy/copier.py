@@ -124,7 +124,7 @@ _VOLUME_KEY = [""]
 
 
 def worker_main(tasks: Any, results: Any, stop: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already ignored since exec (see CopyPool)
     while True:
         batch = tasks.get()
         if batch is None:
@@ -337,15 +337,22 @@ class CopyPool:
     def __init__(self, workers: int):
         ctx = multiprocessing.get_context("spawn")
         self.workers = max(1, workers)
-        self.tasks: Any = ctx.Queue(maxsize=self.workers)
-        self.results: Any = ctx.Queue()
-        self.stop: Any = ctx.Event()
-        self.procs = [
-            ctx.Process(target=worker_main, args=(self.tasks, self.results, self.stop), daemon=True)
-            for _ in range(self.workers)
-        ]
-        for p in self.procs:
-            p.start()
+        # Ctrl-C goes to the whole process group.  An ignored SIGINT survives exec and Python
+        # leaves it ignored, so children started now cannot be killed half-imported by one;
+        # the parent decides what an interrupt means.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.tasks: Any = ctx.Queue(maxsize=self.workers)
+            self.results: Any = ctx.Queue()
+            self.stop: Any = ctx.Event()
+            self.procs = [
+                ctx.Process(target=worker_main, args=(self.tasks, self.results, self.stop), daemon=True)
+                for _ in range(self.workers)
+            ]
+            for p in self.procs:
+                p.start()
+        finally:
+            signal.signal(signal.SIGINT, old)
 
     def run(
         self,

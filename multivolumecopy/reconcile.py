@@ -29,6 +29,17 @@ class Space:
     block: int  # filesystem block size
     padding: int = 0  # --device-padding: leave this much free
     volume_size: Optional[int] = None  # --volume-size: cap on what the job keeps here
+    reserve: int = 0  # room for our own records that do not grow with this volume (jobfile copy)
+
+
+# Our records per entry on a volume: a manifest row (old and new copy side by side while it is
+# replaced), plus an intent and a put row in the journal: about 80 bytes of JSON besides the path.
+RECORD_BYTES = 80
+
+
+def record_cost(path: str, writing: bool) -> int:
+    """Bytes of our own records that one entry costs on its drive."""
+    return (4 if writing else 2) * (len(path) + RECORD_BYTES)
 
 
 @dataclass
@@ -59,6 +70,11 @@ def cost(catalog: Catalog, i: int, block: int) -> int:
     if kind == ord(DIR):
         return block
     return 0
+
+
+def metadata_reserve(catalog: Catalog) -> int:
+    """Room for the jobfile copy on a drive, twice (old and new side by side while replaced)."""
+    return 2 * (sum(len(p) for p in catalog.paths) + 90 * len(catalog) + 8192)
 
 
 def plan_volume(
@@ -101,19 +117,21 @@ def plan_volume(
     plan.recopy.sort()
     plan.keep.sort()
 
-    available = space.free + freed - space.padding
+    records = sum(record_cost(catalog.paths[i], False) for i in plan.keep)
+    available = space.free + freed - space.padding - space.reserve - records
     if space.volume_size is not None:
         available = min(available, space.volume_size - kept_bytes)
     recopy_bytes = sum(cost(catalog, i, block) for i in plan.recopy)
-    available -= recopy_bytes
+    available -= recopy_bytes + sum(record_cost(catalog.paths[i], True) for i in plan.recopy)
     plan.capacity = max(available, 0)
     plan.used = kept_bytes + recopy_bytes
     if unplaced is not None and available > 0:
         for i in unplaced:
             need = cost(catalog, i, block)
-            if need > available:
+            extra = record_cost(catalog.paths[i], True)
+            if need + extra > available:
                 break
-            available -= need
+            available -= need + extra
             plan.used += need
             plan.fill.append(i)
     # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.

@@ -88,7 +88,7 @@ class Swapper:
         text = ""
         if req.refusal:
             text += f"That drive was refused: {req.refusal}\n"
-        text += f"{req.message}.\nPress Enter when it is mounted, or type q and Enter to stop: "
+        text += f"{req.message[0].upper()}{req.message[1:]}.\nPress Enter when it is mounted, or type q and Enter to stop: "
         try:
             answer = self.ask(text)
         except EOFError:

@@ -354,7 +354,8 @@ class Drive:
         self._unsynced = 0
 
     def write_jobcopy(self, data: bytes) -> None:
-        self._guard(atomic_write, self.path(JOBCOPY), data)
+        """Raises OSError as is: the caller decides whether a full drive matters here."""
+        atomic_write(self.path(JOBCOPY), data)
 
     def _append(self, rec: dict[str, Any]) -> None:
         assert self._journal is not None, "prepare() first"

@@ -1,0 +1,54 @@
+"""Fixtures: real drives (loop-mounted ext4 images, tmpfs) that always come down again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import Bay, Drives
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(
+    not IS_ROOT, reason="needs root: mounts loop-device ext4 images and tmpfs as drives"
+)
+
+
+def _mounts_below(top: Path) -> list[str]:
+    found = []
+    with open("/proc/mounts") as fh:
+        for line in fh:
+            point = line.split()[1].encode().decode("unicode_escape")
+            if point == str(top) or point.startswith(str(top) + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+@pytest.fixture
+def drives(tmp_path: Path):
+    """Make, mount and swap small real filesystems; everything is unmounted and detached after."""
+    if not IS_ROOT:
+        pytest.skip("needs root: mounts loop-device ext4 images and tmpfs as drives")
+    for tool in ("mkfs.ext4", "losetup", "mount", "umount"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: install e2fsprogs and util-linux (see README.rst)")
+    d = Drives(tmp_path / "drives")
+    try:
+        yield d
+    finally:
+        for point in _mounts_below(tmp_path):
+            if subprocess.call(["umount", point], stderr=subprocess.DEVNULL) != 0:
+                subprocess.call(["umount", "-l", point], stderr=subprocess.DEVNULL)
+        for image in d.images:
+            out = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                subprocess.call(["losetup", "-d", line.split(":", 1)[0]], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def bay(drives: Drives, tmp_path: Path) -> Bay:
+    """One mount point whose drive a --new-volume-script swaps, as a person would."""
+    return Bay(drives, tmp_path / "usb", tmp_path / "swap")

@@ -1,0 +1,228 @@
+"""Test helpers: real drives, a drive bay, a source tree, and comparisons done by real tools."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def mvc_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("MVCOPY_NEXT", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def mvc_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "multivolumecopy", *args]
+
+
+def run_mvc(*args: str, cwd: Path, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        mvc_argv(*args), cwd=cwd, env=mvc_env(), capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL, **kw,
+    )
+
+
+class Drives:
+    """Small real filesystems made from image files."""
+
+    def __init__(self, top: Path):
+        self.top = top
+        top.mkdir(parents=True, exist_ok=True)
+        self.images: list[Path] = []
+        self._n = 0
+
+    def image(self, name: str, size_kib: int = 4096) -> Path:
+        img = self.top / f"{name}.img"
+        with open(img, "wb") as fh:
+            fh.truncate(size_kib * 1024)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "1024", "-O", "^has_journal", "-N", "1024", str(img)],
+            check=True,
+        )
+        self.images.append(img)
+        return img
+
+    def mount(self, image: Path, point: Path, readonly: bool = False) -> Path:
+        point.mkdir(parents=True, exist_ok=True)
+        opts = "loop,ro" if readonly else "loop"
+        subprocess.run(["mount", "-o", opts, str(image), str(point)], check=True)
+        return point
+
+    def umount(self, point: Path) -> None:
+        subprocess.run(["umount", str(point)], check=True)
+
+    @contextlib.contextmanager
+    def inspect(self, images: list[Path]) -> Iterator[list[Path]]:
+        """Mount each image read-only at a directory of its own, to look at all drives at once."""
+        points = []
+        try:
+            for img in images:
+                self._n += 1
+                points.append(self.mount(img, self.top / f"inspect-{self._n}", readonly=True))
+            yield points
+        finally:
+            for p in points:
+                subprocess.call(["umount", str(p)])
+
+
+SWAP_SCRIPT = """#!/bin/sh
+set -e
+echo "$MVCOPY_VOLUME $MVCOPY_NEXT" >> "{log}"
+umount "$MVCOPY_OUTPUT"
+next=$(head -n 1 "{queue}")
+[ -n "$next" ] || exit 1
+sed -i 1d "{queue}"
+mount -o loop "$next" "$MVCOPY_OUTPUT"
+"""
+
+
+class Bay:
+    """One mount point (the USB bay); a --new-volume-script takes the next image from a queue."""
+
+    def __init__(self, drives: Drives, point: Path, workdir: Path):
+        self.drives = drives
+        self.point = point
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.queue = workdir / "queue"
+        self.log = workdir / "log"
+        self.script_path = workdir / "swap.sh"
+        self.script_path.write_text(SWAP_SCRIPT.format(log=self.log, queue=self.queue))
+        self.log.write_text("")
+        self.queue.write_text("")
+        point.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def script(self) -> str:
+        return f"sh {self.script_path}"
+
+    def insert(self, image: Path) -> None:
+        if os.path.ismount(self.point):
+            self.drives.umount(self.point)
+        self.drives.mount(image, self.point)
+
+    def enqueue(self, *images: Path) -> None:
+        self.queue.write_text("".join(f"{img}\n" for img in images))
+
+    def swaps(self) -> list[tuple[str, str]]:
+        return [tuple(line.split(" ", 1)) for line in self.log.read_text().splitlines()]  # type: ignore[misc]
+
+    def eject(self) -> None:
+        if os.path.ismount(self.point):
+            self.drives.umount(self.point)
+
+
+def make_tree(root: Path, seed: int = 1, n_files: int = 60, big: int = 4) -> int:
+    """A source tree of mixed sizes with nested and empty folders, symlinks, odd names.
+
+    Returns the bytes of file data.
+    """
+    rnd = random.Random(seed)
+    folders = [
+        "Alpha", "Alpha/sub one", "beta", "beta/deep/er", "ünïcødé dir", "zeta",
+    ]
+    for f in folders:
+        (root / f).mkdir(parents=True, exist_ok=True)
+    (root / "empty folder").mkdir()
+    (root / "beta/deep/empty too").mkdir(parents=True)
+    total = 0
+    for k in range(n_files):
+        folder = folders[k % len(folders)]
+        size = rnd.choice([0, 1, 700, 1500, 4096, 9000, 20000, 40000])
+        name = rnd.choice(["file", "doc", "naïve café", "with space", "x"]) + f" {k}.bin"
+        path = root / folder / name
+        path.write_bytes(rnd.randbytes(size))
+        total += size
+    for k in range(big):
+        size = 150_000 + k * 70_000
+        (root / "zeta" / f"big {k}.dat").write_bytes(rnd.randbytes(size))
+        total += size
+    (root / "top-level file.txt").write_text("at the root\n")
+    os.symlink("../top-level file.txt", root / "Alpha/link to top")
+    os.symlink("does/not/exist", root / "beta/dangling link")
+    os.symlink("Alpha", root / "link to dir")
+    os.chmod(root / "top-level file.txt", 0o600)
+    script = root / "beta/run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    os.chmod(script, 0o750)
+    # Old mtimes, odd nanoseconds: a copy that drops them is caught.
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            p = os.path.join(dirpath, name)
+            t = 1_500_000_000_123_456_789 + rnd.randrange(10**15)
+            os.utime(p, ns=(t, t), follow_symlinks=False)
+    return total
+
+
+def union_of(drive_dirs: list[Path], dest: Path) -> Path:
+    """What restoring by hand gives: ``cp -a`` of every drive onto one directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for d in drive_dirs:
+        subprocess.run(["cp", "-a", f"{d}/.", str(dest)], check=True)
+    for name in os.listdir(dest):
+        if name.startswith(".mvcopy") or name == "lost+found":
+            p = dest / name
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    return dest
+
+
+def tree_differences(src: Path, other: Path) -> str:
+    """Every difference rsync sees (content by checksum, symlinks, modes, mtimes, extras).
+
+    The top directory itself is the drive's mount point, not part of the backup: its
+    mode and mtime are taken from the source before comparing.
+    """
+    assert shutil.which("rsync"), "rsync is missing: install it (see README.rst)"
+    st = os.stat(src)
+    os.chmod(other, st.st_mode & 0o7777)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out = subprocess.run(
+        ["rsync", "-rlptcn", "--delete", "--itemize-changes", f"{src}/", f"{other}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return out.strip()
+
+
+def files_on(drive: Path) -> set[str]:
+    """Files and symlinks on a drive, relative, leaving out our own .mvcopy records."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(drive):
+        rel = os.path.relpath(dirpath, drive)
+        if rel == ".":
+            filenames = [f for f in filenames if not f.startswith(".mvcopy")]
+            dirnames[:] = [d for d in dirnames if not d.startswith(".mvcopy")]
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            found.add(os.path.normpath(os.path.join(rel, name)))
+    return found
+
+
+def leftovers(drive: Path) -> list[str]:
+    """Temporary files or an uncommitted journal left on a drive."""
+    left = []
+    tmp = drive / ".mvcopy-tmp"
+    if tmp.is_dir():
+        left += [f".mvcopy-tmp/{n}" for n in os.listdir(tmp)]
+    left += [n for n in os.listdir(drive) if ".tmp-" in n or n == ".mvcopy-journal"]
+    return left
+
+
+def manifest_paths(drive: Path) -> set[str]:
+    doc = json.loads((drive / ".mvcopy-manifest.json").read_text())
+    return {row[0] for row in doc["entries"] if row[1] != "d"}
+
+
+def label_of(drive: Path) -> dict:
+    return json.loads((drive / ".mvcopy-label.json").read_text())
