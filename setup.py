@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="multivolumecopy",
     version="0.1.0",
     description="Back up a large file tree onto a series of smaller removable drives.",
-    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     packages=find_packages(include=["multivolumecopy", "multivolumecopy.*"]),
     python_requires=">=3.9",

@@ -278,10 +278,16 @@ class Backup:
             limit = max(limit, total)
         block = block_size(self.opts.outputs[0])
         for i, size in enumerate(catalog.sizes):
-            if catalog.volumes[i] == NO_VOLUME and round_up(size, block) > limit:
+            on_drive = round_up(size, block)
+            if catalog.volumes[i] == NO_VOLUME and on_drive > limit:
+                what = (
+                    format_size(size)
+                    if on_drive == size
+                    else f"{format_size(size)}, {format_size(on_drive)} on the drive"
+                )
                 raise TooLargeError(
-                    f"{catalog.paths[i]} ({format_size(size)}) is larger than a whole volume "
-                    f"({format_size(limit)}); leave it out with --exclude, or use a bigger drive"
+                    f"{catalog.paths[i]} ({what}) is larger than a whole volume "
+                    f"({format_size(max(limit, 0))}); leave it out with --exclude, or use a bigger drive"
                 )
 
     # -- what is left to do --------------------------------------------------------------
@@ -658,7 +664,8 @@ class Backup:
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
-            self.emit(ev.Skipped(".mvcopy-jobdata.json", f"no room for the jobfile copy on volume {rec.number}"))
+            why = f"no room for the jobfile copy on volume {rec.number}"
+            self.emit(ev.Skipped(".mvcopy-jobdata.json", why))
         jf.save(jobfile, job)
         done = ev.VolumeDone(
             volume=rec.number,

@@ -117,21 +117,23 @@ def plan_volume(
     plan.recopy.sort()
     plan.keep.sort()
 
+    # Two budgets: what the disk can take (our records included), and what --volume-size
+    # allows of job data.
     records = sum(record_cost(catalog.paths[i], False) for i in plan.keep)
-    available = space.free + freed - space.padding - space.reserve - records
-    if space.volume_size is not None:
-        available = min(available, space.volume_size - kept_bytes)
     recopy_bytes = sum(cost(catalog, i, block) for i in plan.recopy)
-    available -= recopy_bytes + sum(record_cost(catalog.paths[i], True) for i in plan.recopy)
-    plan.capacity = max(available, 0)
+    recopy_records = sum(record_cost(catalog.paths[i], True) for i in plan.recopy)
+    disk_left = space.free + freed - space.padding - space.reserve - records - recopy_bytes - recopy_records
+    size_left = disk_left if space.volume_size is None else space.volume_size - kept_bytes - recopy_bytes
+    plan.capacity = max(min(disk_left, size_left), 0)
     plan.used = kept_bytes + recopy_bytes
-    if unplaced is not None and available > 0:
+    if unplaced is not None:
         for i in unplaced:
             need = cost(catalog, i, block)
             extra = record_cost(catalog.paths[i], True)
-            if need + extra > available:
+            if need + extra > disk_left or need > size_left:
                 break
-            available -= need + extra
+            disk_left -= need + extra
+            size_left -= need
             plan.used += need
             plan.fill.append(i)
     # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.

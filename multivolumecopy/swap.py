@@ -88,7 +88,10 @@ class Swapper:
         text = ""
         if req.refusal:
             text += f"That drive was refused: {req.refusal}\n"
-        text += f"{req.message[0].upper()}{req.message[1:]}.\nPress Enter when it is mounted, or type q and Enter to stop: "
+        elif req.finished:
+            text += f"Volume {req.finished} is done; the drive is synced and safe to remove.\n"
+        text += f"{req.message[0].upper()}{req.message[1:]}.\n"
+        text += "Press Enter when it is mounted, or type q and Enter to stop: "
         try:
             answer = self.ask(text)
         except EOFError:

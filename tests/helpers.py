@@ -31,8 +31,14 @@ def mvc_argv(*args: str) -> list[str]:
 
 def run_mvc(*args: str, cwd: Path, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        mvc_argv(*args), cwd=cwd, env=mvc_env(), capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL, **kw,
+        mvc_argv(*args),
+        cwd=cwd,
+        env=mvc_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 
@@ -132,7 +138,12 @@ def make_tree(root: Path, seed: int = 1, n_files: int = 60, big: int = 4) -> int
     """
     rnd = random.Random(seed)
     folders = [
-        "Alpha", "Alpha/sub one", "beta", "beta/deep/er", "ünïcødé dir", "zeta",
+        "Alpha",
+        "Alpha/sub one",
+        "beta",
+        "beta/deep/er",
+        "ünïcødé dir",
+        "zeta",
     ]
     for f in folders:
         (root / f).mkdir(parents=True, exist_ok=True)
@@ -191,7 +202,9 @@ def tree_differences(src: Path, other: Path) -> str:
     os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
     out = subprocess.run(
         ["rsync", "-rlptcn", "--delete", "--itemize-changes", f"{src}/", f"{other}/"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.strip()
 

@@ -10,10 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import needs_root
 from helpers import (
-    files_on, label_of, leftovers, make_tree, manifest_paths, mvc_argv, mvc_env, run_mvc,
-    tree_differences, union_of,
+    files_on,
+    label_of,
+    leftovers,
+    make_tree,
+    manifest_paths,
+    mvc_argv,
+    mvc_env,
+    run_mvc,
+    tree_differences,
+    union_of,
 )
 
 pytestmark = needs_root
@@ -21,8 +30,15 @@ pytestmark = needs_root
 
 def backup(tmp_path: Path, bay, *extra: str):
     return run_mvc(
-        str(tmp_path / "src"), "-o", str(bay.point), "-f", str(tmp_path / "job.json"),
-        "--new-volume-script", bay.script, *extra, cwd=tmp_path,
+        str(tmp_path / "src"),
+        "-o",
+        str(bay.point),
+        "-f",
+        str(tmp_path / "job.json"),
+        "--new-volume-script",
+        bay.script,
+        *extra,
+        cwd=tmp_path,
     )
 
 
@@ -148,10 +164,24 @@ def test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted(tmp_pa
 
 def _start(tmp_path: Path, bay) -> subprocess.Popen:
     return subprocess.Popen(
-        mvc_argv(str(tmp_path / "src"), "-o", str(bay.point), "-f", str(tmp_path / "job.json"),
-                 "--new-volume-script", bay.script, "-w", "2"),
-        cwd=tmp_path, env=mvc_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        mvc_argv(
+            str(tmp_path / "src"),
+            "-o",
+            str(bay.point),
+            "-f",
+            str(tmp_path / "job.json"),
+            "--new-volume-script",
+            bay.script,
+            "-w",
+            "2",
+        ),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -222,10 +252,22 @@ def test_killed_at_the_swap_then_rerun_continues_on_the_next_drive(tmp_path, dri
     killer = tmp_path / "kill.sh"
     killer.write_text("kill -9 -$(ps -o pgid= $PPID | tr -d ' ')\n")
     r = subprocess.run(
-        mvc_argv(str(src), "-o", str(bay.point), "-f", str(tmp_path / "job.json"),
-                 "--new-volume-script", f"sh {killer}"),
-        cwd=tmp_path, env=mvc_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        start_new_session=True, timeout=120,
+        mvc_argv(
+            str(src),
+            "-o",
+            str(bay.point),
+            "-f",
+            str(tmp_path / "job.json"),
+            "--new-volume-script",
+            f"sh {killer}",
+        ),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
     )
     assert r.returncode == -signal.SIGKILL
     bay.insert(images[1])
@@ -277,3 +319,17 @@ def test_tmpfs_drive_works_as_a_volume(tmp_path, drives):
 
     assert r.returncode == 0, r.stderr
     assert tree_differences(src, union_of([point], tmp_path / "u")) == ""
+
+
+def test_a_drive_mounted_read_only_is_refused_before_anything_is_written(tmp_path, drives):
+    src = tmp_path / "src"
+    make_tree(src, n_files=5, big=0)
+    point = drives.mount(drives.image("ro", 2048), tmp_path / "ro", readonly=True)
+
+    r = run_mvc(str(src), "-o", str(point), "-f", str(tmp_path / "job.json"), cwd=tmp_path)
+
+    assert r.returncode == 5
+    assert r.stderr.strip().endswith(
+        "is not writable (mounted read-only); mount the drive read-write or run as its owner"
+    )
+    assert not (tmp_path / "job.json").exists()

@@ -1,0 +1,166 @@
+"""The command line as a user meets it: bad input gets one clear line and its exit code."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+import pytest
+
+from helpers import files_on, make_tree, run_mvc
+from multivolumecopy.cli import main
+from multivolumecopy.errors import ExitCode
+
+
+@pytest.fixture
+def place(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a.txt").write_text("a")
+    (tmp_path / "usb").mkdir()
+    return tmp_path
+
+
+def one_line_error(result) -> str:
+    """The one error line (other lines are progress reports), with no traceback."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("multivolumecopy: ")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "args,code,says",
+    [
+        (["missing", "-o", "usb"], ExitCode.SOURCE_ERROR, "source missing does not exist"),
+        (["src", "src", "-o", "usb"], ExitCode.SOURCE_ERROR, "are the same; give each source once"),
+        (["src", "-o", "nowhere"], ExitCode.OUTPUT_ERROR, "output nowhere does not exist"),
+        (["src", "-o", "src/a.txt"], ExitCode.OUTPUT_ERROR, "is not a directory"),
+        (["src", "-o", "src"], ExitCode.OUTPUT_ERROR, "is inside source"),
+        (["src", "-o", "usb", "-o", "usb"], ExitCode.OUTPUT_ERROR, "is given twice"),
+        (["src", "-o", "usb", "--device-padding", "5Q"], ExitCode.USAGE, "'5Q' is not a size"),
+        (["src", "-o", "usb", "-i", "3"], ExitCode.USAGE, "only go with --verify"),
+        (["src", "-o", "usb", "--bogus"], ExitCode.USAGE, "unrecognized arguments: --bogus"),
+        (["-o", "usb"], ExitCode.USAGE, "name at least one source"),
+        (["src", "-o", "usb", "-f", "usb/job.json"], ExitCode.OUTPUT_ERROR, "is on the backup drive"),
+        (
+            ["src", "-o", "usb", "--volume-size", "1"],
+            ExitCode.TOO_LARGE,
+            "a.txt (1 B, 4.0 KiB on the drive) is larger than a whole volume (1 B)",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(place, args, code, says):
+    if "-f" not in args:
+        args = [*args, "-f", "job.json"]
+    before = sorted(os.listdir(place / "usb"))
+
+    result = run_mvc(*args, cwd=place)
+
+    assert result.returncode == code
+    assert says in one_line_error(result)
+    assert sorted(os.listdir(place / "usb")) == before
+    assert not (place / "job.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content,says",
+    [
+        ("{not json", "corrupt or truncated"),
+        ('{"format": "multivolumecopy-jobfile", "version": 7}', "format version 7"),
+    ],
+)
+def test_a_damaged_jobfile_stops_the_run_with_what_to_do(place, content, says):
+    (place / "job.json").write_text(content)
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place)
+    assert result.returncode == ExitCode.JOBFILE_ERROR
+    assert says in one_line_error(result)
+
+
+def test_a_jobfile_of_other_sources_is_refused(place):
+    (place / "other").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place).returncode == 0
+    (place / "usb2").mkdir()
+    result = run_mvc("other", "-o", "usb2", "-f", "job.json", cwd=place)
+    assert result.returncode == ExitCode.JOBFILE_ERROR
+    assert "belongs to another job" in one_line_error(result)
+
+
+def test_a_second_run_on_the_same_jobfile_is_refused_naming_the_first(place):
+    with open(place / "job.json.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("pid 4242 on fileserver, started earlier")
+        lock.flush()
+        result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place)
+    assert result.returncode == ExitCode.LOCKED
+    assert "in use by another multivolumecopy run (pid 4242 on fileserver" in one_line_error(result)
+    # The holder is gone: its lock no longer blocks.
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place).returncode == 0
+
+
+def test_help_lists_the_exit_codes_and_the_cards_calls(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "3 stopped at a drive swap" in out
+    assert "multivolumecopy --verify -f .mvcopy-jobdata.json -i 0 -si 300 -o /mnt/usb" in out
+
+
+def test_python_dash_m_runs_the_program(place):
+    result = run_mvc("--version", cwd=place)
+    assert result.returncode == 0 and result.stdout.startswith("multivolumecopy ")
+
+
+SWAP_BY_MV = 'mv "$MVCOPY_OUTPUT" "$MVCOPY_OUTPUT-$MVCOPY_VOLUME" && mkdir "$MVCOPY_OUTPUT"'
+
+
+def test_directories_as_volumes_with_volume_size_as_in_the_readme(tmp_path):
+    src = tmp_path / "src"
+    total = make_tree(src)
+    (tmp_path / "usb").mkdir()
+    args = (
+        "src",
+        "-o",
+        "usb",
+        "-f",
+        "job.json",
+        "--volume-size",
+        str(total // 3),
+        "--new-volume-script",
+        SWAP_BY_MV,
+    )
+
+    result = run_mvc(*args, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "volume 3 done" in result.stderr
+    # The printed ranges are what --verify takes: the card's call passes on volume 1 ...
+    line = next(x for x in result.stderr.splitlines() if x.startswith("volume 1 done: holds indexes 0-"))
+    last = int(line.split("indexes 0-")[1].split()[0])
+    ok = run_mvc("--verify", "-f", "job.json", "-i", "0", "-si", str(last + 1), "-o", "usb-1", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout
+    # ... and fails when asked for one index more than the volume holds.
+    bad = run_mvc("--verify", "-f", "job.json", "-i", "0", "-si", str(last + 2), "-o", "usb-1", cwd=tmp_path)
+    assert bad.returncode == ExitCode.VERIFY_FAILED
+    assert f"missing    {last + 1:>8}" in bad.stdout
+
+
+def test_a_rerun_after_new_files_puts_them_on_a_drive_and_copies_nothing_else(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, n_files=10, big=0)
+    (tmp_path / "usb").mkdir()
+    args = ("src", "-o", "usb", "-f", "job.json")
+    assert run_mvc(*args, cwd=tmp_path).returncode == 0
+    stamp = {p: os.lstat(tmp_path / "usb" / p).st_ino for p in files_on(tmp_path / "usb")}
+    time.sleep(0.01)
+    (src / "zeta/new.txt").write_text("new")
+
+    result = run_mvc(*args, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1 " in result.stderr
+    assert (tmp_path / "usb/zeta/new.txt").read_text() == "new"
+    after = {p: os.lstat(tmp_path / "usb" / p).st_ino for p in files_on(tmp_path / "usb")}
+    assert {k: v for k, v in after.items() if k in stamp} == stamp

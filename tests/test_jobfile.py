@@ -1,0 +1,75 @@
+"""The jobfile on disk: round trips, and refusals of what it cannot trust."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from multivolumecopy import jobfile as jf
+from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
+from multivolumecopy.errors import JobfileError
+
+
+def sample_job() -> jf.Job:
+    cat = Catalog()
+    cat.append(Entry("dir", DIR, 0, 5, 0o755), 1)
+    cat.append(Entry("dir/caf\udce9 \u00e9\nnewline.txt", FILE, 12, 1_600_000_000_123_456_789, 0o600), 1)
+    cat.append(Entry("dir/link", LINK, 0, 7, 0o777, "../x"), 2)
+    cat.append(Entry("z" * 250, FILE, 3, 9, 0o644))
+    job = jf.Job(
+        job_id=jf.new_id(),
+        root="/mnt/src",
+        sources=["/mnt/src"],
+        options={"exclude": []},
+        created=jf.now_iso(),
+        catalog=cat,
+    )
+    job.volumes[1] = jf.VolumeRecord(1, jf.new_id(), jf.now_iso())
+    job.run = jf.RunState(number=2, id="r", state="in-progress", done_volumes=[1], open_volume=2)
+    return job
+
+
+def test_round_trip_keeps_every_field_and_odd_names(tmp_path):
+    job = sample_job()
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    back = jf.load(str(path))
+    assert list(back.catalog) == list(job.catalog)
+    assert list(back.catalog.volumes) == [1, 1, 2, 0]
+    assert back.volumes == job.volumes
+    assert back.run == job.run
+
+
+def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_path):
+    path = tmp_path / "job.json"
+    jf.save(str(path), sample_job())
+    text = path.read_text()
+    doc = json.loads(text)
+    assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 1
+    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target"]
+    assert sum(1 for line in text.splitlines() if line.startswith('["dir')) == 3
+
+
+@pytest.mark.parametrize(
+    "mangle,message",
+    [
+        (lambda t: t[: len(t) // 2], "corrupt or truncated"),
+        (lambda t: t.replace('"version": 1', '"version": 99'), "format version 99"),
+        (lambda t: t.replace('"multivolumecopy-jobfile"', '"x"'), "not a multivolumecopy"),
+        (lambda t: t.replace('"job_id"', '"jab_id"'), "damaged"),
+    ],
+)
+def test_a_jobfile_it_cannot_trust_is_refused_with_a_reason(tmp_path, mangle, message):
+    path = tmp_path / "job.json"
+    jf.save(str(path), sample_job())
+    path.write_text(mangle(path.read_text()))
+    with pytest.raises(JobfileError, match=message):
+        jf.load(str(path))
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "job.json"
+    jf.save(str(path), sample_job())
+    jf.save(str(path), sample_job())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]

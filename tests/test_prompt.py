@@ -1,0 +1,90 @@
+"""The swap prompt, driven through a real pseudo-terminal as an operator would."""
+
+from __future__ import annotations
+
+import pexpect
+
+from conftest import needs_root
+from helpers import make_tree, mvc_argv, mvc_env, run_mvc, tree_differences, union_of
+
+pytestmark = needs_root
+
+PROMPT = "Press Enter when it is mounted, or type q and Enter to stop: "
+
+
+def spawn(tmp_path, bay) -> pexpect.spawn:
+    argv = mvc_argv(str(tmp_path / "src"), "-o", str(bay.point), "-f", str(tmp_path / "job.json"))
+    return pexpect.spawn(
+        argv[0],
+        argv[1:],
+        cwd=str(tmp_path),
+        env=mvc_env(),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+
+
+def test_prompt_refuses_the_full_drive_then_goes_on_after_a_real_swap(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src)
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    child = spawn(tmp_path, bay)
+
+    child.expect("Volume 1 is done; the drive is synced and safe to remove.")
+    child.expect("A blank drive is needed for volume 2")
+    child.expect_exact(PROMPT)
+    child.sendline("")  # Enter without swapping
+    child.expect("That drive was refused: volume 1 was already updated in this run")
+    child.expect_exact(PROMPT)
+    used = 1
+    while True:
+        bay.insert(images[used])
+        used += 1
+        child.sendline("")
+        if child.expect_exact([PROMPT, pexpect.EOF]) == 1:
+            break
+    child.close()
+
+    assert child.exitstatus == 0
+    assert used >= 3
+    bay.eject()
+    with drives.inspect(images[:used]) as points:
+        union = union_of(points, tmp_path / "union")
+    assert tree_differences(src, union) == ""
+
+
+def test_quitting_at_the_prompt_stops_cleanly_and_a_rerun_finishes(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src)
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    child = spawn(tmp_path, bay)
+    child.expect_exact(PROMPT)
+
+    child.sendline("q")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 3
+    assert "stopped at the drive swap" in child.before
+    assert "Traceback" not in child.before
+    bay.insert(images[1])
+    bay.enqueue(*images[2:])
+    rerun = run_mvc(
+        str(src),
+        "-o",
+        str(bay.point),
+        "-f",
+        str(tmp_path / "job.json"),
+        "--new-volume-script",
+        bay.script,
+        cwd=tmp_path,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    used = len(bay.swaps()) + 2
+    bay.eject()
+    with drives.inspect(images[:used]) as points:
+        union = union_of(points, tmp_path / "union")
+    assert tree_differences(src, union) == ""
