@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from typing import IO, Optional
 
 from . import __version__
-from .errors import ExitCode, Interrupted, MvcError, UsageError
+from .errors import ExitCode, MvcError, UsageError
 from .jobfile import DEFAULT_NAME
 from .sizes import parse_size
 
@@ -141,10 +142,15 @@ def main(
         stderr.write(f"multivolumecopy: {err}\n")
         return int(err.exit_code)
     except KeyboardInterrupt:
-        stderr.write(
-            f"multivolumecopy: {Interrupted.__name__.lower()}; run the same command again to continue\n"
-        )
+        stderr.write("multivolumecopy: interrupted; what was copied is kept: run the same command again\n")
         return int(ExitCode.INTERRUPTED)
+    except Exception as err:  # a bug: show everything, so it can be reported
+        traceback.print_exc(file=stderr)
+        stderr.write(
+            f"multivolumecopy: internal error ({type(err).__name__}: {err}); please report it "
+            "with the traceback above. What was committed to the drives is kept.\n"
+        )
+        return int(ExitCode.INTERNAL)
 
 
 def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:

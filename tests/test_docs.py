@@ -1,0 +1,46 @@
+"""The docs stay true: README's commands are what CI runs, every exit code and option is documented."""
+
+from __future__ import annotations
+
+import re
+
+from helpers import REPO
+from multivolumecopy.cli import build_parser
+from multivolumecopy.errors import ExitCode
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.rst").read_text()
+    block = text.split(".. code-block:: bash", 1)[1]
+    lines = [line.strip() for line in block.splitlines()[1:]]
+    cmds = []
+    for line in lines:
+        if not line and cmds:
+            break
+        if line:
+            cmds.append(line)
+    return cmds
+
+
+def test_readme_opens_with_the_two_commands_ci_runs():
+    cmds = readme_commands()
+    assert len(cmds) == 2
+    assert cmds[0].startswith("pip install . && ") and cmds[1] == "tests/run"
+    ci = [line.strip() for line in (REPO / ".ci/run").read_text().splitlines()]
+    assert cmds[0] in ci and cmds[1] in ci
+    assert ci.index(cmds[0]) < ci.index(cmds[1])
+
+
+def test_every_exit_code_is_in_the_table_and_in_help():
+    table = (REPO / "docs/exit-codes.rst").read_text()
+    help_text = build_parser().format_help()
+    for code in ExitCode:
+        assert re.search(rf"^{code.value}\s+{code.name}\s", table, re.M), code
+        assert re.search(rf"(^|\s){code.value} ", help_text), code
+
+
+def test_every_option_is_in_the_usage_page():
+    usage = (REPO / "docs/usage.rst").read_text()
+    for action in build_parser()._actions:
+        for opt in action.option_strings:
+            assert f"``{opt}" in usage or f", {opt}" in usage or f"``{opt} " in usage, opt
