@@ -76,6 +76,7 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     volumes: list[ev.VolumeDone] = field(default_factory=list)
     nothing_to_do: bool = False
+    skipped: int = 0
 
 
 class _Refused(Exception):
@@ -128,7 +129,7 @@ def check_outputs(opts: Options, sources: Sources) -> None:
 class Backup:
     def __init__(self, opts: Options, emit: ev.Emit, swapper: Swapper, clock=time.monotonic):
         self.opts = opts
-        self.emit = emit
+        self._emit = emit
         self.swapper = swapper
         self.clock = clock
         self.summary = Summary()
@@ -136,6 +137,11 @@ class Backup:
         self.failed: set[int] = set()  # indexes that failed in this run: not offered again
         self.pool: Optional[CopyPool] = None
         self._reserve = 0
+
+    def emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Skipped):
+            self.summary.skipped += 1
+        self._emit(event)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -450,6 +456,7 @@ class Backup:
             padding=self.opts.device_padding,
             volume_size=self.opts.volume_size,
             reserve=self._reserve,
+            inodes=st.f_favail if st.f_files else None,
         )
         return plan_volume(
             self.job.catalog, rec.number, drive.held, drive.dirty, space, rec.granularity_ns, self._unplaced()

@@ -207,6 +207,7 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
                 tuple(summary.failed),
                 tuple(summary.volumes),
                 time.monotonic() - start,
+                summary.skipped,
             )
         )
     return int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)

@@ -129,6 +129,7 @@ class RunDone:
     failed: tuple[tuple[str, str], ...]
     volumes: tuple[VolumeDone, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    skipped: int = 0
 
 
 Event = Union[

@@ -21,6 +21,7 @@ class TextRenderer:
         self._job: Any = None
         self._drive: Any = None
         self._tqdm: Any = None
+        self._files = {"job": [0, 0], "drive": [0, 0]}  # done, total
 
     def _bar(self, total: int, desc: str, position: int) -> Any:
         if self._tqdm is None:
@@ -71,6 +72,7 @@ class TextRenderer:
                 f"{verb} run {event.run}: {event.files_to_write} new files "
                 f"({format_size(event.bytes_to_write)}) to place"
             )
+            self._files["job"] = [0, event.files_to_write]
             if self.bars:
                 self._job = self._bar(event.bytes_to_write, "job", 0)
         elif isinstance(event, ev.NothingToDo):
@@ -85,13 +87,17 @@ class TextRenderer:
                 f"volume {event.volume}: keeps {event.keep}, removes {event.purge}, "
                 f"writes {event.files_to_write} ({format_size(event.bytes_to_write)})"
             )
+            self._files["drive"] = [0, event.files_to_write]
             if self.bars:
                 if self._drive is not None:
                     self._drive.close()
                 self._drive = self._bar(event.bytes_to_write, f"volume {event.volume}", 1)
         elif isinstance(event, ev.Copied):
-            for bar in (self._job, self._drive):
+            for key, bar in (("job", self._job), ("drive", self._drive)):
+                counts = self._files[key]
+                counts[0] += event.files
                 if bar is not None:
+                    bar.set_postfix_str(f"{counts[0]}/{counts[1]} files", refresh=False)
                     bar.update(event.bytes)
         elif isinstance(event, ev.BytesCopied):
             pass  # whole-file Copied events keep the totals exact; big files tick via postfix
@@ -132,10 +138,10 @@ class TextRenderer:
                 f"  volume {v.volume}: indexes {format_ranges(list(v.ranges))}, "
                 f"{v.files} entries ({format_size(v.bytes)}), wrote {v.copied_files}"
             )
-        lines.append(
-            f"  copied {event.copied_files} files ({format_size(event.copied_bytes)}) "
-            f"in {event.seconds:.1f} s"
-        )
+        wrote = f"{event.copied_files} entries ({format_size(event.copied_bytes)})"
+        lines.append(f"  wrote {wrote} in {event.seconds:.1f} s")
+        if event.skipped:
+            lines.append(f"  {event.skipped} skipped (listed above)")
         if event.failed:
             lines.append(f"  {len(event.failed)} failed:")
             lines.extend(f"    {path}: {why}" for path, why in event.failed)

@@ -30,11 +30,13 @@ class Space:
     padding: int = 0  # --device-padding: leave this much free
     volume_size: Optional[int] = None  # --volume-size: cap on what the job keeps here
     reserve: int = 0  # room for our own records that do not grow with this volume (jobfile copy)
+    inodes: Optional[int] = None  # free inodes, where the filesystem counts them
 
 
 # Our records per entry on a volume: a manifest row (old and new copy side by side while it is
 # replaced), plus an intent and a put row in the journal: about 80 bytes of JSON besides the path.
 RECORD_BYTES = 80
+INODE_RESERVE = 16
 
 
 def record_cost(path: str, writing: bool) -> int:
@@ -126,14 +128,18 @@ def plan_volume(
     size_left = disk_left if space.volume_size is None else space.volume_size - kept_bytes - recopy_bytes
     plan.capacity = max(min(disk_left, size_left), 0)
     plan.used = kept_bytes + recopy_bytes
+    # Every new entry takes an inode; keep a few for our own records and temporary files.
+    inodes_left = None if space.inodes is None else space.inodes + len(plan.purge) - INODE_RESERVE
     if unplaced is not None:
         for i in unplaced:
             need = cost(catalog, i, block)
             extra = record_cost(catalog.paths[i], True)
-            if need + extra > disk_left or need > size_left:
+            if need + extra > disk_left or need > size_left or (inodes_left is not None and inodes_left <= 0):
                 break
             disk_left -= need + extra
             size_left -= need
+            if inodes_left is not None:
+                inodes_left -= 1
             plan.used += need
             plan.fill.append(i)
     # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.

@@ -333,3 +333,47 @@ def test_a_drive_mounted_read_only_is_refused_before_anything_is_written(tmp_pat
         "is not writable (mounted read-only); mount the drive read-write or run as its owner"
     )
     assert not (tmp_path / "job.json").exists()
+
+
+def test_drives_attached_at_once_are_filled_in_one_pass(tmp_path, drives):
+    src = tmp_path / "src"
+    make_tree(src)
+    images = [drives.image(f"d{i}", 1400) for i in range(1, 4)]
+    points = [drives.mount(img, tmp_path / f"usb{n}") for n, img in enumerate(images, 1)]
+    args = [str(src)] + [x for p in points for x in ("-o", str(p))] + ["-f", str(tmp_path / "job.json")]
+
+    r = run_mvc(*args, cwd=tmp_path)
+
+    assert r.returncode == 0, r.stderr
+    assert "insert" not in r.stderr  # no swap was needed
+    used = [img for img, p in zip(images, points) if (p / ".mvcopy-label.json").exists()]
+    assert len(used) >= 2
+    for p in points:
+        drives.umount(p)
+    check_drives(tmp_path, drives, used, src)
+
+
+def test_another_writer_filling_the_drive_mid_file_moves_the_file_to_the_next_drive(tmp_path, drives, bay):
+    src = _big_source(tmp_path)
+    images = [drives.image("d1", 90 * 1024), drives.image("d2", 120 * 1024)]
+    bay.insert(images[0])
+    bay.enqueue(images[1])
+    proc = _start(tmp_path, bay)
+    _wait_for_partial_copy(bay, proc)
+
+    # Someone else fills the drive while our copy is half written.
+    filler = bay.point / "someone else's file"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=256k"], stderr=subprocess.DEVNULL)
+    filler_size = filler.stat().st_size
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 0, err
+    assert "volume 1 is full" in err
+    assert bay.swaps() == [("1", "2")]
+    bay.eject()
+    with drives.inspect(images) as points:
+        assert (points[0] / filler.name).stat().st_size == filler_size  # never touched
+        assert all(leftovers(p) == [] for p in points)
+        union = union_of(points, tmp_path / "union")
+    (union / filler.name).unlink()
+    assert tree_differences(src, union) == ""

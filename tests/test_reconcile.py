@@ -119,3 +119,9 @@ def test_a_symlink_whose_target_changed_is_rewritten():
     c.append(Entry("l", LINK, 0, 1, 0o777, "new"), 1)
     plan = plan_volume(c, 1, {"l": Entry("l", LINK, 0, 1, 0o777, "old")}, (), space(ROOM), unplaced=[])
     assert plan.recopy == [0]
+
+
+def test_a_volume_takes_no_more_entries_than_it_has_free_inodes():
+    c = cat(*[(f"f{n}", 1) for n in range(40)])
+    plan = plan_volume(c, 1, {}, (), space(ROOM, inodes=26), unplaced=range(40))
+    assert plan.fill == list(range(10))  # 16 inodes kept for our records and temp files
