@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -382,6 +382,10 @@ class Backup:
             before = (self.summary.copied_files, self.summary.copied_bytes)
             failed_before = len(self.failed)
             full = self._apply(drive, rec, plan)
+            if new:
+                files, nbytes = _foreign_data(output, drive.held)
+                if files:
+                    self.emit(ev.ForeignData(number, files, nbytes))
             self._close_volume(drive, rec, jobfile, full, before)
             progressed = (
                 bool(plan.keep) or self.summary.copied_files > before[0] or len(self.failed) > failed_before
@@ -722,6 +726,25 @@ class Backup:
                 bytes=catalog.total_bytes(),
             )
         )
+
+
+def _foreign_data(root: str, ours: Mapping[str, Entry]) -> tuple[int, int]:
+    """Files on a drive that are not ours (told once, when a drive that held data is labelled)."""
+    files = nbytes = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root:
+            dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX) and d != "lost+found"]
+            filenames = [f for f in filenames if not f.startswith(RESERVED_PREFIX)]
+        rel = os.path.relpath(dirpath, root)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            if (name if rel == "." else f"{rel}/{name}") in ours:
+                continue
+            try:
+                nbytes += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+            files += 1
+    return files, nbytes
 
 
 def jobfile_of(backup: Backup) -> str:

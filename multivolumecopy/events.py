@@ -56,6 +56,15 @@ class VolumeMounted:
 
 
 @dataclass(frozen=True)
+class ForeignData:
+    """A drive being labelled already holds files that are not part of the backup: left alone."""
+
+    volume: int
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class VolumePlanned:
     volume: int
     keep: int
@@ -139,6 +148,7 @@ Event = Union[
     RunStarted,
     NothingToDo,
     VolumeMounted,
+    ForeignData,
     VolumePlanned,
     Copied,
     BytesCopied,

@@ -69,7 +69,7 @@ class TextRenderer:
         elif isinstance(event, ev.RunStarted):
             verb = "continuing" if event.resumed else "starting"
             self.say(
-                f"{verb} run {event.run}: {event.files_to_write} new files "
+                f"{verb} run {event.run}: {event.files_to_write} entries "
                 f"({format_size(event.bytes_to_write)}) to place"
             )
             self._files["job"] = [0, event.files_to_write]
@@ -82,6 +82,11 @@ class TextRenderer:
         elif isinstance(event, ev.VolumeMounted):
             what = "blank drive, now" if event.new else "found"
             self.say(f"{event.output}: {what} volume {event.volume} ({format_size(event.free)} free)")
+        elif isinstance(event, ev.ForeignData):
+            self.say(
+                f"volume {event.volume}: the drive already holds {event.files} files "
+                f"({format_size(event.bytes)}) that are not part of this backup; they are left alone"
+            )
         elif isinstance(event, ev.VolumePlanned):
             self.say(
                 f"volume {event.volume}: keeps {event.keep}, removes {event.purge}, "

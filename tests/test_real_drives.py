@@ -148,6 +148,7 @@ def test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted(tmp_pa
 
     assert result.returncode == 0, result.stderr
     assert "top-level file.txt: not on volume 1: a file not ours is already there" in result.stderr
+    assert "the drive already holds 2 files (42 B) that are not part of this backup" in result.stderr
     assert bay.swaps() == [("1", "2")]  # the file in the way went to the next drive
     assert (bay.point / "top-level file.txt").read_text() == "at the root\n"
     bay.insert(image)
