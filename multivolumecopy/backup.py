@@ -137,6 +137,7 @@ class Backup:
         self.failed: set[int] = set()  # indexes that failed in this run: not offered again
         self.pool: Optional[CopyPool] = None
         self._reserve = 0
+        self.jobfile = os.path.abspath(opts.jobfile)
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.Skipped):
@@ -149,7 +150,7 @@ class Backup:
         opts = self.opts
         sources = resolve_sources(opts.sources)
         check_outputs(opts, sources)
-        jobfile = os.path.abspath(opts.jobfile)
+        jobfile = self.jobfile
         with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
             old = jf.load(jobfile) if os.path.exists(jobfile) else None
             if old is not None:
@@ -179,7 +180,7 @@ class Backup:
             files, nbytes = self._work_left()
             self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
             try:
-                self._drive_loop(jobfile)
+                self._drive_loop()
             finally:
                 if self.pool is not None:
                     self.pool.close()
@@ -189,7 +190,7 @@ class Backup:
             jf.save(jobfile, job)
         return self.summary
 
-    def _drive_loop(self, jobfile: str) -> None:
+    def _drive_loop(self) -> None:
         assert self.job is not None
         queue = list(self.opts.outputs)
         last_output = queue[-1]
@@ -200,13 +201,13 @@ class Backup:
                 wanted, next_volume, message = self._wanted(last_output)
                 self.emit(ev.WaitingForDrive(last_output, message, tuple(wanted), next_volume))
                 self.swapper.request(
-                    SwapRequest(last_output, message, finished, next_volume, jobfile, refusal)
+                    SwapRequest(last_output, message, finished, next_volume, self.jobfile, refusal)
                 )
                 queue = [last_output]
             out = queue.pop(0)
             last_output = out
             try:
-                finished, new, progressed = self._update_drive(out, jobfile)
+                finished, new, progressed = self._update_drive(out)
                 refusal = None
             except _Refused as why:
                 refusal = str(why)
@@ -352,7 +353,7 @@ class Backup:
 
     # -- one drive -------------------------------------------------------------------
 
-    def _update_drive(self, output: str, jobfile: str) -> tuple[int, bool, bool]:
+    def _update_drive(self, output: str) -> tuple[int, bool, bool]:
         """Bring one drive up to date; returns (volume number, was blank, wrote anything)."""
         assert self.job is not None
         job = self.job
@@ -362,7 +363,7 @@ class Backup:
         except OSError as err:
             raise drive_error(output, err) from None
         try:
-            number, new = self._identify(drive, jobfile)
+            number, new = self._identify(drive)
             rec = job.volumes[number]
             st = os.statvfs(output)
             self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize))
@@ -386,7 +387,7 @@ class Backup:
                 files, nbytes = _foreign_data(output, drive.held)
                 if files:
                     self.emit(ev.ForeignData(number, files, nbytes))
-            self._close_volume(drive, rec, jobfile, full, before)
+            self._close_volume(drive, rec, full, before)
             progressed = (
                 bool(plan.keep) or self.summary.copied_files > before[0] or len(self.failed) > failed_before
             )
@@ -394,22 +395,28 @@ class Backup:
         finally:
             drive.close()
 
-    def _identify(self, drive: Drive, jobfile: str) -> tuple[int, bool]:
+    def _identify(self, drive: Drive) -> tuple[int, bool]:
         """Which volume the drive is, from its label; label a blank drive.  Raises _Refused."""
         job = self.job
         assert job is not None
         run = job.run
         label = drive.label
         if label is None:
-            if run.open_volume:
-                raise _Refused(f"it is a blank drive, but volume {run.open_volume} is not finished")
-            if not self._unplaced_exist():
-                raise _Refused("it is a blank drive, but no new volume is needed")
             ident = fs_identity(drive.root)
             for v in run.done_volumes:
                 if job.volumes[v].fs_id == ident:
                     raise _Refused(f"it looks like volume {v} (finished in this run) with its label removed")
-            number = job.next_volume_number()
+            if run.open_volume:
+                # A crash between recording a new volume and labelling its drive leaves a volume
+                # with nothing on record: a blank drive may take its place (under a new id, so a
+                # drive labelled in that window is later refused as an old copy).
+                if job.catalog.volumes.count(run.open_volume):
+                    raise _Refused(f"it is a blank drive, but volume {run.open_volume} is not finished")
+                number = run.open_volume
+            elif not self._unplaced_exist():
+                raise _Refused("it is a blank drive, but no new volume is needed")
+            else:
+                number = job.next_volume_number()
             rec = jf.VolumeRecord(
                 number=number,
                 uuid=jf.new_id(),
@@ -420,7 +427,7 @@ class Backup:
             )
             job.volumes[number] = rec
             run.open_volume = number
-            jf.save(jobfile, job)  # before the label: a crash in between leaves a volume with no files
+            jf.save(self.jobfile, job)  # before the label: a crash in between leaves a volume with no files
             drive.write_label(Label(job.job_id, number, rec.uuid, rec.created, job.root))
             return number, True
         if label.job_id != job.job_id:
@@ -623,17 +630,17 @@ class Backup:
         try:
             self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
         except KeyboardInterrupt:
-            self._save_progress(drive, jobfile_of(self))
+            self._save_progress(drive)
             raise Interrupted(
                 "interrupted; everything copied so far is kept: run the same command again to continue"
             ) from None
         except WorkerDied as err:
-            self._save_progress(drive, jobfile_of(self))
+            self._save_progress(drive)
             raise DriveError(
                 f"{err}; what was copied is kept: run the same command again to continue"
             ) from None
         if state["drive_error"]:
-            self._save_progress(drive, jobfile_of(self), commit=False)
+            self._save_progress(drive, commit=False)
             raise DriveError(
                 f"the drive at {drive.root} failed ({state['drive_error']}); what was committed is kept: "
                 "check or reconnect the drive and run the same command again"
@@ -643,7 +650,7 @@ class Backup:
             return True
         return self._unplaced_exist()
 
-    def _save_progress(self, drive: Drive, jobfile: str, commit: bool = True) -> None:
+    def _save_progress(self, drive: Drive, commit: bool = True) -> None:
         """On the way out of an interrupted volume: commit the drive, then the jobfile."""
         assert self.job is not None
         if commit:
@@ -651,11 +658,9 @@ class Backup:
                 drive.commit(self.job.run.number)
             except (DriveError, OutputError):
                 pass  # the journal still holds what a re-run needs
-        jf.save(jobfile, self.job)
+        jf.save(self.jobfile, self.job)
 
-    def _close_volume(
-        self, drive: Drive, rec: jf.VolumeRecord, jobfile: str, full: bool, before: tuple[int, int]
-    ) -> None:
+    def _close_volume(self, drive: Drive, rec: jf.VolumeRecord, full: bool, before: tuple[int, int]) -> None:
         job = self.job
         assert job is not None
         cat = job.catalog
@@ -677,7 +682,7 @@ class Backup:
                 raise drive_error(drive.root, err) from None
             why = f"no room for the jobfile copy on volume {rec.number}"
             self.emit(ev.Skipped(".mvcopy-jobdata.json", why))
-        jf.save(jobfile, job)
+        jf.save(self.jobfile, job)
         done = ev.VolumeDone(
             volume=rec.number,
             output=drive.root,
@@ -745,10 +750,6 @@ def _foreign_data(root: str, ours: Mapping[str, Entry]) -> tuple[int, int]:
                 continue
             files += 1
     return files, nbytes
-
-
-def jobfile_of(backup: Backup) -> str:
-    return os.path.abspath(backup.opts.jobfile)
 
 
 def _same_entry(a: Catalog, i: int, b: Catalog, j: int, granularity: int) -> bool:

@@ -145,12 +145,15 @@ class Drive:
         self._lock: Optional[FileLock] = None
         self._journal: Optional[IO[bytes]] = None
         self._unsynced = 0
+        self._made_lock = False
 
     # -- opening -----------------------------------------------------------------
 
     def open(self) -> None:
         """Lock the drive, read its label, recover its state, clear leftovers."""
-        self._lock = FileLock(os.path.join(self.root, LOCKFILE), f"the drive at {self.root}")
+        lock_path = os.path.join(self.root, LOCKFILE)
+        self._made_lock = not os.path.lexists(lock_path)
+        self._lock = FileLock(lock_path, f"the drive at {self.root}")
         self._lock.acquire()
         try:
             self.label = read_label(self.root)
@@ -170,6 +173,12 @@ class Drive:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+            if self._made_lock and self.label is None:
+                # A drive we looked at and did not use keeps nothing of ours.
+                try:
+                    os.unlink(os.path.join(self.root, LOCKFILE))
+                except OSError:
+                    pass
 
     def path(self, rel: str) -> str:
         return os.path.join(self.root, rel)

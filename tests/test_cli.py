@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 
@@ -164,3 +165,47 @@ def test_a_rerun_after_new_files_puts_them_on_a_drive_and_copies_nothing_else(tm
     assert (tmp_path / "usb/zeta/new.txt").read_text() == "new"
     after = {p: os.lstat(tmp_path / "usb" / p).st_ino for p in files_on(tmp_path / "usb")}
     assert {k: v for k, v in after.items() if k in stamp} == stamp
+
+
+def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_place(tmp_path):
+    src = tmp_path / "src"
+    total = make_tree(src)
+    (tmp_path / "usb").mkdir()
+    args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", str(total // 3))
+    assert run_mvc(*args, cwd=tmp_path).returncode == ExitCode.SWAP_NEEDED
+    # What the jobfile holds when a crash comes after volume 2 was recorded, before its label:
+    job = json.loads((tmp_path / "job.json").read_text())
+    ghost = dict(job["volumes"][0], number=2, uuid="ghost")
+    job["volumes"].append(ghost)
+    job["run"]["open_volume"] = 2
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    os.rename(tmp_path / "usb", tmp_path / "usb-1")
+    (tmp_path / "usb").mkdir()
+
+    result = run_mvc(*args, cwd=tmp_path)
+
+    assert result.returncode == ExitCode.SWAP_NEEDED, result.stderr
+    assert "blank drive, now volume 2" in result.stderr
+    label = json.loads((tmp_path / "usb/.mvcopy-label.json").read_text())
+    assert label["volume"] == 2 and label["volume_uuid"] != "ghost"
+
+
+def test_a_blank_drive_is_refused_while_a_volume_with_files_is_unfinished(tmp_path):
+    src = tmp_path / "src"
+    total = make_tree(src)
+    (tmp_path / "usb").mkdir()
+    args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", str(total // 3))
+    assert run_mvc(*args, cwd=tmp_path).returncode == ExitCode.SWAP_NEEDED
+    job = json.loads((tmp_path / "job.json").read_text())
+    job["run"]["open_volume"] = 1  # as after Ctrl-C in the middle of volume 1
+    job["run"]["done_volumes"] = []
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    os.rename(tmp_path / "usb", tmp_path / "usb-1")
+    (tmp_path / "usb").mkdir()
+
+    result = run_mvc(*args, cwd=tmp_path)
+
+    assert result.returncode == ExitCode.SWAP_NEEDED
+    assert "drive refused: it is a blank drive, but volume 1 is not finished" in result.stderr
+    assert "insert volume 1 (not finished yet)" in result.stderr
+    assert os.listdir(tmp_path / "usb") == []  # a refused drive is left as it was
