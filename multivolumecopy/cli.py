@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import IO, Optional
@@ -133,6 +135,7 @@ def main(
     stdin = stdin or sys.stdin
     stderr = stderr or sys.stderr
     stdout = stdout or sys.stdout
+    _interrupt_on_termination()
     try:
         args = build_parser().parse_args(argv)
         if args.verify:
@@ -222,6 +225,19 @@ def _verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     stdout.write(render_report(report, as_json=args.json))
     stdout.flush()
     return int(ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED)
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP (a closed terminal, a dropped ssh) stop the run as Ctrl-C does:
+    what was copied is committed before exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _isatty(stream: IO[str]) -> bool:

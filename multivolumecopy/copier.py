@@ -19,6 +19,8 @@ SIGINT; the parent decides what an interrupt means.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import multiprocessing
 import os
@@ -40,6 +42,7 @@ FAILED = "failed"  # the source could not be read, or the drive refused this one
 CONFLICT = "conflict"  # something not ours is in the way on the drive
 DRIVE_ERROR = "drive-error"  # the drive failed (EIO, EROFS, gone): stop the run
 
+PR_SET_PDEATHSIG = 1
 CHUNK = 8 * 1024 * 1024
 PROGRESS_EVERY = 32 * 1024 * 1024
 UNSTABLE_RETRIES = 3
@@ -123,13 +126,28 @@ _MADE_DIRS: set[str] = set()
 _VOLUME_KEY = [""]
 
 
-def worker_main(tasks: Any, results: Any, stop: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already ignored since exec (see CopyPool)
+def worker_main(tasks: Any, results: Any, stop: Any, parent: int) -> None:
+    # Interrupts go to the parent, which decides what they mean; SIGINT was already ignored
+    # since exec (see CopyPool).  A worker must never outlive its parent, even one killed -9.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _die_with_parent(parent)
     while True:
         batch = tasks.get()
         if batch is None:
             break
         results.put(copy_batch(batch, stop, results.put))
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's sentinel and terminate() still stop us
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before we asked to be told
 
 
 def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> BatchDone:
@@ -346,7 +364,9 @@ class CopyPool:
             self.results: Any = ctx.Queue()
             self.stop: Any = ctx.Event()
             self.procs = [
-                ctx.Process(target=worker_main, args=(self.tasks, self.results, self.stop), daemon=True)
+                ctx.Process(
+                    target=worker_main, args=(self.tasks, self.results, self.stop, os.getpid()), daemon=True
+                )
                 for _ in range(self.workers)
             ]
             for p in self.procs:
@@ -419,7 +439,7 @@ class CopyPool:
         for p in self.procs:
             p.join(timeout=5.0)
             if p.is_alive():
-                p.terminate()
+                p.kill()  # workers ignore SIGTERM
                 p.join(timeout=1.0)
         self.tasks.close()
         self.results.close()

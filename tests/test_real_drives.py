@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import needs_root
@@ -210,7 +211,9 @@ def _big_source(tmp_path: Path) -> Path:
     return src
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
 def test_interrupted_mid_copy_then_rerun_gives_the_exact_tree(tmp_path, drives, bay, sig):
     src = _big_source(tmp_path)
     images = [drives.image("d1", 60 * 1024), drives.image("d2", 60 * 1024)]
@@ -222,7 +225,7 @@ def test_interrupted_mid_copy_then_rerun_gives_the_exact_tree(tmp_path, drives, 
     os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
 
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:
         assert proc.returncode == 130, err
         assert "run the same command again" in err
         assert leftovers(bay.point) == [], "an interrupt cleans up its partial file"
@@ -378,3 +381,21 @@ def test_another_writer_filling_the_drive_mid_file_moves_the_file_to_the_next_dr
         union = union_of(points, tmp_path / "union")
     (union / filler.name).unlink()
     assert tree_differences(src, union) == ""
+
+
+def test_workers_do_not_outlive_a_parent_killed_alone(tmp_path, drives, bay):
+    src = _big_source(tmp_path)
+    bay.insert(drives.image("d1", 120 * 1024))
+    proc = _start(tmp_path, bay)
+    _wait_for_partial_copy(bay, proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+
+    os.kill(proc.pid, signal.SIGKILL)  # the parent only, not its group
+    proc.communicate(timeout=30)
+
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == []
+    rerun = backup(tmp_path, bay)
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree_differences(src, union_of([bay.point], tmp_path / "union")) == ""
