@@ -29,7 +29,7 @@ from typing import Optional
 
 from . import events as ev
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, index_ranges
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, ancestors, depth_first, index_ranges
 from .copier import (
     CONFLICT,
     DRIVE_ERROR,
@@ -537,7 +537,7 @@ class Backup:
             except OSError as err:
                 raise drive_error(drive.root, err) from None
             removed.append(path)
-        for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+        for path in depth_first(dirs):
             try:
                 os.rmdir(drive.path(path))
             except FileNotFoundError:
@@ -551,19 +551,8 @@ class Backup:
 
     def _remove_empty_parents(self, drive: Drive, removed: list[str]) -> None:
         """Directories left empty by the purge, that nothing of ours needs, go too."""
-        needed: set[str] = set()
-        for path in drive.held:
-            parent = os.path.dirname(path)
-            while parent and parent not in needed:
-                needed.add(parent)
-                parent = os.path.dirname(parent)
-        candidates: set[str] = set()
-        for path in removed:
-            parent = os.path.dirname(path)
-            while parent:
-                candidates.add(parent)
-                parent = os.path.dirname(parent)
-        for d in sorted(candidates - needed - set(drive.held), key=lambda p: p.count("/"), reverse=True):
+        needed = ancestors(drive.held) | set(drive.held)
+        for d in depth_first(ancestors(removed) - needed):
             try:
                 os.rmdir(drive.path(d))
             except OSError:
@@ -588,6 +577,7 @@ class Backup:
         def handle(done: BatchDone) -> bool:
             puts: list[Entry] = []
             nbytes = 0
+            told = 0
             for o in done.outcomes:
                 i = o.index
                 if o.status == OK:
@@ -599,6 +589,7 @@ class Backup:
                     puts.append(e)
                     cat.volumes[i] = number
                     nbytes += o.size
+                    told += o.reported
                 elif o.status == NO_SPACE:
                     state["full"] = True
                 elif o.status == DRIVE_ERROR:
@@ -618,7 +609,7 @@ class Backup:
                 drive.put(puts)
                 self.summary.copied_files += len(puts)
                 self.summary.copied_bytes += nbytes
-                self.emit(ev.Copied(number, len(puts), nbytes))
+                self.emit(ev.Copied(number, len(puts), nbytes, max(nbytes - told, 0)))
                 state["since_sync"] += nbytes
                 now = self.clock()
                 if state["since_sync"] >= SYNC_EVERY_BYTES or now - state["last_sync"] >= SYNC_EVERY_SECONDS:
@@ -700,14 +691,9 @@ class Backup:
         """Directories get their source's mode and mtime once their contents are written."""
         assert self.job is not None
         cat = self.job.catalog
-        dirs: set[str] = set()
-        for path in drive.held:
-            parent = os.path.dirname(path)
-            while parent and parent not in dirs:
-                dirs.add(parent)
-                parent = os.path.dirname(parent)
+        dirs = ancestors(drive.held)
         dirs.update(p for p, e in drive.held.items() if e.kind == DIR)
-        for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+        for path in depth_first(dirs):
             i = cat.index_of(path)
             if i is None or cat.kinds[i] != ord(DIR) or path.startswith(RESERVED_PREFIX):
                 continue

@@ -101,6 +101,25 @@ class Catalog:
         return [i for i, v in enumerate(self.volumes) if v == volume]
 
 
+def ancestors(paths: Iterable[str]) -> set[str]:
+    """Every directory above any of ``paths`` (relative, ``/``-separated)."""
+    found: set[str] = set()
+    for path in paths:
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in found:
+                break
+            found.add(parent)
+            cut = parent.rfind("/")
+    return found
+
+
+def depth_first(paths: Iterable[str]) -> list[str]:
+    """Deepest first: the order to remove directories, or to set their times."""
+    return sorted(paths, key=lambda p: p.count("/"), reverse=True)
+
+
 def index_ranges(indexes: Iterable[int]) -> list[tuple[int, int]]:
     """``[0, 1, 2, 5, 6]`` -> ``[(0, 2), (5, 6)]`` (inclusive)."""
     ranges: list[tuple[int, int]] = []

@@ -76,6 +76,7 @@ class Outcome:
     size: int = 0
     mtime_ns: int = 0
     detail: str = ""
+    reported: int = 0  # bytes already told in Progress messages (large files only)
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,9 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
             os.rename(tmp, final)
             return Outcome(item.index, OK, 0, item.mtime_ns)
         assert item.kind == FILE
-        size, mtime = _copy_file(src, tmp, item, stop, report)
+        size, mtime, reported = _copy_file(src, tmp, item, stop, report)
         os.rename(tmp, final)
-        return Outcome(item.index, OK, size, mtime)
+        return Outcome(item.index, OK, size, mtime, reported=reported)
     except _Stop:
         _unlink(tmp)
         return Outcome(item.index, NOT_DONE)
@@ -236,8 +237,12 @@ def _make_parents(root: str, rel: str) -> None:
 
 def _copy_file(
     src: str, tmp: str, item: CopyItem, stop: Any, report: Callable[[Any], None]
-) -> tuple[int, int]:
-    """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us."""
+) -> tuple[int, int, int]:
+    """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us.
+
+    Returns size, mtime and the bytes told in Progress messages on the way.
+    """
+    reported = 0
     for _attempt in range(UNSTABLE_RETRIES):
         try:
             fsrc = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
@@ -249,7 +254,7 @@ def _copy_file(
                 raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
             fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                _copy_data(fsrc, fdst, before, stop, report)
+                reported += _copy_data(fsrc, fdst, before, stop, report)
                 os.fchmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
@@ -258,15 +263,17 @@ def _copy_file(
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
-            return before.st_size, before.st_mtime_ns
+            return before.st_size, before.st_mtime_ns, reported
     raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
 
 
-def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Callable[[Any], None]) -> None:
+def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Callable[[Any], None]) -> int:
+    """Copy the data; tells Progress every 32 MiB (small files cost no message). Returns bytes told."""
     dst_dev = os.fstat(fdst).st_dev
     key = (st.st_dev, dst_dev)
     method = _METHOD.get(key, "copy_file_range")
     unreported = 0
+    told = 0
     while True:
         if stop.is_set():
             raise _Stop()
@@ -297,9 +304,9 @@ def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Call
         unreported += n
         if unreported >= PROGRESS_EVERY:
             report(Progress(unreported))
+            told += unreported
             unreported = 0
-    if unreported:
-        report(Progress(unreported))
+    return told
 
 
 _BUF = bytearray(1024 * 1024)

@@ -79,6 +79,7 @@ class Copied:
     volume: int
     files: int
     bytes: int  # bytes of whole files completed in this step
+    unshown: int  # of those, bytes no BytesCopied event has told of yet
 
 
 @dataclass(frozen=True)

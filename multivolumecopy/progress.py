@@ -103,14 +103,14 @@ class TextRenderer:
                 counts[0] += event.files
                 if bar is not None:
                     bar.set_postfix_str(f"{counts[0]}/{counts[1]} files", refresh=False)
-                    bar.update(event.bytes)
+                    bar.update(event.unshown)
         elif isinstance(event, ev.BytesCopied):
-            pass  # whole-file Copied events keep the totals exact; big files tick via postfix
-        elif isinstance(event, (ev.Skipped, ev.Adopted)) and self.verbose == 0:
-            if isinstance(event, ev.Skipped):
-                self.say(f"skipped {event.path}: {event.reason}")
+            for bar in (self._job, self._drive):
+                if bar is not None:
+                    bar.update(event.bytes)
         elif isinstance(event, ev.Adopted):
-            self.say(f"adopted {event.path} (already on volume {event.volume})")
+            if self.verbose:
+                self.say(f"adopted {event.path} (already on volume {event.volume})")
         elif isinstance(event, ev.Skipped):
             self.say(f"skipped {event.path}: {event.reason}")
         elif isinstance(event, ev.FileFailed):

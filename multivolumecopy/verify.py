@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK
+from .catalog import DIR, FILE, LINK, ancestors
 from .errors import OutputError, UsageError
 from .fsutil import mtimes_equal
 from .sizes import format_size
@@ -114,12 +114,7 @@ def _difference(cat: jf.Catalog, i: int, st: os.stat_result, full: str, gran: in
 
 def _extras(root: str, expected: set[str]) -> list[str]:
     """Everything on the drive that the volume should not hold (our own .mvcopy files aside)."""
-    wanted_dirs: set[str] = set()
-    for path in expected:
-        parent = os.path.dirname(path)
-        while parent and parent not in wanted_dirs:
-            wanted_dirs.add(parent)
-            parent = os.path.dirname(parent)
+    wanted_dirs = ancestors(expected)
     extra: list[str] = []
     stack = [""]
     while stack:

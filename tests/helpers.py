@@ -42,6 +42,30 @@ def run_mvc(*args: str, cwd: Path, timeout: float = 180, **kw) -> subprocess.Com
     )
 
 
+def bay_args(tmp_path: Path, bay: Bay, *extra: str) -> list[str]:
+    """The backup command of most drive tests: ``tmp_path/src`` through the bay, swapped by script."""
+    return [
+        str(tmp_path / "src"),
+        "-o",
+        str(bay.point),
+        "-f",
+        str(tmp_path / "job.json"),
+        "--new-volume-script",
+        bay.script,
+        *extra,
+    ]
+
+
+def backup(tmp_path: Path, bay: Bay, *extra: str) -> subprocess.CompletedProcess:
+    return run_mvc(*bay_args(tmp_path, bay, *extra), cwd=tmp_path)
+
+
+def restored(drives: Drives, images: list[Path], dest: Path) -> Path:
+    """Restore by hand from every image (mounted read-only), as docs/usage.rst tells."""
+    with drives.inspect(images) as points:
+        return union_of(points, dest)
+
+
 class Drives:
     """Small real filesystems made from image files."""
 

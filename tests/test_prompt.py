@@ -5,7 +5,7 @@ from __future__ import annotations
 import pexpect
 
 from conftest import needs_root
-from helpers import make_tree, mvc_argv, mvc_env, run_mvc, tree_differences, union_of
+from helpers import backup, make_tree, mvc_argv, mvc_env, restored, tree_differences
 
 pytestmark = needs_root
 
@@ -50,9 +50,7 @@ def test_prompt_refuses_the_full_drive_then_goes_on_after_a_real_swap(tmp_path, 
     assert child.exitstatus == 0
     assert used >= 3
     bay.eject()
-    with drives.inspect(images[:used]) as points:
-        union = union_of(points, tmp_path / "union")
-    assert tree_differences(src, union) == ""
+    assert tree_differences(src, restored(drives, images[:used], tmp_path / "union")) == ""
 
 
 def test_quitting_at_the_prompt_stops_cleanly_and_a_rerun_finishes(tmp_path, drives, bay):
@@ -72,19 +70,8 @@ def test_quitting_at_the_prompt_stops_cleanly_and_a_rerun_finishes(tmp_path, dri
     assert "Traceback" not in child.before
     bay.insert(images[1])
     bay.enqueue(*images[2:])
-    rerun = run_mvc(
-        str(src),
-        "-o",
-        str(bay.point),
-        "-f",
-        str(tmp_path / "job.json"),
-        "--new-volume-script",
-        bay.script,
-        cwd=tmp_path,
-    )
+    rerun = backup(tmp_path, bay)
     assert rerun.returncode == 0, rerun.stderr
     used = len(bay.swaps()) + 2
     bay.eject()
-    with drives.inspect(images[:used]) as points:
-        union = union_of(points, tmp_path / "union")
-    assert tree_differences(src, union) == ""
+    assert tree_differences(src, restored(drives, images[:used], tmp_path / "union")) == ""

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import needs_root
 from helpers import (
+    backup,
+    bay_args,
     files_on,
     label_of,
     leftovers,
@@ -27,20 +29,6 @@ from helpers import (
 )
 
 pytestmark = needs_root
-
-
-def backup(tmp_path: Path, bay, *extra: str):
-    return run_mvc(
-        str(tmp_path / "src"),
-        "-o",
-        str(bay.point),
-        "-f",
-        str(tmp_path / "job.json"),
-        "--new-volume-script",
-        bay.script,
-        *extra,
-        cwd=tmp_path,
-    )
 
 
 def check_drives(tmp_path: Path, drives, images, src: Path) -> list[set[str]]:
@@ -166,17 +154,7 @@ def test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted(tmp_pa
 
 def _start(tmp_path: Path, bay) -> subprocess.Popen:
     return subprocess.Popen(
-        mvc_argv(
-            str(tmp_path / "src"),
-            "-o",
-            str(bay.point),
-            "-f",
-            str(tmp_path / "job.json"),
-            "--new-volume-script",
-            bay.script,
-            "-w",
-            "2",
-        ),
+        mvc_argv(*bay_args(tmp_path, bay, "-w", "2")),
         cwd=tmp_path,
         env=mvc_env(),
         stdin=subprocess.DEVNULL,
