@@ -67,6 +67,7 @@ class Options:
     volume_size: Optional[int] = None
     workers: int = 2
     new_volume_script: Optional[str] = None
+    hash: bool = True
 
 
 @dataclass
@@ -571,7 +572,9 @@ class Backup:
             )
             for i in to_copy
         )
-        batches = make_batches(items, job.root, drive.root, drive.tmpdir, f"{rec.uuid}:{time.time_ns()}")
+        batches = make_batches(
+            items, job.root, drive.root, drive.tmpdir, f"{rec.uuid}:{time.time_ns()}", self.opts.hash
+        )
         state = {"full": False, "drive_error": "", "since_sync": 0, "last_sync": self.clock()}
 
         def handle(done: BatchDone) -> bool:
@@ -585,7 +588,7 @@ class Backup:
                     if e.kind == FILE:
                         cat.sizes[i] = o.size
                         cat.mtimes[i] = o.mtime_ns
-                        e = e._replace(size=o.size, mtime_ns=o.mtime_ns)
+                        e = e._replace(size=o.size, mtime_ns=o.mtime_ns, sha256=o.sha256)
                     puts.append(e)
                     cat.volumes[i] = number
                     nbytes += o.size

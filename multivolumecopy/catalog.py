@@ -33,6 +33,7 @@ class Entry(NamedTuple):
     mtime_ns: int
     mode: int
     target: Optional[str] = None  # symlink target
+    sha256: Optional[str] = None  # of what was written to the drive (manifests only)
 
 
 class Catalog:

@@ -14,12 +14,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import IO, Optional
+from typing import IO, Any, Optional
 
 from . import __version__
 from .errors import ExitCode, MvcError, UsageError
 from .jobfile import DEFAULT_NAME
-from .sizes import parse_size
+from .sizes import format_size, parse_duration, parse_size
 
 EPILOG = """\
 exit codes:
@@ -28,12 +28,16 @@ exit codes:
   4 source problem   5 output/drive problem  6 jobfile problem
   7 a file is larger than a volume           8 another run holds the lock
   9 the drive failed mid-run                10 verify found problems
-  70 internal error 130 interrupted (what was copied is kept; run again to continue)
+  11 --locate found nothing                  70 internal error
+  130 interrupted (what was copied is kept; run again to continue)
 
 examples:
   multivolumecopy /mnt/src -o /mnt/usb
   multivolumecopy /mnt/src/books /mnt/src/radio -o /mnt/usb
   multivolumecopy --verify -f .mvcopy-jobdata.json -i 0 -si 300 -o /mnt/usb
+  multivolumecopy --verify --checksum --time-budget 1h -o /mnt/usb
+  multivolumecopy --locate 'photos/2019*' -f /mnt/usb/.mvcopy-jobdata.json
+  multivolumecopy --restore --to /srv/restored -o /mnt/usb 'photos/2019'
 """
 
 
@@ -54,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "sources",
         nargs="*",
-        metavar="SRC",
-        help="directories and files to back up; paths on the drives are relative to "
-        "their common parent (a single directory: its contents)",
+        metavar="SRC|PATTERN",
+        help="backup: directories and files to back up (paths on the drives are relative to their "
+        "common parent; a single directory: its contents). --locate/--restore: globs on the "
+        "relative path, or plain substrings",
     )
     p.add_argument(
         "-o",
@@ -75,31 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
         "a copy is kept on every drive",
     )
     p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="leave out paths matching this glob (on the relative path, or on any "
-        "single name if it has no /); repeatable",
-    )
-    p.add_argument(
-        "--device-padding",
-        default="0",
-        metavar="SIZE",
-        help="leave this much free on every drive (e.g. 500M)",
-    )
-    p.add_argument(
-        "--volume-size", default=None, metavar="SIZE", help="put at most this much on each volume (e.g. 4G)"
-    )
-    p.add_argument(
-        "-w",
-        "--workers",
-        type=int,
-        default=default_workers(),
-        metavar="N",
-        help="copy processes (default: %(default)s)",
-    )
-    p.add_argument(
         "--new-volume-script",
         metavar="CMD",
         help="run CMD (through the shell) when the next drive is needed, instead of "
@@ -107,18 +87,76 @@ def build_parser() -> argparse.ArgumentParser:
         "MVCOPY_OUTPUT, MVCOPY_JOBFILE",
     )
     p.add_argument("--hide-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--verify", action="store_true", help="check the mounted drive against the jobfile instead of copying"
-    )
-    p.add_argument(
-        "-i", "--device-startindex", type=int, metavar="N", help="with --verify: first index to check"
-    )
-    p.add_argument(
-        "-si", "--select-index", type=int, metavar="N", help="with --verify: index to stop before (exclusive)"
-    )
-    p.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    b = p.add_argument_group("backing up (the default)")
+    b.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out paths matching this glob (on the relative path, or on any "
+        "single name if it has no /); repeatable",
+    )
+    b.add_argument(
+        "--device-padding",
+        default="0",
+        metavar="SIZE",
+        help="leave this much free on every drive (e.g. 500M)",
+    )
+    b.add_argument(
+        "--volume-size", default=None, metavar="SIZE", help="put at most this much on each volume (e.g. 4G)"
+    )
+    b.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="copy processes (default: %(default)s)",
+    )
+    b.add_argument(
+        "--no-hash",
+        action="store_true",
+        help="do not record SHA-256 of copied files (a zero-copy path for drives faster than the "
+        "hash; --verify --checksum and sha256sum -c then cannot check them)",
+    )
+
+    modes = p.add_argument_group("other modes").add_mutually_exclusive_group()
+    modes.add_argument(
+        "--verify", action="store_true", help="check the mounted drive against the jobfile instead of copying"
+    )
+    modes.add_argument(
+        "--locate", action="store_true", help="say which volume holds the files matching PATTERN (from -f)"
+    )
+    modes.add_argument(
+        "--restore", action="store_true", help="restore the files matching PATTERN (all without) into --to"
+    )
+
+    v = p.add_argument_group("verifying")
+    v.add_argument("-i", "--device-startindex", type=int, metavar="N", help="first index to check")
+    v.add_argument("-si", "--select-index", type=int, metavar="N", help="index to stop before (exclusive)")
+    v.add_argument(
+        "--checksum",
+        action="store_true",
+        help="also read every file back and compare its SHA-256 with the one recorded (a scrub)",
+    )
+    v.add_argument(
+        "--max-age",
+        type=float,
+        metavar="DAYS",
+        help="with --checksum: re-read only files not checked in the last DAYS days",
+    )
+    v.add_argument(
+        "--time-budget",
+        metavar="DURATION",
+        help="with --checksum: stop reading after this long (90, 30m, 2h); the rest is next time",
+    )
+    v.add_argument("--json", action="store_true", help="print the --verify or --locate report as JSON")
+
+    r = p.add_argument_group("restoring")
+    r.add_argument("--to", metavar="DIR", help="where --restore puts the files (created if missing)")
     return p
 
 
@@ -139,7 +177,11 @@ def main(
     try:
         args = build_parser().parse_args(argv)
         if args.verify:
-            return _verify(args, stdout)
+            return _verify(args, stdout, stderr)
+        if args.locate:
+            return _locate(args, stdout)
+        if args.restore:
+            return _restore(args, stdin, stderr)
         return _backup(args, stdin, stderr)
     except MvcError as err:
         stderr.write(f"multivolumecopy: {err}\n")
@@ -159,9 +201,16 @@ def main(
 def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     from .backup import Backup, Options
     from .events import RunDone
-    from .progress import make_renderer
-    from .swap import Swapper
 
+    _only_with(
+        args,
+        "--verify",
+        checksum=args.checksum,
+        max_age=args.max_age is not None,
+        time_budget=args.time_budget,
+        json=args.json,
+    )
+    _only_with(args, "--restore", to=args.to)
     if args.device_startindex is not None or args.select_index is not None:
         raise UsageError(
             "-i/--device-startindex and -si/--select-index only go with --verify; a backup "
@@ -180,22 +229,11 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         volume_size=parse_size(args.volume_size, "--volume-size") if args.volume_size else None,
         workers=args.workers,
         new_volume_script=args.new_volume_script,
+        hash=not args.no_hash,
     )
     if opts.volume_size is not None and opts.volume_size <= 0:
         raise UsageError("--volume-size must be more than zero")
-    renderer = make_renderer(stderr, args.hide_progress, args.verbose)
-
-    def ask(text: str) -> str:
-        renderer.suspend()
-        stderr.write(text)
-        stderr.flush()
-        line = stdin.readline()
-        if not line:
-            raise EOFError
-        return line
-
-    interactive = _isatty(stdin) and _isatty(stderr)
-    swapper = Swapper(script=args.new_volume_script, ask=ask if interactive else None)
+    renderer, swapper = _person(args, stdin, stderr)
     start = time.monotonic()
     backup = Backup(opts, renderer, swapper)
     try:
@@ -216,15 +254,125 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     return int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)
 
 
-def _verify(args: argparse.Namespace, stdout: IO[str]) -> int:
-    from .verify import render_report, verify
+def _person(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> tuple[Any, Any]:
+    """The renderer for a person on stderr, and the swapper (script, prompt, or stop)."""
+    from .progress import make_renderer
+    from .swap import Swapper
+
+    renderer = make_renderer(stderr, args.hide_progress, args.verbose)
+
+    def ask(text: str) -> str:
+        renderer.suspend()
+        stderr.write(text)
+        stderr.flush()
+        line = stdin.readline()
+        if not line:
+            raise EOFError
+        return line
+
+    interactive = _isatty(stdin) and _isatty(stderr)
+    return renderer, Swapper(script=args.new_volume_script, ask=ask if interactive else None)
+
+
+def _only_with(args: argparse.Namespace, mode: str, **options: object) -> None:
+    for name, value in options.items():
+        if value:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} goes with {mode}; see multivolumecopy --help")
+
+
+def _verify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    from .verify import Scrub, render_report, verify
 
     if len(args.output) != 1:
         raise UsageError("--verify checks one drive: give exactly one -o/--output")
-    report = verify(args.jobfile, args.output[0], args.device_startindex, args.select_index)
+    if not args.checksum:
+        _only_with(args, "--checksum", max_age=args.max_age, time_budget=args.time_budget)
+    scrub = None
+    if args.checksum:
+        if args.max_age is not None and args.max_age < 0:
+            raise UsageError("--max-age is a number of days, 0 or more")
+        budget = parse_duration(args.time_budget, "--time-budget") if args.time_budget else None
+        scrub = Scrub(max_age_days=args.max_age, time_budget=budget)
+    bar = _ByteBar(stderr, "read back", args.hide_progress)
+    try:
+        report = verify(args.jobfile, args.output[0], args.device_startindex, args.select_index, scrub, bar)
+    finally:
+        bar.close()
     stdout.write(render_report(report, as_json=args.json))
     stdout.flush()
     return int(ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED)
+
+
+def _locate(args: argparse.Namespace, stdout: IO[str]) -> int:
+    from .jobfile import load
+    from .locate import locate, render
+
+    if not args.sources:
+        raise UsageError("--locate needs at least one PATTERN (a glob or part of a path)")
+    found = list(locate(load(args.jobfile).catalog, args.sources))
+    stdout.write(render(found, args.json))
+    stdout.flush()
+    return int(ExitCode.OK if found else ExitCode.NOT_FOUND)
+
+
+def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
+    from .restore import Restore, RestoreOptions
+
+    if not args.to:
+        raise UsageError("--restore needs --to DIR: where to put the files")
+    if not args.output:
+        raise UsageError("--restore reads the drives: name the mount point with -o/--output")
+    renderer, swapper = _person(args, stdin, stderr)
+    start = time.monotonic()
+    opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources)
+    try:
+        summary = Restore(opts, renderer, swapper).run()
+    finally:
+        renderer.close()
+    lines = [
+        "",
+        "summary:",
+        f"  restored {summary.restored} entries ({format_size(summary.restored_bytes)}) "
+        f"from volumes {', '.join(map(str, summary.volumes)) or 'none'} in {time.monotonic() - start:.1f} s",
+        f"  {summary.intact} already restored and intact",
+    ]
+    if summary.problems:
+        lines.append(f"  {len(summary.problems)} could not be restored:")
+        lines.extend(f"    {path}: {why}" for path, why in summary.problems)
+    renderer.say("\n".join(lines))
+    return int(ExitCode.FILES_FAILED if summary.problems else ExitCode.OK)
+
+
+class _ByteBar:
+    """A tqdm bar in bytes for a scrub, on stderr when it is a terminal."""
+
+    def __init__(self, stream: IO[str], desc: str, hide: bool):
+        self.stream = stream
+        self.desc = desc
+        self.enabled = not hide and _isatty(stream)
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                desc=self.desc,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                leave=False,
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _interrupt_on_termination() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import multiprocessing
 import os
 import queue
@@ -67,6 +68,7 @@ class CopyBatch:
     tmpdir: str
     items: tuple[CopyItem, ...]
     volume_key: str = ""  # changes with every drive, so workers forget directories they made
+    hash: bool = True  # record SHA-256 of what is written, read in the same pass as the copy
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Outcome:
     mtime_ns: int = 0
     detail: str = ""
     reported: int = 0  # bytes already told in Progress messages (large files only)
+    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def make_batches(
     dst_root: str,
     tmpdir: str,
     volume_key: str,
+    hash: bool = True,
     max_items: int = 64,
     max_bytes: int = 16 * 1024 * 1024,
 ) -> Iterator[CopyBatch]:
@@ -105,13 +109,13 @@ def make_batches(
     n = 0
     for item in items:
         if batch and (len(batch) >= max_items or size + item.size > max_bytes):
-            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key)
+            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash)
             n += 1
             batch, size = [], 0
         batch.append(item)
         size += item.size
     if batch:
-        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key)
+        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash)
 
 
 # -- worker side --------------------------------------------------------------------
@@ -189,9 +193,9 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
             os.rename(tmp, final)
             return Outcome(item.index, OK, 0, item.mtime_ns)
         assert item.kind == FILE
-        size, mtime, reported = _copy_file(src, tmp, item, stop, report)
+        size, mtime, reported, digest = _copy_file(src, tmp, item, stop, report, batch.hash)
         os.rename(tmp, final)
-        return Outcome(item.index, OK, size, mtime, reported=reported)
+        return Outcome(item.index, OK, size, mtime, reported=reported, sha256=digest)
     except _Stop:
         _unlink(tmp)
         return Outcome(item.index, NOT_DONE)
@@ -236,11 +240,12 @@ def _make_parents(root: str, rel: str) -> None:
 
 
 def _copy_file(
-    src: str, tmp: str, item: CopyItem, stop: Any, report: Callable[[Any], None]
-) -> tuple[int, int, int]:
+    src: str, tmp: str, item: CopyItem, stop: Any, report: Callable[[Any], None], hashing: bool
+) -> tuple[int, int, int, Optional[str]]:
     """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us.
 
-    Returns size, mtime and the bytes told in Progress messages on the way.
+    Returns size, mtime, the bytes told in Progress messages, and the SHA-256 of what was
+    written (None when not hashing).
     """
     reported = 0
     for _attempt in range(UNSTABLE_RETRIES):
@@ -254,7 +259,11 @@ def _copy_file(
                 raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
             fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                reported += _copy_data(fsrc, fdst, before, stop, report)
+                if hashing:
+                    told, digest = _copy_hashed(fsrc, fdst, stop, report)
+                else:
+                    told, digest = _copy_data(fsrc, fdst, before, stop, report), None
+                reported += told
                 os.fchmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
@@ -263,8 +272,34 @@ def _copy_file(
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
-            return before.st_size, before.st_mtime_ns, reported
+            return before.st_size, before.st_mtime_ns, reported, digest
     raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
+
+
+def _copy_hashed(fsrc: int, fdst: int, stop: Any, report: Callable[[Any], None]) -> tuple[int, str]:
+    """One pass: read into a reused buffer, hash it, write it.  Returns bytes told and the digest."""
+    digest = hashlib.sha256()
+    view = memoryview(_BUF)
+    unreported = told = 0
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            n = os.readv(fsrc, [view])
+        except OSError as err:
+            raise _SourceError(err) from None
+        if n == 0:
+            return told, digest.hexdigest()
+        chunk = view[:n]
+        digest.update(chunk)
+        done = 0
+        while done < n:
+            done += os.write(fdst, chunk[done:])
+        unreported += n
+        if unreported >= PROGRESS_EVERY:
+            report(Progress(unreported))
+            told += unreported
+            unreported = 0
 
 
 def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Callable[[Any], None]) -> int:

@@ -23,6 +23,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 8
     DRIVE_ERROR = 9
     VERIFY_FAILED = 10
+    NOT_FOUND = 11
     INTERNAL = 70
     INTERRUPTED = 130
 

@@ -142,7 +142,16 @@ class RunDone:
     skipped: int = 0
 
 
+@dataclass(frozen=True)
+class RestoreStarted:
+    volumes: tuple[int, ...]  # the volumes that must be inserted
+    files: int
+    bytes: int
+    intact: int  # already restored and intact: skipped
+
+
 Event = Union[
+    RestoreStarted,
     ScanDone,
     Skipped,
     FileFailed,

@@ -29,6 +29,14 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def iso(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def epoch(text: str) -> float:
+    return _dt.datetime.fromisoformat(text).timestamp()
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -46,6 +54,7 @@ class VolumeRecord:
     last_run: int = 0
     updated: Optional[str] = None
     fs_id: Optional[str] = None  # statvfs f_fsid and root inode, to spot a relabelled drive
+    last_verified: Optional[str] = None  # last complete --verify --checksum of the volume
 
 
 @dataclass

@@ -75,6 +75,15 @@ class TextRenderer:
             self._files["job"] = [0, event.files_to_write]
             if self.bars:
                 self._job = self._bar(event.bytes_to_write, "job", 0)
+        elif isinstance(event, ev.RestoreStarted):
+            vols = ", ".join(str(v) for v in event.volumes) or "none"
+            self.say(
+                f"restoring {event.files} files ({format_size(event.bytes)}) from volumes {vols}; "
+                f"{event.intact} already restored and intact"
+            )
+            self._files["job"] = [0, event.files]
+            if self.bars:
+                self._job = self._bar(event.bytes, "restore", 0)
         elif isinstance(event, ev.NothingToDo):
             self.say(
                 f"nothing to do: all {event.files} entries are on their volumes ({event.volumes} volumes)"

@@ -46,3 +46,15 @@ def format_size(n: float) -> str:
         if n < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str = "duration") -> float:
+    """``"90"`` or ``"90s"`` -> 90.0; ``"30m"``, ``"2h"``, ``"1d"``."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise UsageError(f"{option} {text!r} is not a duration; write seconds, or a number with s, m, h or d")
+    return float(match.group(1)) * _SECONDS[match.group(2).lower()]

@@ -42,13 +42,14 @@ JOURNAL = ".mvcopy-journal"
 TMPDIR = ".mvcopy-tmp"
 LOCKFILE = ".mvcopy-lock"
 JOBCOPY = ".mvcopy-jobdata.json"
+SUMS = ".mvcopy-sha256sums"
 RESERVED_PREFIX = ".mvcopy"
 
 LABEL_FORMAT = "multivolumecopy-label"
 MANIFEST_FORMAT = "multivolumecopy-manifest"
 JOURNAL_FORMAT = "multivolumecopy-journal"
 VERSION = 1
-MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target")
+MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified")
 
 
 @dataclass(frozen=True)
@@ -110,15 +111,26 @@ def fs_identity(root: str) -> str:
     return f"{fsid:x}:{st.st_ino}"
 
 
-def _entry_row(e: Entry) -> list[Any]:
-    return [e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target]
+def _entry_row(e: Entry, verified: Optional[int] = None) -> list[Any]:
+    return [e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified]
 
 
-def _row_entry(row: list[Any]) -> Entry:
-    path, kind, size, mtime, mode, target = row
+def _row_entry(row: list[Any]) -> tuple[Entry, Optional[int]]:
+    """A manifest or journal row: the entry and when its content was last verified (epoch s)."""
+    path, kind, size, mtime, mode, target, sha256, verified = row
     if kind not in KINDS or not isinstance(path, str):
         raise ValueError(kind)
-    return Entry(path, kind, int(size), int(mtime), int(mode), target)
+    return Entry(path, kind, int(size), int(mtime), int(mode), target, sha256), verified
+
+
+def sums_line(e: Entry) -> bytes:
+    """One line of a file ``sha256sum -c`` reads, escaping names as coreutils does."""
+    assert e.sha256 is not None
+    name = os.fsencode(e.path)
+    if b"\\" in name or b"\n" in name or b"\r" in name:
+        name = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        return b"\\" + e.sha256.encode() + b"  " + name + b"\n"
+    return e.sha256.encode() + b"  " + name + b"\n"
 
 
 def same_content(held: Entry, want: Entry, granularity: int) -> bool:
@@ -139,6 +151,7 @@ class Drive:
         self.root = os.path.abspath(root)
         self.label: Optional[Label] = None
         self.held: dict[str, Entry] = {}
+        self.verified: dict[str, int] = {}  # path -> when its content was last checked (epoch s)
         self.dirty: set[str] = set()
         self.generation = 0
         self.run_number = 0
@@ -162,6 +175,13 @@ class Drive:
         except BaseException:
             self.close()
             raise
+
+    def read_state(self) -> None:
+        """Label, manifest and journal, replayed in memory only: for looking, not writing."""
+        self.label = read_label(self.root)
+        if self.label is not None:
+            self._read_manifest()
+            self._replay_journal()
 
     def close(self) -> None:
         if self._journal is not None:
@@ -214,7 +234,11 @@ class Drive:
         try:
             if list(doc["columns"]) != list(MANIFEST_COLUMNS):
                 raise ValueError("columns")
-            self.held = {e.path: e for e in (_row_entry(r) for r in doc["entries"])}
+            for row in doc["entries"]:
+                e, verified = _row_entry(row)
+                self.held[e.path] = e
+                if verified is not None:
+                    self.verified[e.path] = int(verified)
             self.dirty = {str(p) for p in doc.get("dirty", [])}
             self.generation = int(doc["generation"])
             self.run_number = int(doc.get("run", 0))
@@ -247,8 +271,9 @@ class Drive:
                 intents.update(rec["paths"])
             elif kind == "put":
                 for row in rec["e"]:
-                    e = _row_entry(row)
+                    e, _ = _row_entry(row)
                     pending[e.path] = e
+                    self.verified.pop(e.path, None)
             elif kind == "del":
                 for p in rec["paths"]:
                     self.held.pop(p, None)
@@ -307,6 +332,8 @@ class Drive:
         for e in entries:
             self.held[e.path] = e
             self.dirty.discard(e.path)
+        for e in entries:
+            self.verified.pop(e.path, None)
         self._append({"t": "put", "e": [_entry_row(e) for e in entries]})
         self._unsynced += len(entries)
 
@@ -349,8 +376,11 @@ class Drive:
             "dirty": sorted(self.dirty),
         }
         head = json.dumps(doc, indent=1)
-        rows = ",\n".join(json.dumps(_entry_row(e)) for e in sorted(self.held.values(), key=_key))
+        held = sorted(self.held.values(), key=_key)
+        rows = ",\n".join(json.dumps(_entry_row(e, self.verified.get(e.path))) for e in held)
         text = head[: head.rfind("}")].rstrip() + ',\n "entries": [\n' + rows + "\n ]\n}\n"
+        sums = b"".join(sums_line(e) for e in held if e.kind == FILE and e.sha256)
+        self._guard(atomic_write, self.path(SUMS), sums)
         self._guard(atomic_write, self.path(MANIFEST), text.encode("ascii"))
         if self._journal is not None:
             self._journal.close()

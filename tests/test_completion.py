@@ -8,7 +8,7 @@ from helpers import REPO
 from multivolumecopy.cli import build_parser
 
 ZSH = REPO / "data" / "autocomplete.zsh" / "_multivolumecopy"
-PATH_OPTIONS = {"--output": "_files -/", "--jobfile": "_files"}
+PATH_OPTIONS = {"--output": "_files -/", "--jobfile": "_files", "--to": "_files -/"}
 
 
 def zsh_specs() -> dict[str, str]:
