@@ -244,3 +244,33 @@ def test_restore_does_not_overwrite_a_different_file_already_there(tmp_path):
     assert "top-level file.txt: a different file is already at that place" in result.stderr
     assert (to / "top-level file.txt").read_text() == "mine, newer\n"
     assert (to / "beta/run.sh").read_bytes() == (src / "beta/run.sh").read_bytes()
+
+
+@pytest.mark.parametrize("given", [("-i", "3"), ("-si", "5"), ("-i", "2", "-si", "2")])
+def test_verify_takes_either_index_alone(tmp_path, given):
+    src = tmp_path / "src"
+    make_tree(src, n_files=6, big=0)
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+
+    result = verify(tmp_path, tmp_path / "usb", *given)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: volume 1 at ")
+
+
+def test_restore_reports_a_file_its_drive_lost_and_restores_the_rest(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, n_files=6, big=0)
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    os.unlink(tmp_path / "usb/beta/run.sh")
+
+    result = run_mvc("--restore", "--to", "restored", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert result.returncode == ExitCode.FILES_FAILED
+    assert "1 could not be restored:\n    beta/run.sh: missing on volume 1" in result.stderr
+    st = (src / "beta").stat()
+    (src / "beta/run.sh").unlink()
+    os.utime(src / "beta", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert tree_differences(src, tmp_path / "restored") == ""
