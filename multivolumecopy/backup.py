@@ -573,7 +573,13 @@ class Backup:
             for i in to_copy
         )
         batches = make_batches(
-            items, job.root, drive.root, drive.tmpdir, f"{rec.uuid}:{time.time_ns()}", self.opts.hash
+            items,
+            job.root,
+            drive.root,
+            drive.tmpdir,
+            f"{rec.uuid}:{time.time_ns()}",
+            self.opts.hash,
+            drive.identity,
         )
         state = {"full": False, "drive_error": "", "since_sync": 0, "last_sync": self.clock()}
 

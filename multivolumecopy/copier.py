@@ -69,6 +69,7 @@ class CopyBatch:
     items: tuple[CopyItem, ...]
     volume_key: str = ""  # changes with every drive, so workers forget directories they made
     hash: bool = True  # record SHA-256 of what is written, read in the same pass as the copy
+    root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of dst_root: the drive must still be there
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def make_batches(
     tmpdir: str,
     volume_key: str,
     hash: bool = True,
+    root_id: tuple[int, int] = (0, 0),
     max_items: int = 64,
     max_bytes: int = 16 * 1024 * 1024,
 ) -> Iterator[CopyBatch]:
@@ -109,13 +111,13 @@ def make_batches(
     n = 0
     for item in items:
         if batch and (len(batch) >= max_items or size + item.size > max_bytes):
-            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash)
+            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
             n += 1
             batch, size = [], 0
         batch.append(item)
         size += item.size
     if batch:
-        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash)
+        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
 
 
 # -- worker side --------------------------------------------------------------------
@@ -145,6 +147,20 @@ def worker_main(tasks: Any, results: Any, stop: Any, parent: int) -> None:
         results.put(copy_batch(batch, stop, results.put))
 
 
+GONE = "the drive is gone (unmounted or replaced)"
+
+
+def _drive_there(batch: CopyBatch) -> bool:
+    """Whether dst_root is still the drive the batch was meant for (not the bare mount point)."""
+    if batch.root_id == (0, 0):
+        return True
+    try:
+        st = os.stat(batch.dst_root)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == batch.root_id
+
+
 def _die_with_parent(parent: int) -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -161,6 +177,8 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
         _VOLUME_KEY[0] = batch.volume_key
     outcomes: list[Outcome] = []
     items = batch.items
+    if not _drive_there(batch):
+        return BatchDone(batch.batch_id, tuple(Outcome(it.index, DRIVE_ERROR, detail=GONE) for it in items))
     for pos, item in enumerate(items):
         if stop.is_set():
             outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos:])
@@ -178,8 +196,8 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
     final = os.path.join(batch.dst_root, item.rel)
     tmp = os.path.join(batch.tmpdir, f"{os.getpid()}-{item.index}")
     try:
-        _make_parents(batch.dst_root, item.rel)
         if item.kind == DIR:
+            _make_parents(batch.dst_root, item.rel)
             try:
                 os.mkdir(final, 0o700)
             except FileExistsError:
@@ -190,10 +208,12 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
             assert item.target is not None
             os.symlink(item.target, tmp)
             os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+            _make_parents(batch.dst_root, item.rel)  # only now: the temp file proved the drive is there
             os.rename(tmp, final)
             return Outcome(item.index, OK, 0, item.mtime_ns)
         assert item.kind == FILE
         size, mtime, reported, digest = _copy_file(src, tmp, item, stop, report, batch.hash)
+        _make_parents(batch.dst_root, item.rel)
         os.rename(tmp, final)
         return Outcome(item.index, OK, size, mtime, reported=reported, sha256=digest)
     except _Stop:
@@ -209,6 +229,8 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
         return Outcome(item.index, FAILED, detail=str(err))
     except OSError as err:
         _unlink(tmp)
+        if err.errno == errno.ENOENT and not _drive_there(batch):
+            return Outcome(item.index, DRIVE_ERROR, detail=GONE)
         if is_no_space(err):
             return Outcome(item.index, NO_SPACE, detail=err.strerror or "")
         if is_drive_gone(err):

@@ -159,6 +159,7 @@ class Drive:
         self._journal: Optional[IO[bytes]] = None
         self._unsynced = 0
         self._made_lock = False
+        self.identity: tuple[int, int] = (0, 0)  # st_dev, st_ino of the root when opened
 
     # -- opening -----------------------------------------------------------------
 
@@ -168,6 +169,8 @@ class Drive:
         self._made_lock = not os.path.lexists(lock_path)
         self._lock = FileLock(lock_path, f"the drive at {self.root}")
         self._lock.acquire()
+        st = os.stat(self.root)
+        self.identity = (st.st_dev, st.st_ino)
         try:
             self.label = read_label(self.root)
             if self.label is not None:
@@ -310,12 +313,28 @@ class Drive:
 
     # -- writing -----------------------------------------------------------------
 
+    def check_present(self) -> None:
+        """The drive is still the one we opened: not unmounted (the path would then lead to the
+        empty mount point on another filesystem) and not replaced."""
+        try:
+            st = os.stat(self.root)
+            same = (st.st_dev, st.st_ino) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise DriveError(
+                f"the drive at {self.root} is gone (unmounted or replaced) in the middle of the run; "
+                "what was committed is kept: mount it again and run the same command"
+            )
+
     def write_label(self, label: Label) -> None:
+        self.check_present()
         self._guard(atomic_write, self.path(LABEL), label.to_json())
         self.label = label
 
     def prepare(self) -> None:
         """Create the temp directory and start a journal on top of the current manifest."""
+        self.check_present()
         self._guard(os.makedirs, self.tmpdir, exist_ok=True)
         if self._journal is None:
             self._journal = self._guard(open, self.path(JOURNAL), "wb", buffering=1 << 16)
@@ -350,6 +369,7 @@ class Drive:
         if self._journal is None:
             return
         self._flush(durable=False)
+        self.check_present()
         self._guard(syncfs, self.root)
         self._append({"t": "sync"})
         self._flush(durable=True)
@@ -359,6 +379,7 @@ class Drive:
         """Fold everything into a new manifest (the commit point) and start an empty journal."""
         if self._journal is not None:
             self._flush(durable=False)
+        self.check_present()
         self._guard(syncfs, self.root)
         if run_number is not None:
             self.run_number = run_number
@@ -394,6 +415,7 @@ class Drive:
 
     def write_jobcopy(self, data: bytes) -> None:
         """Raises OSError as is: the caller decides whether a full drive matters here."""
+        self.check_present()
         atomic_write(self.path(JOBCOPY), data)
 
     def _append(self, rec: dict[str, Any]) -> None:

@@ -9,9 +9,12 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,7 +83,22 @@ class Drives:
         with open(img, "wb") as fh:
             fh.truncate(size_kib * 1024)
         subprocess.run(
-            ["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "1024", "-O", "^has_journal", "-N", "1024", str(img)],
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-b",
+                "1024",
+                "-O",
+                "^has_journal",
+                "-N",
+                "1024",
+                "-e",
+                "remount-ro",
+                str(img),
+            ],
             check=True,
         )
         self.images.append(img)
@@ -94,6 +112,21 @@ class Drives:
 
     def umount(self, point: Path) -> None:
         subprocess.run(["umount", str(point)], check=True)
+
+    def fail_read_only(self, point: Path) -> None:
+        """Make the kernel find an error on the mounted ext4 drive: it turns read-only at once,
+        as a failing drive does (errors=remount-ro)."""
+        dev = subprocess.run(
+            ["findmnt", "-no", "SOURCE", str(point)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        Path(f"/sys/fs/ext4/{os.path.basename(dev)}/trigger_fs_error").write_text("1")
+
+    def fsck(self, image: Path) -> None:
+        """What the operator does with a drive that went read-only: check and repair it."""
+        rc = subprocess.call(
+            ["e2fsck", "-fy", str(image)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert rc in (0, 1), f"e2fsck could not repair {image} (exit {rc})"
 
     @contextlib.contextmanager
     def inspect(self, images: list[Path]) -> Iterator[list[Path]]:
@@ -263,3 +296,40 @@ def manifest_paths(drive: Path) -> set[str]:
 
 def label_of(drive: Path) -> dict:
     return json.loads((drive / ".mvcopy-label.json").read_text())
+
+
+def start_backup(tmp_path: Path, bay: Bay) -> subprocess.Popen:
+    return subprocess.Popen(
+        mvc_argv(*bay_args(tmp_path, bay, "-w", "2")),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_partial_copy(bay, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll until a temporary file is being written on the drive: we are mid-copy."""
+    tmp = bay.point / ".mvcopy-tmp"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(os.path.getsize(tmp / n) > 0 for n in os.listdir(tmp)):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before the copy could be interrupted: {proc.communicate()}")
+        time.sleep(0.0005)
+    pytest.fail("never saw a copy in progress")
+
+
+def big_source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    make_tree(src, n_files=30, big=0)
+    for k in range(4):
+        (src / f"large {k}.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    return src

@@ -15,7 +15,7 @@ import pytest
 from conftest import needs_root
 from helpers import (
     backup,
-    bay_args,
+    big_source,
     files_on,
     label_of,
     leftovers,
@@ -24,8 +24,10 @@ from helpers import (
     mvc_argv,
     mvc_env,
     run_mvc,
+    start_backup,
     tree_differences,
     union_of,
+    wait_for_partial_copy,
 )
 
 pytestmark = needs_root
@@ -152,53 +154,16 @@ def test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted(tmp_pa
     assert (bay.point / "top-level file.txt").read_text() == "a different file of the same name\n"
 
 
-def _start(tmp_path: Path, bay) -> subprocess.Popen:
-    return subprocess.Popen(
-        mvc_argv(*bay_args(tmp_path, bay, "-w", "2")),
-        cwd=tmp_path,
-        env=mvc_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait_for_partial_copy(bay, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Poll until a temporary file is being written on the drive: we are mid-copy."""
-    tmp = bay.point / ".mvcopy-tmp"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if any(os.path.getsize(tmp / n) > 0 for n in os.listdir(tmp)):
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before the copy could be interrupted: {proc.communicate()}")
-        time.sleep(0.0005)
-    pytest.fail("never saw a copy in progress")
-
-
-def _big_source(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    make_tree(src, n_files=30, big=0)
-    for k in range(4):
-        (src / f"large {k}.bin").write_bytes(os.urandom(24 * 1024 * 1024))
-    return src
-
-
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
 )
 def test_interrupted_mid_copy_then_rerun_gives_the_exact_tree(tmp_path, drives, bay, sig):
-    src = _big_source(tmp_path)
+    src = big_source(tmp_path)
     images = [drives.image("d1", 60 * 1024), drives.image("d2", 60 * 1024)]
     bay.insert(images[0])
     bay.enqueue(images[1])
-    proc = _start(tmp_path, bay)
-    _wait_for_partial_copy(bay, proc)
+    proc = start_backup(tmp_path, bay)
+    wait_for_partial_copy(bay, proc)
 
     os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
@@ -336,12 +301,12 @@ def test_drives_attached_at_once_are_filled_in_one_pass(tmp_path, drives):
 
 
 def test_another_writer_filling_the_drive_mid_file_moves_the_file_to_the_next_drive(tmp_path, drives, bay):
-    src = _big_source(tmp_path)
+    src = big_source(tmp_path)
     images = [drives.image("d1", 90 * 1024), drives.image("d2", 120 * 1024)]
     bay.insert(images[0])
     bay.enqueue(images[1])
-    proc = _start(tmp_path, bay)
-    _wait_for_partial_copy(bay, proc)
+    proc = start_backup(tmp_path, bay)
+    wait_for_partial_copy(bay, proc)
 
     # Someone else fills the drive while our copy is half written.
     filler = bay.point / "someone else's file"
@@ -362,10 +327,10 @@ def test_another_writer_filling_the_drive_mid_file_moves_the_file_to_the_next_dr
 
 
 def test_workers_do_not_outlive_a_parent_killed_alone(tmp_path, drives, bay):
-    src = _big_source(tmp_path)
+    src = big_source(tmp_path)
     bay.insert(drives.image("d1", 120 * 1024))
-    proc = _start(tmp_path, bay)
-    _wait_for_partial_copy(bay, proc)
+    proc = start_backup(tmp_path, bay)
+    wait_for_partial_copy(bay, proc)
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers
 
