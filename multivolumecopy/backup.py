@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import events as ev
+from . import faults
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, ancestors, depth_first, index_ranges
 from .copier import (
@@ -45,7 +46,14 @@ from .copier import (
     make_batches,
 )
 from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError
-from .fsutil import block_size, is_no_space, mtimes_equal, probe_mtime_granularity, round_up
+from .fsutil import (
+    block_size,
+    is_no_space,
+    mtimes_equal,
+    probe_mtime_granularity,
+    remove_stale_temporaries,
+    round_up,
+)
 from .lock import FileLock
 from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
 from .scan import Sources, path_inside, resolve_sources, scan
@@ -153,6 +161,7 @@ class Backup:
         check_outputs(opts, sources)
         jobfile = self.jobfile
         with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
+            remove_stale_temporaries(jobfile)
             old = jf.load(jobfile) if os.path.exists(jobfile) else None
             if old is not None:
                 self._check_same_job(old, sources)
@@ -546,6 +555,7 @@ class Backup:
             except OSError:
                 pass  # not empty: something not ours lives there; stop tracking it, leave it
             removed.append(path)
+        faults.point("after-purge")
         drive.forget(removed)
         self._remove_empty_parents(drive, removed)
         self.emit(ev.Purged(plan.volume, len(removed)))

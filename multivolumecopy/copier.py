@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import faults
 from .catalog import DIR, FILE, LINK
 from .fsutil import is_drive_gone, is_no_space
 
@@ -214,6 +215,7 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
         assert item.kind == FILE
         size, mtime, reported, digest = _copy_file(src, tmp, item, stop, report, batch.hash)
         _make_parents(batch.dst_root, item.rel)
+        faults.point("before-rename")
         os.rename(tmp, final)
         return Outcome(item.index, OK, size, mtime, reported=reported, sha256=digest)
     except _Stop:

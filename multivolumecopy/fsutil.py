@@ -8,6 +8,8 @@ import ctypes.util
 import errno
 import os
 
+from . import faults
+
 # ENOSPC is the usual one; EDQUOT is a quota; EFBIG is FAT's 4 GiB file limit,
 # which for our purpose also means "this file does not go on this drive".
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -39,13 +41,29 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+TMP_MARK = ".tmp-"
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Remove what an interrupted :func:`atomic_write` of ``path`` left (call with its lock held)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = os.path.basename(path) + TMP_MARK
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix):
+            _unlink_quietly(os.path.join(directory, name))
+
+
 def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     Temp file in the same directory, fsync, rename, fsync the directory.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
@@ -59,6 +77,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
         _unlink_quietly(tmp)
         raise
     os.close(fd)
+    faults.point(f"replace:{os.path.basename(path)}")
     try:
         os.replace(tmp, path)
     except BaseException:

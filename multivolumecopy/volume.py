@@ -32,7 +32,15 @@ from typing import IO, Any, Optional
 
 from .catalog import DIR, FILE, KINDS, LINK, Entry
 from .errors import DriveError, OutputError
-from .fsutil import atomic_write, fsync_dir, is_drive_gone, mtimes_equal, round_up, syncfs
+from .fsutil import (
+    atomic_write,
+    fsync_dir,
+    is_drive_gone,
+    mtimes_equal,
+    remove_stale_temporaries,
+    round_up,
+    syncfs,
+)
 from .jobfile import now_iso
 from .lock import FileLock
 
@@ -172,6 +180,8 @@ class Drive:
         st = os.stat(self.root)
         self.identity = (st.st_dev, st.st_ino)
         try:
+            for name in (LABEL, MANIFEST, SUMS, JOBCOPY):
+                remove_stale_temporaries(self.path(name))
             self.label = read_label(self.root)
             if self.label is not None:
                 self._recover()

@@ -333,3 +333,18 @@ def big_source(tmp_path: Path) -> Path:
     for k in range(4):
         (src / f"large {k}.bin").write_bytes(os.urandom(24 * 1024 * 1024))
     return src
+
+
+def check_drives(tmp_path: Path, drives, images, src: Path) -> list[set[str]]:
+    """The union of the drives is the source, byte for byte; no file on two drives; no leftovers."""
+    with drives.inspect(images) as points:
+        held = [files_on(p) for p in points]
+        for p in points:
+            assert leftovers(p) == [], f"temporary files left on {p}"
+            assert manifest_paths(p) == files_on(p), "the manifest disagrees with the drive"
+        union = union_of(points, tmp_path / f"union-{time.monotonic_ns()}")
+    assert tree_differences(src, union) == ""
+    for a in range(len(held)):
+        for b in range(a + 1, len(held)):
+            assert not (held[a] & held[b]), f"files on two drives: {held[a] & held[b]}"
+    return held

@@ -209,3 +209,14 @@ def test_a_blank_drive_is_refused_while_a_volume_with_files_is_unfinished(tmp_pa
     assert "drive refused: it is a blank drive, but volume 1 is not finished" in result.stderr
     assert "insert volume 1 (not finished yet)" in result.stderr
     assert os.listdir(tmp_path / "usb") == []  # a refused drive is left as it was
+
+
+def test_a_jobfile_write_cut_short_leaves_nothing_behind_after_the_next_run(place):
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place).returncode == 0
+    # a run killed while replacing its jobfile:
+    (place / "job.json.tmp-99999").write_text('{"format": "multivolumecopy-jobfile", "vers')
+
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place)
+
+    assert result.returncode == 0, result.stderr
+    assert not (place / "job.json.tmp-99999").exists()

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
+
+import pytest
 
 from conftest import needs_root
 from helpers import (
     backup,
+    bay_args,
     big_source,
+    check_drives,
     leftovers,
+    make_tree,
+    mvc_argv,
+    mvc_env,
     start_backup,
     tree_differences,
     union_of,
@@ -81,3 +89,65 @@ def test_a_second_run_on_the_same_drive_is_refused_while_the_first_holds_it(tmp_
         f"the drive at {bay.point} is in use by another multivolumecopy run (pid 777 on nas" in result.stderr
     )
     assert not (bay.point / "a.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "before-rename:7",  # a file complete in .mvcopy-tmp, not yet renamed into place
+        "replace:.mvcopy-sha256sums",  # committing volume 1: hashes written, manifest not yet
+        "replace:.mvcopy-manifest.json",  # the new manifest written and synced, not yet in place
+        "replace:.mvcopy-jobdata.json",  # volume 1 committed, its jobfile copy half replaced
+        "replace:job.json:3",  # the drive committed, the jobfile not yet told
+    ],
+)
+def test_killed_at_a_fault_point_then_rerun_gives_the_exact_tree(tmp_path, drives, bay, fault):
+    src = tmp_path / "src"
+    make_tree(src)
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    bay.enqueue(*images[1:])
+    killed = subprocess.run(
+        mvc_argv(*bay_args(tmp_path, bay)),
+        cwd=tmp_path,
+        env=mvc_env({"MVCOPY_FAULT": fault}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    rerun = backup(tmp_path, bay)
+
+    assert rerun.returncode == 0, rerun.stderr
+    bay.eject()
+    check_drives(tmp_path, drives, images[: len(bay.swaps()) + 1], src)
+
+
+def test_killed_between_a_purge_and_its_record_then_rerun_finishes_the_purge(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src, n_files=20, big=1)
+    image = drives.image("d1", 4096)
+    bay.insert(image)
+    assert backup(tmp_path, bay).returncode == 0
+    for gone in ("Alpha/sub one", "top-level file.txt"):
+        subprocess.run(["rm", "-rf", str(src / gone)], check=True)
+    killed = subprocess.run(
+        mvc_argv(*bay_args(tmp_path, bay)),
+        cwd=tmp_path,
+        env=mvc_env({"MVCOPY_FAULT": "after-purge"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    rerun = backup(tmp_path, bay)
+
+    assert rerun.returncode == 0, rerun.stderr
+    bay.eject()
+    check_drives(tmp_path, drives, [image], src)

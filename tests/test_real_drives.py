@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -16,11 +14,11 @@ from conftest import needs_root
 from helpers import (
     backup,
     big_source,
+    check_drives,
     files_on,
     label_of,
     leftovers,
     make_tree,
-    manifest_paths,
     mvc_argv,
     mvc_env,
     run_mvc,
@@ -31,21 +29,6 @@ from helpers import (
 )
 
 pytestmark = needs_root
-
-
-def check_drives(tmp_path: Path, drives, images, src: Path) -> list[set[str]]:
-    """The union of the drives is the source, byte for byte; no file on two drives; no leftovers."""
-    with drives.inspect(images) as points:
-        held = [files_on(p) for p in points]
-        for p in points:
-            assert leftovers(p) == [], f"temporary files left on {p}"
-            assert manifest_paths(p) == files_on(p), "the manifest disagrees with the drive"
-        union = union_of(points, tmp_path / f"union-{time.monotonic_ns()}")
-    assert tree_differences(src, union) == ""
-    for a in range(len(held)):
-        for b in range(a + 1, len(held)):
-            assert not (held[a] & held[b]), f"files on two drives: {held[a] & held[b]}"
-    return held
 
 
 def test_backup_fills_three_drives_and_their_union_is_the_source(tmp_path, drives, bay):
