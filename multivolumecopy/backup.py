@@ -197,6 +197,7 @@ class Backup:
             job.run.state = "done"
             job.run.finished = jf.now_iso()
             job.run.open_volume = None
+            job.failed = [[path, why] for path, why in self.summary.failed]
             jf.save(jobfile, job)
         return self.summary
 

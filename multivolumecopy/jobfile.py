@@ -84,6 +84,7 @@ class Job:
     volumes: dict[int, VolumeRecord] = field(default_factory=dict)
     run: RunState = field(default_factory=RunState)
     updated: Optional[str] = None
+    failed: list[list[str]] = field(default_factory=list)  # [path, why] the last run could not copy
 
     def next_volume_number(self) -> int:
         return max(self.volumes, default=0) + 1
@@ -103,6 +104,7 @@ def dumps(job: Job) -> bytes:
         "updated": job.updated,
         "run": asdict(job.run),
         "volumes": [asdict(v) for v in sorted(job.volumes.values(), key=lambda v: v.number)],
+        "failed": job.failed,
         "columns": list(COLUMNS),
     }
     text = json.dumps(head, indent=1)
@@ -190,4 +192,5 @@ def _from_doc(doc: dict[str, Any]) -> Job:
         catalog=cat,
         volumes=volumes,
         run=RunState(**doc["run"]),
+        failed=[[str(p), str(why)] for p, why in doc.get("failed", [])],
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -19,6 +22,7 @@ from helpers import (
     make_tree,
     mvc_argv,
     mvc_env,
+    run_mvc,
     start_backup,
     tree_differences,
     union_of,
@@ -151,3 +155,95 @@ def test_killed_between_a_purge_and_its_record_then_rerun_finishes_the_purge(tmp
     assert rerun.returncode == 0, rerun.stderr
     bay.eject()
     check_drives(tmp_path, drives, [image], src)
+
+
+def test_an_unreadable_file_is_reported_and_skipped_and_the_next_run_copies_it(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src, n_files=15, big=1)
+    locked = src / "beta/locked.txt"
+    locked.write_text("not for everyone")
+    locked.chmod(0)
+    bay.insert(drives.image("d1", 4096))
+    # Root reads anything: drop the capability that lets it, as an unprivileged backup user runs.
+    no_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    first = subprocess.run(
+        no_override + mvc_argv(*bay_args(tmp_path, bay)),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert first.returncode == ExitCode.FILES_FAILED, first.stderr
+    assert "FAILED beta/locked.txt: cannot read: Permission denied" in first.stderr
+    assert "1 failed:\n    beta/locked.txt: cannot read: Permission denied" in first.stderr
+    job = json.loads((tmp_path / "job.json").read_text())
+    assert job["failed"] == [["beta/locked.txt", "cannot read: Permission denied"]]
+    assert not (bay.point / "beta/locked.txt").exists()
+    assert (bay.point / "beta/run.sh").exists()  # the rest went on
+
+    locked.chmod(0o644)
+    second = backup(tmp_path, bay)
+
+    assert second.returncode == 0, second.stderr
+    assert (bay.point / "beta/locked.txt").read_text() == "not for everyone"
+    assert json.loads((tmp_path / "job.json").read_text())["failed"] == []
+
+
+def test_a_file_that_vanishes_after_the_scan_is_noted_and_not_fatal(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src)
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    bay.enqueue(*images[1:])
+    doomed = src / "zeta/big 3.dat"  # sorts last: it is copied after the first swap
+    scanned = (src / "zeta").stat()
+    remover = tmp_path / "swap-and-delete.sh"
+    remover.write_text(f'rm -f "{doomed}"\n{bay.script}\n')
+
+    result = run_mvc(
+        str(src),
+        "-o",
+        str(bay.point),
+        "-f",
+        str(tmp_path / "job.json"),
+        "--new-volume-script",
+        f"sh {remover}",
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "skipped zeta/big 3.dat: vanished since the scan" in result.stderr
+    os.utime(src / "zeta", ns=(scanned.st_atime_ns, scanned.st_mtime_ns))  # the folder as scanned
+    bay.eject()
+    check_drives(tmp_path, drives, images[: len(bay.swaps()) + 1], src)
+
+
+def test_a_file_that_keeps_changing_while_copied_is_reported_as_unstable(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src, n_files=5, big=0)
+    growing = src / "growing.log"
+    growing.write_bytes(os.urandom(16 * 1024 * 1024))
+    bay.insert(drives.image("d1", 60 * 1024))
+    stop = threading.Event()
+
+    def writer():
+        with open(growing, "ab", buffering=0) as fh:
+            while not stop.is_set():
+                fh.write(b"x" * 512)
+                time.sleep(0.0005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = backup(tmp_path, bay)
+    finally:
+        stop.set()
+        thread.join()
+
+    assert result.returncode == ExitCode.FILES_FAILED, result.stderr
+    assert "FAILED growing.log: kept changing while it was copied (3 tries)" in result.stderr
+    assert not (bay.point / "growing.log").exists()
+    assert leftovers(bay.point) == []
