@@ -76,6 +76,7 @@ class Options:
     workers: int = 2
     new_volume_script: Optional[str] = None
     hash: bool = True
+    one_file_system: bool = False
 
 
 @dataclass
@@ -165,7 +166,9 @@ class Backup:
             old = jf.load(jobfile) if os.path.exists(jobfile) else None
             if old is not None:
                 self._check_same_job(old, sources)
-            catalog = scan(sources, opts.exclude, lambda p, why: self.emit(ev.Skipped(p, why)))
+            catalog = scan(
+                sources, opts.exclude, lambda p, why: self.emit(ev.Skipped(p, why)), opts.one_file_system
+            )
             self._emit_scan(catalog)
             job, pending = self._merge(old, sources, catalog)
             self.job = job
@@ -251,6 +254,7 @@ class Backup:
             "exclude": self.opts.exclude,
             "device_padding": self.opts.device_padding,
             "volume_size": self.opts.volume_size,
+            "one_file_system": self.opts.one_file_system,
         }
         if old is None:
             job = jf.Job(
@@ -577,11 +581,13 @@ class Backup:
         number = rec.number
         if self.pool is None:
             self.pool = CopyPool(self.opts.workers)
+        followers = self._linkable(drive, to_copy)
         items = (
             CopyItem(
                 i, cat.paths[i], cat.kind(i), cat.sizes[i], cat.mtimes[i], cat.modes[i], cat.targets.get(i)
             )
             for i in to_copy
+            if i not in followers
         )
         batches = make_batches(
             items,
@@ -650,6 +656,8 @@ class Backup:
             raise DriveError(
                 f"{err}; what was copied is kept: run the same command again to continue"
             ) from None
+        if followers and not state["drive_error"]:
+            self._link_followers(drive, number, followers)
         if state["drive_error"]:
             self._save_progress(drive, commit=False)
             raise DriveError(
@@ -660,6 +668,50 @@ class Backup:
             self.emit(ev.VolumeFull(number))
             return True
         return self._unplaced_exist()
+
+    def _linkable(self, drive: Drive, to_copy: list[int]) -> dict[int, int]:
+        """Hard-link followers whose leader is, or is about to be, on this drive: follower -> leader."""
+        assert self.job is not None
+        cat = self.job.catalog
+        if not cat.targets:
+            return {}
+        copying = set(to_copy)
+        found = {}
+        for i in to_copy:
+            leader = cat.leader(i)
+            if leader is not None and (leader in copying or cat.paths[leader] in drive.held):
+                found[i] = leader
+        return found
+
+    def _link_followers(self, drive: Drive, number: int, followers: dict[int, int]) -> None:
+        """Link each follower to its leader on the drive (temp name, then rename, as for copies)."""
+        assert self.job is not None
+        cat = self.job.catalog
+        puts: list[Entry] = []
+        for i, leader in followers.items():
+            held = drive.held.get(cat.paths[leader])
+            if held is None or cat.volumes[leader] != number:
+                continue  # the leader did not make it onto this drive: the follower waits too
+            tmp = os.path.join(drive.tmpdir, f"link-{i}")
+            final = drive.path(cat.paths[i])
+            try:
+                os.link(drive.path(held.path), tmp)
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.rename(tmp, final)
+            except OSError as err:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                if is_no_space(err) or err.errno in (errno.EMLINK, errno.EPERM, errno.EOPNOTSUPP):
+                    continue  # a drive that cannot link (or is full): the next volume copies it
+                raise drive_error(drive.root, err) from None
+            puts.append(held._replace(path=cat.paths[i], target=cat.paths[leader]))
+            cat.volumes[i] = number
+        if puts:
+            drive.put(puts)
+            self.summary.copied_files += len(puts)
+            self.emit(ev.Copied(number, len(puts), 0, 0))
 
     def _save_progress(self, drive: Drive, commit: bool = True) -> None:
         """On the way out of an interrupted volume: commit the drive, then the jobfile."""

@@ -95,6 +95,12 @@ class Catalog:
             self._index = {p: i for i, p in enumerate(self.paths)}
         return self._index.get(path)
 
+    def leader(self, i: int) -> Optional[int]:
+        """For a hard-linked file after the first of its group, the index of that first one."""
+        if self.kinds[i] != ord(FILE) or i not in self.targets:
+            return None
+        return self.index_of(self.targets[i])
+
     def total_bytes(self) -> int:
         return sum(self.sizes)
 

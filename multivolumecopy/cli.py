@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "single name if it has no /); repeatable",
     )
     b.add_argument(
+        "-x",
+        "--one-file-system",
+        action="store_true",
+        help="do not cross into other filesystems mounted below the sources (their mount points are "
+        "kept, empty)",
+    )
+    b.add_argument(
         "--device-padding",
         default="0",
         metavar="SIZE",
@@ -230,6 +237,7 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         workers=args.workers,
         new_volume_script=args.new_volume_script,
         hash=not args.no_hash,
+        one_file_system=args.one_file_system,
     )
     if opts.volume_size is not None and opts.volume_size <= 0:
         raise UsageError("--volume-size must be more than zero")

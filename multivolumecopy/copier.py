@@ -283,7 +283,9 @@ def _copy_file(
                 raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
             fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                if hashing:
+                if before.st_blocks * 512 < before.st_size:
+                    told, digest = _copy_sparse(fsrc, fdst, before.st_size, hashing, stop, report)
+                elif hashing:
                     told, digest = _copy_hashed(fsrc, fdst, stop, report)
                 else:
                     told, digest = _copy_data(fsrc, fdst, before, stop, report), None
@@ -298,6 +300,64 @@ def _copy_file(
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
             return before.st_size, before.st_mtime_ns, reported, digest
     raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
+
+
+def _copy_sparse(
+    fsrc: int, fdst: int, size: int, hashing: bool, stop: Any, report: Callable[[Any], None]
+) -> tuple[int, Optional[str]]:
+    """Copy only the data extents of a sparse file, leaving holes where the drive keeps them.
+
+    The hash covers the whole file, holes as the zeros they read as.
+    """
+    digest = hashlib.sha256() if hashing else None
+    view = memoryview(_BUF)
+    pos = told = unreported = 0
+    while pos < size:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            data = os.lseek(fsrc, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno != errno.ENXIO:  # ENXIO: no data after pos, the rest is a hole
+                raise _SourceError(err) from None
+            data = size
+        if digest is not None:
+            _hash_zeros(digest, data - pos)
+        pos = data
+        if pos >= size:
+            break
+        end = os.lseek(fsrc, pos, os.SEEK_HOLE)
+        while pos < end:
+            try:
+                n = os.preadv(fsrc, [view[: min(len(view), end - pos)]], pos)
+            except OSError as err:
+                raise _SourceError(err) from None
+            if n == 0:
+                break
+            chunk = view[:n]
+            if digest is not None:
+                digest.update(chunk)
+            done = 0
+            while done < n:
+                done += os.pwrite(fdst, chunk[done:], pos + done)
+            pos += n
+            unreported += n
+            if unreported >= PROGRESS_EVERY:
+                report(Progress(unreported))
+                told += unreported
+                unreported = 0
+    os.ftruncate(fdst, size)
+    return told, digest.hexdigest() if digest is not None else None
+
+
+_ZEROS = memoryview(bytes(1024 * 1024))
+
+
+def _hash_zeros(digest: Any, n: int) -> None:
+    while n > 0:
+        k = min(n, len(_ZEROS))
+        digest.update(_ZEROS[:k])
+        n -= k
 
 
 def _copy_hashed(fsrc: int, fdst: int, stop: Any, report: Callable[[Any], None]) -> tuple[int, str]:

@@ -130,9 +130,13 @@ def plan_volume(
     plan.used = kept_bytes + recopy_bytes
     # Every new entry takes an inode; keep a few for our own records and temporary files.
     inodes_left = None if space.inodes is None else space.inodes + len(plan.purge) - INODE_RESERVE
+    here = set(plan.keep) if catalog.targets else set()  # hard-link leaders on this volume
     if unplaced is not None:
         for i in unplaced:
             need = cost(catalog, i, block)
+            leader = catalog.leader(i) if catalog.targets else None
+            if leader is not None and leader in here:
+                need = 0  # linked to its leader, not stored again
             extra = record_cost(catalog.paths[i], True)
             if need + extra > disk_left or need > size_left or (inodes_left is not None and inodes_left <= 0):
                 break
@@ -142,6 +146,8 @@ def plan_volume(
                 inodes_left -= 1
             plan.used += need
             plan.fill.append(i)
+            if catalog.targets:
+                here.add(i)
     # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.
     written = {catalog.paths[i] for i in plan.writes}
     plan.purge.extend(p for p in dirty if p not in written and p not in held)

@@ -166,6 +166,8 @@ class Restore:
             self._problem(path, "a different file is already at that place; move it away to restore it")
             return
         tmp = os.path.join(os.path.dirname(final), f".mvcopy-restore-{i}.tmp")
+        if self._link_to_leader(cat, i, tmp, final, want):
+            return
         try:
             with open(src, "rb", buffering=0) as fin:
                 digest, size = self._copy_out(fin, tmp, want.mode)
@@ -194,6 +196,21 @@ class Restore:
         self.summary.restored += 1
         self.summary.restored_bytes += size
         self.emit(ev.Copied(volume, 1, size, 0))
+
+    def _link_to_leader(self, cat: Catalog, i: int, tmp: str, final: str, want: Entry) -> bool:
+        """A hard-linked file whose first link is already restored, intact, is linked to it."""
+        leader = cat.leader(i)
+        if leader is None or not self._intact(cat.entry(leader)):
+            return False
+        _unlink(tmp)
+        try:
+            os.link(os.path.join(self.to, cat.paths[leader]), tmp)
+            os.rename(tmp, final)
+        except OSError:
+            _unlink(tmp)
+            return False  # a target that cannot link: copy it instead
+        self.summary.restored += 1
+        return True
 
     def _copy_out(self, fin, tmp: str, mode: int) -> tuple[str, int]:
         digest = hashlib.sha256()

@@ -103,67 +103,101 @@ def scan(
     sources: Sources,
     exclude: Iterable[str] = (),
     on_skip: Optional[SkipCallback] = None,
+    one_file_system: bool = False,
 ) -> Catalog:
-    """Walk every source and return the sorted catalog."""
-    excluded = Excluder(exclude)
-    skip = on_skip or (lambda path, why: None)
-    return Catalog.from_entries(_walk_all(sources, excluded, skip))
+    """Walk every source and return the sorted catalog.
 
-
-def _walk_all(sources: Sources, excluded: Excluder, skip: SkipCallback) -> Iterator[Entry]:
-    root = sources.root
-    seen_dirs: set[str] = set()
-    for src in sources.paths:
-        rel_src = os.path.relpath(src, root) if src != root else ""
-        # Directories between the root and a source exist on the drive too.
-        parts = rel_src.split("/") if rel_src else []
-        for depth in range(1, len(parts)):
-            rel_dir = "/".join(parts[:depth])
-            if rel_dir not in seen_dirs:
-                seen_dirs.add(rel_dir)
-                st = os.stat(os.path.join(root, rel_dir))
-                yield Entry(rel_dir, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
-        st = os.stat(src)
-        if stat.S_ISREG(st.st_mode):
-            yield Entry(rel_src, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    Files with more than one link to the same inode form a hard-link group: every member
+    but the first (in index order) gets the first's path as its ``target``, so a drive holding
+    both can link them instead of storing the data twice.
+    """
+    walk = _Walk(Excluder(exclude), on_skip or (lambda path, why: None), one_file_system)
+    cat = Catalog.from_entries(walk.all(sources))
+    leaders: dict[tuple[int, int], int] = {}
+    for i, path in enumerate(cat.paths):
+        key = walk.inodes.get(path)
+        if key is None:
             continue
-        if rel_src:
-            seen_dirs.add(rel_src)
-            yield Entry(rel_src, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
-        yield from _walk_dir(src, rel_src, excluded, skip)
+        if key in leaders:
+            cat.targets[i] = cat.paths[leaders[key]]
+        else:
+            leaders[key] = i
+    return cat
 
 
-def _walk_dir(top: str, rel_top: str, excluded: Excluder, skip: SkipCallback) -> Iterator[Entry]:
-    stack = [(top, rel_top)]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            with os.scandir(path) as it:
-                children = list(it)
-        except OSError as err:
-            skip(rel or ".", f"cannot list directory: {err.strerror}")
-            continue
-        for de in children:
-            child_rel = f"{rel}/{de.name}" if rel else de.name
-            if excluded(child_rel):
+class _Walk:
+    def __init__(self, excluded: Excluder, skip: SkipCallback, one_file_system: bool):
+        self.excluded = excluded
+        self.skip = skip
+        self.one_file_system = one_file_system
+        self.inodes: dict[str, tuple[int, int]] = {}  # path -> (dev, ino), for files with links
+
+    def all(self, sources: Sources) -> Iterator[Entry]:
+        root = sources.root
+        seen_dirs: set[str] = set()
+        for src in sources.paths:
+            rel_src = os.path.relpath(src, root) if src != root else ""
+            # Directories between the root and a source exist on the drive too.
+            parts = rel_src.split("/") if rel_src else []
+            for depth in range(1, len(parts)):
+                rel_dir = "/".join(parts[:depth])
+                if rel_dir not in seen_dirs:
+                    seen_dirs.add(rel_dir)
+                    st = os.stat(os.path.join(root, rel_dir))
+                    yield Entry(rel_dir, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+            st = os.stat(src)
+            if stat.S_ISREG(st.st_mode):
+                yield self._file(rel_src, st)
                 continue
+            if rel_src:
+                seen_dirs.add(rel_src)
+                yield Entry(rel_src, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+            yield from self._dir(src, rel_src, st.st_dev)
+
+    def _file(self, rel: str, st: os.stat_result) -> Entry:
+        if st.st_nlink > 1:
+            self.inodes[rel] = (st.st_dev, st.st_ino)
+        return Entry(rel, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+
+    def _dir(self, top: str, rel_top: str, device: int) -> Iterator[Entry]:
+        stack = [(top, rel_top)]
+        while stack:
+            path, rel = stack.pop()
             try:
-                st = de.stat(follow_symlinks=False)
+                with os.scandir(path) as it:
+                    children = list(it)
             except OSError as err:
-                skip(child_rel, f"cannot stat: {err.strerror}")
+                self.skip(rel or ".", f"cannot list directory: {err.strerror}")
                 continue
-            mode = st.st_mode
-            if stat.S_ISREG(mode):
-                yield Entry(child_rel, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(mode))
-            elif stat.S_ISDIR(mode):
-                yield Entry(child_rel, DIR, 0, st.st_mtime_ns, stat.S_IMODE(mode))
-                stack.append((de.path, child_rel))
-            elif stat.S_ISLNK(mode):
-                try:
-                    target = os.readlink(de.path)
-                except OSError as err:
-                    skip(child_rel, f"cannot read symlink: {err.strerror}")
+            for de in children:
+                child_rel = f"{rel}/{de.name}" if rel else de.name
+                if self.excluded(child_rel):
                     continue
-                yield Entry(child_rel, LINK, 0, st.st_mtime_ns, stat.S_IMODE(mode), target)
-            else:
-                skip(child_rel, "special file (socket, fifo or device) left out")
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError as err:
+                    self.skip(child_rel, f"cannot stat: {err.strerror}")
+                    continue
+                mode = st.st_mode
+                other_fs = self.one_file_system and st.st_dev != device
+                if stat.S_ISDIR(mode):
+                    yield Entry(child_rel, DIR, 0, st.st_mtime_ns, stat.S_IMODE(mode))
+                    if other_fs:
+                        self.skip(
+                            child_rel, "another filesystem is mounted here: kept empty (--one-file-system)"
+                        )
+                    else:
+                        stack.append((de.path, child_rel))
+                elif other_fs:
+                    self.skip(child_rel, "on another filesystem: left out (--one-file-system)")
+                elif stat.S_ISREG(mode):
+                    yield self._file(child_rel, st)
+                elif stat.S_ISLNK(mode):
+                    try:
+                        target = os.readlink(de.path)
+                    except OSError as err:
+                        self.skip(child_rel, f"cannot read symlink: {err.strerror}")
+                        continue
+                    yield Entry(child_rel, LINK, 0, st.st_mtime_ns, stat.S_IMODE(mode), target)
+                else:
+                    self.skip(child_rel, "special file (socket, fifo or device) left out")
