@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -50,11 +50,11 @@ from .fsutil import (
     block_size,
     is_no_space,
     mtimes_equal,
-    probe_mtime_granularity,
     remove_stale_temporaries,
     round_up,
 )
 from .lock import FileLock
+from .probe import Capabilities, probe
 from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
 from .scan import Sources, path_inside, resolve_sources, scan
 from .sizes import format_size
@@ -399,7 +399,7 @@ class Backup:
             failed_before = len(self.failed)
             full = self._apply(drive, rec, plan)
             if new:
-                files, nbytes = _foreign_data(output, drive.held)
+                files, nbytes = _foreign_data(output, {drive.on_drive(p) or p for p in drive.held})
                 if files:
                     self.emit(ev.ForeignData(number, files, nbytes))
             self._close_volume(drive, rec, full, before)
@@ -432,13 +432,15 @@ class Backup:
                 raise _Refused("it is a blank drive, but no new volume is needed")
             else:
                 number = job.next_volume_number()
+            caps = self._probe(drive)
             rec = jf.VolumeRecord(
                 number=number,
                 uuid=jf.new_id(),
                 created=jf.now_iso(),
-                granularity_ns=probe_mtime_granularity(drive.root),
+                granularity_ns=caps.granularity_ns,
                 block_size=block_size(drive.root),
                 fs_id=ident,
+                capabilities=caps.to_json(),
             )
             job.volumes[number] = rec
             run.open_volume = number
@@ -463,15 +465,30 @@ class Backup:
             raise _Refused(f"it is volume {number}, but volume {run.open_volume} is not finished")
         if known is None:
             # The jobfile lags behind the drive (a crash right after labelling): learn it back.
-            job.volumes[number] = jf.VolumeRecord(
+            caps = self._probe(drive)
+            known = job.volumes[number] = jf.VolumeRecord(
                 number=number,
                 uuid=label.volume_uuid,
                 created=label.created,
-                granularity_ns=probe_mtime_granularity(drive.root),
+                granularity_ns=caps.granularity_ns,
                 block_size=block_size(drive.root),
                 fs_id=fs_identity(drive.root),
+                capabilities=caps.to_json(),
             )
+        elif known.capabilities is None:
+            known.capabilities = self._probe(drive).to_json()
+        drive.caps = Capabilities.from_json(known.capabilities)
         return number, False
+
+    def _probe(self, drive: Drive) -> Capabilities:
+        """What the drive can hold; it stays the drive's answer for as long as the volume lives."""
+        try:
+            os.makedirs(drive.tmpdir, exist_ok=True)
+            caps = probe(drive.root, drive.tmpdir)
+        except OSError as err:
+            raise drive_error(drive.root, err) from None
+        drive.caps = caps
+        return caps
 
     def _plan(self, drive: Drive, rec: jf.VolumeRecord) -> VolumePlan:
         assert self.job is not None
@@ -500,13 +517,28 @@ class Backup:
         to_copy: list[int] = []
         parents: dict[str, bool] = {}
         adopted: list[Entry] = []
+        too_big = drive.caps.max_file
+        recorded: list[Entry] = []
         for i in plan.writes:
             path = cat.paths[i]
+            if too_big is not None and cat.sizes[i] > too_big:
+                self.failed.add(i)
+                why = (
+                    f"larger than volume {number}'s filesystem can hold in one file ({format_size(too_big)})"
+                )
+                self.summary.failed.append((path, why))
+                self.emit(ev.FileFailed(path, why))
+                continue
             if path in drive.held or path in drive.dirty:
                 to_copy.append(i)
                 continue
+            stored = drive.name_for(path, cat.kind(i))
+            if stored is None:  # the drive cannot hold it (a symlink on exFAT): kept in the records
+                recorded.append(cat.entry(i))
+                cat.volumes[i] = number
+                continue
             try:
-                occ = drive.occupant(path, parents)
+                occ = drive.occupant(stored, parents)
             except NotADirectoryError:
                 self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is in its way there"))
                 continue
@@ -518,8 +550,8 @@ class Backup:
                 self.emit(ev.Adopted(number, path))
             else:
                 self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is already there"))
-        if adopted:
-            drive.put(adopted)
+        if adopted or recorded:
+            drive.put(adopted + recorded)
             drive.sync_point()
         drive.intent([cat.paths[i] for i in to_copy])
         if not to_copy:
@@ -533,7 +565,11 @@ class Backup:
         dirs: list[str] = []
         for path in plan.purge:
             held = drive.held.get(path)
-            full = drive.path(path)
+            stored = drive.on_drive(path)
+            if stored is None:  # held only in the records
+                removed.append(path)
+                continue
+            full = drive.path(stored)
             if held is not None and held.kind == DIR:
                 dirs.append(path)
                 continue
@@ -554,7 +590,7 @@ class Backup:
             removed.append(path)
         for path in depth_first(dirs):
             try:
-                os.rmdir(drive.path(path))
+                os.rmdir(drive.path(drive.on_drive(path) or path))
             except FileNotFoundError:
                 pass
             except OSError:
@@ -570,7 +606,7 @@ class Backup:
         needed = ancestors(drive.held) | set(drive.held)
         for d in depth_first(ancestors(removed) - needed):
             try:
-                os.rmdir(drive.path(d))
+                os.rmdir(drive.path(drive.on_drive(d) or d))
             except OSError:
                 pass
 
@@ -584,7 +620,14 @@ class Backup:
         followers = self._linkable(drive, to_copy)
         items = (
             CopyItem(
-                i, cat.paths[i], cat.kind(i), cat.sizes[i], cat.mtimes[i], cat.modes[i], cat.targets.get(i)
+                i,
+                cat.paths[i],
+                cat.kind(i),
+                cat.sizes[i],
+                cat.mtimes[i],
+                cat.modes[i],
+                cat.targets.get(i),
+                drive.on_drive(cat.paths[i]) or cat.paths[i],
             )
             for i in to_copy
             if i not in followers
@@ -693,9 +736,9 @@ class Backup:
             if held is None or cat.volumes[leader] != number:
                 continue  # the leader did not make it onto this drive: the follower waits too
             tmp = os.path.join(drive.tmpdir, f"link-{i}")
-            final = drive.path(cat.paths[i])
+            final = drive.path(drive.on_drive(cat.paths[i]) or cat.paths[i])
             try:
-                os.link(drive.path(held.path), tmp)
+                os.link(drive.path(drive.on_drive(held.path) or held.path), tmp)
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.rename(tmp, final)
             except OSError as err:
@@ -758,6 +801,11 @@ class Backup:
         )
         self.summary.volumes.append(done)
         self.emit(done)
+        limits = drive.caps.limits()
+        if limits:
+            renamed = sum(1 for p, n in drive.names.items() if n and p in drive.held)
+            recorded = sum(1 for p, n in drive.names.items() if n == "" and p in drive.held)
+            self.emit(ev.Adapted(rec.number, tuple(limits), renamed, recorded))
 
     def _set_dir_metadata(self, drive: Drive) -> None:
         """Directories get their source's mode and mtime once their contents are written."""
@@ -769,7 +817,7 @@ class Backup:
             i = cat.index_of(path)
             if i is None or cat.kinds[i] != ord(DIR) or path.startswith(RESERVED_PREFIX):
                 continue
-            full = drive.path(path)
+            full = drive.path(drive.on_drive(path) or path)
             try:
                 os.chmod(full, cat.modes[i])
                 os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
@@ -791,7 +839,7 @@ class Backup:
         )
 
 
-def _foreign_data(root: str, ours: Mapping[str, Entry]) -> tuple[int, int]:
+def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:
     """Files on a drive that are not ours (told once, when a drive that held data is labelled)."""
     files = nbytes = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -840,7 +888,7 @@ def _adoptable(occ: os.stat_result, cat: Catalog, i: int, drive: Drive, granular
         if not stat.S_ISLNK(occ.st_mode):
             return False
         try:
-            return os.readlink(drive.path(cat.paths[i])) == cat.targets.get(i)
+            return os.readlink(drive.path(drive.on_drive(cat.paths[i]) or cat.paths[i])) == cat.targets.get(i)
         except OSError:
             return False
     return (

@@ -59,6 +59,7 @@ class CopyItem:
     mtime_ns: int
     mode: int
     target: Optional[str] = None
+    dest: Optional[str] = None  # where it goes on the drive, when the drive needs another name
 
 
 @dataclass(frozen=True)
@@ -194,11 +195,12 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
 
 def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any], None]) -> Outcome:
     src = os.path.join(batch.src_root, item.rel)
-    final = os.path.join(batch.dst_root, item.rel)
+    dest = item.dest or item.rel
+    final = os.path.join(batch.dst_root, dest)
     tmp = os.path.join(batch.tmpdir, f"{os.getpid()}-{item.index}")
     try:
         if item.kind == DIR:
-            _make_parents(batch.dst_root, item.rel)
+            _make_parents(batch.dst_root, dest)
             try:
                 os.mkdir(final, 0o700)
             except FileExistsError:
@@ -209,12 +211,12 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
             assert item.target is not None
             os.symlink(item.target, tmp)
             os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
-            _make_parents(batch.dst_root, item.rel)  # only now: the temp file proved the drive is there
+            _make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
             os.rename(tmp, final)
             return Outcome(item.index, OK, 0, item.mtime_ns)
         assert item.kind == FILE
         size, mtime, reported, digest = _copy_file(src, tmp, item, stop, report, batch.hash)
-        _make_parents(batch.dst_root, item.rel)
+        _make_parents(batch.dst_root, dest)
         faults.point("before-rename")
         os.rename(tmp, final)
         return Outcome(item.index, OK, size, mtime, reported=reported, sha256=digest)
@@ -250,6 +252,14 @@ class _SourceError(Exception):
 
 class _Unstable(Exception):
     pass
+
+
+def _chmod(fd: int, mode: int) -> None:
+    try:
+        os.fchmod(fd, mode)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.ENOSYS):
+            raise  # a drive that keeps no modes says so; the mode is in the records
 
 
 def _make_parents(root: str, rel: str) -> None:
@@ -290,7 +300,7 @@ def _copy_file(
                 else:
                     told, digest = _copy_data(fsrc, fdst, before, stop, report), None
                 reported += told
-                os.fchmod(fdst, item.mode)
+                _chmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(fdst)

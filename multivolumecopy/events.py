@@ -119,6 +119,16 @@ class VolumeDone:
 
 
 @dataclass(frozen=True)
+class Adapted:
+    """What a drive could not hold as it is, and what was done about it."""
+
+    volume: int
+    limits: tuple[str, ...]
+    renamed: int  # entries stored under another name
+    recorded_only: int  # entries kept only in the records (symlinks on exFAT)
+
+
+@dataclass(frozen=True)
 class DriveRefused:
     output: str
     reason: str
@@ -151,6 +161,7 @@ class RestoreStarted:
 
 
 Event = Union[
+    Adapted,
     RestoreStarted,
     ScanDone,
     Skipped,

@@ -55,6 +55,7 @@ class VolumeRecord:
     updated: Optional[str] = None
     fs_id: Optional[str] = None  # statvfs f_fsid and root inode, to spot a relabelled drive
     last_verified: Optional[str] = None  # last complete --verify --checksum of the volume
+    capabilities: Optional[dict[str, Any]] = None  # what the drive can hold (probe.Capabilities)
 
 
 @dataclass

@@ -137,6 +137,12 @@ class TextRenderer:
                 f"({event.files} entries, {format_size(event.bytes)}); wrote {event.copied_files} "
                 f"({format_size(event.copied_bytes)}). It is safe to remove the drive."
             )
+        elif isinstance(event, ev.Adapted):
+            self.say(
+                f"volume {event.volume} adapted to its filesystem ({'; '.join(event.limits)}): "
+                f"{event.renamed} entries stored under escaped names, {event.recorded_only} symlinks "
+                "kept in the records only; --restore puts them back as they were"
+            )
         elif isinstance(event, ev.DriveRefused):
             self.say(f"{event.output}: drive refused: {event.reason}")
         elif isinstance(event, ev.WaitingForDrive):

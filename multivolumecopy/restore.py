@@ -160,7 +160,7 @@ class Restore:
     def _restore_file(self, drive: Drive, volume: int, cat: Catalog, i: int) -> None:
         path = cat.paths[i]
         want = drive.held.get(path) or cat.entry(i)  # the manifest says what was written there
-        src = drive.path(path)
+        src = drive.path(drive.on_drive(path) or path)
         final = os.path.join(self.to, path)
         if os.path.lexists(final):
             self._problem(path, "a different file is already at that place; move it away to restore it")

@@ -134,10 +134,13 @@ def _verify(
         if not ranged and cat.volumes[i] != volume:
             continue
         path = cat.paths[i]
-        expected.add(path)
         report.checked += 1
         report.checked_bytes += cat.sizes[i]
-        full = os.path.join(output, path)
+        stored = drive.on_drive(path)
+        if stored is None:
+            continue  # the drive cannot hold it (a symlink on exFAT): it lives in the records
+        expected.add(stored)
+        full = os.path.join(output, stored)
         try:
             st = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):
@@ -191,7 +194,7 @@ def _scrub(
             return False
         path = cat.paths[i]
         held = drive.held[path]
-        digest = _sha256(drive.path(path), progress, done, total)
+        digest = _sha256(drive.path(drive.on_drive(path) or path), progress, done, total)
         done += cat.sizes[i]
         report.scrubbed += 1
         report.scrubbed_bytes += cat.sizes[i]

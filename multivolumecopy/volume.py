@@ -43,6 +43,8 @@ from .fsutil import (
 )
 from .jobfile import now_iso
 from .lock import FileLock
+from .names import disambiguate, escape
+from .probe import Capabilities
 
 LABEL = ".mvcopy-label.json"
 MANIFEST = ".mvcopy-manifest.json"
@@ -57,7 +59,8 @@ LABEL_FORMAT = "multivolumecopy-label"
 MANIFEST_FORMAT = "multivolumecopy-manifest"
 JOURNAL_FORMAT = "multivolumecopy-journal"
 VERSION = 1
-MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified")
+MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored")
+RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlink on exFAT)
 
 
 @dataclass(frozen=True)
@@ -119,22 +122,23 @@ def fs_identity(root: str) -> str:
     return f"{fsid:x}:{st.st_ino}"
 
 
-def _entry_row(e: Entry, verified: Optional[int] = None) -> list[Any]:
-    return [e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified]
+def _entry_row(e: Entry, verified: Optional[int] = None, stored: Optional[str] = None) -> list[Any]:
+    return [e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified, stored]
 
 
-def _row_entry(row: list[Any]) -> tuple[Entry, Optional[int]]:
-    """A manifest or journal row: the entry and when its content was last verified (epoch s)."""
-    path, kind, size, mtime, mode, target, sha256, verified = row
+def _row_entry(row: list[Any]) -> tuple[Entry, Optional[int], Optional[str]]:
+    """A manifest or journal row: the entry, when its content was last verified (epoch s), and
+    the name it is stored under when that differs from its path."""
+    path, kind, size, mtime, mode, target, sha256, verified, stored = row
     if kind not in KINDS or not isinstance(path, str):
         raise ValueError(kind)
-    return Entry(path, kind, int(size), int(mtime), int(mode), target, sha256), verified
+    return Entry(path, kind, int(size), int(mtime), int(mode), target, sha256), verified, stored
 
 
-def sums_line(e: Entry) -> bytes:
-    """One line of a file ``sha256sum -c`` reads, escaping names as coreutils does."""
+def sums_line(e: Entry, stored: str) -> bytes:
+    """One line of a file ``sha256sum -c`` reads (for the name on the drive), escaped as coreutils does."""
     assert e.sha256 is not None
-    name = os.fsencode(e.path)
+    name = os.fsencode(stored)
     if b"\\" in name or b"\n" in name or b"\r" in name:
         name = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
         return b"\\" + e.sha256.encode() + b"  " + name + b"\n"
@@ -160,6 +164,9 @@ class Drive:
         self.label: Optional[Label] = None
         self.held: dict[str, Entry] = {}
         self.verified: dict[str, int] = {}  # path -> when its content was last checked (epoch s)
+        self.names: dict[str, str] = {}  # path -> name on the drive, where they differ
+        self.caps = Capabilities()
+        self._folded: Optional[set[str]] = None  # stored paths, case-folded (case-insensitive drives)
         self.dirty: set[str] = set()
         self.generation = 0
         self.run_number = 0
@@ -247,11 +254,14 @@ class Drive:
         try:
             if list(doc["columns"]) != list(MANIFEST_COLUMNS):
                 raise ValueError("columns")
+            self.caps = Capabilities.from_json(doc.get("capabilities"))
             for row in doc["entries"]:
-                e, verified = _row_entry(row)
+                e, verified, stored = _row_entry(row)
                 self.held[e.path] = e
                 if verified is not None:
                     self.verified[e.path] = int(verified)
+                if stored is not None:
+                    self.names[e.path] = stored
             self.dirty = {str(p) for p in doc.get("dirty", [])}
             self.generation = int(doc["generation"])
             self.run_number = int(doc.get("run", 0))
@@ -282,11 +292,14 @@ class Drive:
             kind = rec.get("t")
             if kind == "intent":
                 intents.update(rec["paths"])
+                self.names.update(rec.get("stored", {}))
             elif kind == "put":
                 for row in rec["e"]:
-                    e, _ = _row_entry(row)
+                    e, _, stored = _row_entry(row)
                     pending[e.path] = e
                     self.verified.pop(e.path, None)
+                    if stored is not None:
+                        self.names[e.path] = stored
             elif kind == "del":
                 for p in rec["paths"]:
                     self.held.pop(p, None)
@@ -354,7 +367,8 @@ class Drive:
     def intent(self, paths: list[str]) -> None:
         """Record, durably, the paths about to be written: before any of them is renamed in."""
         if paths:
-            self._append({"t": "intent", "paths": paths})
+            renamed = {p: self.names[p] for p in paths if p in self.names}
+            self._append({"t": "intent", "paths": paths, "stored": renamed})
             self._flush(durable=True)
 
     def put(self, entries: list[Entry]) -> None:
@@ -363,7 +377,7 @@ class Drive:
             self.dirty.discard(e.path)
         for e in entries:
             self.verified.pop(e.path, None)
-        self._append({"t": "put", "e": [_entry_row(e) for e in entries]})
+        self._append({"t": "put", "e": [_entry_row(e, None, self.names.get(e.path)) for e in entries]})
         self._unsynced += len(entries)
 
     def forget(self, paths: list[str]) -> None:
@@ -371,6 +385,9 @@ class Drive:
         for p in paths:
             self.held.pop(p, None)
             self.dirty.discard(p)
+            stored = self.names.pop(p, None)
+            if self._folded is not None:
+                self._folded.discard((stored or p).casefold())
         if paths:
             self._append({"t": "del", "paths": paths})
 
@@ -404,13 +421,17 @@ class Drive:
             "run": self.run_number,
             "updated": now_iso(),
             "columns": list(MANIFEST_COLUMNS),
+            "capabilities": self.caps.to_json(),
             "dirty": sorted(self.dirty),
         }
         head = json.dumps(doc, indent=1)
         held = sorted(self.held.values(), key=_key)
-        rows = ",\n".join(json.dumps(_entry_row(e, self.verified.get(e.path))) for e in held)
+        names = self.names
+        rows = ",\n".join(
+            json.dumps(_entry_row(e, self.verified.get(e.path), names.get(e.path))) for e in held
+        )
         text = head[: head.rfind("}")].rstrip() + ',\n "entries": [\n' + rows + "\n ]\n}\n"
-        sums = b"".join(sums_line(e) for e in held if e.kind == FILE and e.sha256)
+        sums = b"".join(sums_line(e, names.get(e.path, e.path)) for e in held if e.kind == FILE and e.sha256)
         self._guard(atomic_write, self.path(SUMS), sums)
         self._guard(atomic_write, self.path(MANIFEST), text.encode("ascii"))
         if self._journal is not None:
@@ -442,9 +463,39 @@ class Drive:
         try:
             return func(*args, **kwargs)
         except OSError as err:
+            self.check_present()  # a drive that vanished says so, whatever the error looked like
             raise drive_error(self.root, err) from None
 
     # -- questions ---------------------------------------------------------------
+
+    def on_drive(self, path: str) -> Optional[str]:
+        """Where ``path`` is on the drive (relative), or None for an entry the drive holds only
+        in its records (a symlink on a drive without symlinks)."""
+        stored = self.names.get(path)
+        if stored is None:
+            return escape(path, self.caps)  # directories above our entries are escaped alike
+        return None if stored == RECORDED_ONLY else stored
+
+    def name_for(self, path: str, kind: str) -> Optional[str]:
+        """Choose (and remember) where a new entry goes on this drive; None: records only."""
+        if path in self.held or path in self.names:
+            return self.on_drive(path)
+        caps = self.caps
+        if kind == LINK and not caps.symlinks:
+            self.names[path] = RECORDED_ONLY
+            return None
+        stored = escape(path, caps)
+        if not caps.case_sensitive and kind != DIR:
+            if self._folded is None:
+                self._folded = {
+                    self.names.get(p, p).casefold() for p, e in self.held.items() if e.kind != DIR
+                }
+            if stored.casefold() in self._folded:
+                stored = disambiguate(stored, path)
+            self._folded.add(stored.casefold())
+        if stored != path:
+            self.names[path] = stored
+        return stored
 
     def used_bytes(self, block: int) -> int:
         return sum(round_up(e.size, block) if e.kind == FILE else 0 for e in self.held.values())

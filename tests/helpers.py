@@ -317,7 +317,7 @@ def wait_for_partial_copy(bay, proc: subprocess.Popen, timeout: float = 60) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if any(os.path.getsize(tmp / n) > 0 for n in os.listdir(tmp)):
+            if any((tmp / n).is_file() and os.path.getsize(tmp / n) > 0 for n in os.listdir(tmp)):
                 return
         except OSError:
             pass

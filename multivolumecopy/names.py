@@ -1,0 +1,46 @@
+"""Names on a drive that cannot hold the source's names as they are.
+
+A name with a character the drive refuses (``:`` ``?`` ``*`` ... on exFAT and
+FAT) is stored with that character written ``%XX`` (its UTF-8 bytes in hex);
+a name ending in ``.`` or space has that last character escaped the same way.
+On a case-insensitive drive, a file whose name differs only in case from one
+already on the volume gets ``~`` and 8 hex digits of a hash of its path before
+its extension.  The drive's manifest records every stored name that differs
+from the original (column ``stored``), and ``--restore`` puts the original
+back; a copy-back by hand gets the stored names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .probe import Capabilities
+
+
+def _escape_component(name: str, caps: Capabilities) -> str:
+    out = []
+    for n, ch in enumerate(name):
+        last = n == len(name) - 1
+        if ch in caps.forbidden or (last and not caps.trailing_dot_space and ch in ". "):
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def escape(path: str, caps: Capabilities) -> str:
+    """The path as this drive can hold it (the same path on a drive that holds anything)."""
+    if caps.forbidden == "" and caps.trailing_dot_space:
+        return path
+    return "/".join(_escape_component(part, caps) for part in path.split("/"))
+
+
+def disambiguate(stored: str, original: str) -> str:
+    """A stored path made distinct from one that differs only in case."""
+    head, _, name = stored.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem:
+        stem, dot, ext = name, "", ""
+    tag = hashlib.sha1(original.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    name = f"{stem}~{tag}{dot}{ext}"
+    return f"{head}/{name}" if head else name
