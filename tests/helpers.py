@@ -104,6 +104,23 @@ class Drives:
         self.images.append(img)
         return img
 
+    def exfat(self, name: str, size_kib: int = 65536) -> Path:
+        img = self.top / f"{name}.exfat.img"
+        with open(img, "wb") as fh:
+            fh.truncate(size_kib * 1024)
+        subprocess.run(["mkfs.exfat", str(img)], check=True, stdout=subprocess.DEVNULL)
+        self.images.append(img)
+        return img
+
+    def mount_exfat(self, image: Path, point: Path) -> Path:
+        """An exFAT USB stick as Linux users meet it: through FUSE (exfat-fuse) on a loop device."""
+        point.mkdir(parents=True, exist_ok=True)
+        dev = subprocess.run(
+            ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run(["mount.exfat-fuse", dev, str(point)], check=True, stderr=subprocess.DEVNULL)
+        return point
+
     def mount(self, image: Path, point: Path, readonly: bool = False) -> Path:
         point.mkdir(parents=True, exist_ok=True)
         opts = "loop,ro" if readonly else "loop"
