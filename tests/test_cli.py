@@ -19,6 +19,7 @@ def place(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src/a.txt").write_text("a")
     (tmp_path / "usb").mkdir()
+    os.symlink("nowhere", tmp_path / "dangling")
     return tmp_path
 
 
@@ -44,6 +45,8 @@ def one_line_error(result) -> str:
         (["src", "-o", "usb", "-i", "3"], ExitCode.USAGE, "only go with --verify"),
         (["src", "-o", "usb", "--bogus"], ExitCode.USAGE, "unrecognized arguments: --bogus"),
         (["-o", "usb"], ExitCode.USAGE, "name at least one source"),
+        (["src", "-o", "usb", "--checksum"], ExitCode.USAGE, "--checksum goes with --verify"),
+        (["dangling", "-o", "usb"], ExitCode.SOURCE_ERROR, "source dangling is a broken symlink"),
         (["src", "-o", "usb", "-f", "usb/job.json"], ExitCode.OUTPUT_ERROR, "is on the backup drive"),
         (
             ["src", "-o", "usb", "--volume-size", "1"],
