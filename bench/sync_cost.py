@@ -79,8 +79,20 @@ def main() -> None:
         results.setdefault("cp -a && sync", []).append(timed(["sh", "-c", f"cp -a '{src}/.' '{d}' && sync"]))
         d = fresh("mvc")
         results.setdefault("multivolumecopy", []).append(
-            timed([sys.executable, "-m", "multivolumecopy", str(src), "-o", str(d), "-f", str(work / "job.json"),
-                   "--hide-progress"], env=env)
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "multivolumecopy",
+                    str(src),
+                    "-o",
+                    str(d),
+                    "-f",
+                    str(work / "job.json"),
+                    "--hide-progress",
+                ],
+                env=env,
+            )
         )
         (work / "job.json").unlink()
         d = fresh("fsync")
