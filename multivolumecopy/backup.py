@@ -20,6 +20,7 @@ same command finishes the job.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import time
@@ -31,6 +32,7 @@ from . import events as ev
 from . import faults
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, ancestors, depth_first, index_ranges
+from .changes import Changes, classify
 from .copier import (
     CONFLICT,
     DRIVE_ERROR,
@@ -45,8 +47,10 @@ from .copier import (
     WorkerDied,
     make_batches,
 )
-from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError
+from .dryrun import DryRun, dry_run_report
+from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError, UsageError
 from .fsutil import (
+    atomic_write,
     block_size,
     is_no_space,
     mtimes_equal,
@@ -54,12 +58,13 @@ from .fsutil import (
     round_up,
 )
 from .lock import FileLock
+from .placement import NEW_DRIVE, place_new
 from .probe import Capabilities, probe
 from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
 from .scan import Sources, path_inside, resolve_sources, scan
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
-from .volume import RESERVED_PREFIX, Drive, Label, drive_error, fs_identity
+from .volume import CHANGES, RESERVED_PREFIX, Drive, Label, drive_error, fs_identity
 
 SYNC_EVERY_SECONDS = 30.0
 SYNC_EVERY_BYTES = 1 << 30
@@ -77,6 +82,8 @@ class Options:
     new_volume_script: Optional[str] = None
     hash: bool = True
     one_file_system: bool = False
+    replace_volumes: list[int] = field(default_factory=list)
+    forget_volumes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -148,6 +155,11 @@ class Backup:
         self.pool: Optional[CopyPool] = None
         self._reserve = 0
         self.jobfile = os.path.abspath(opts.jobfile)
+        self.changes = Changes()
+        self.old_catalog: Optional[Catalog] = None
+        self.targets: dict[int, int] = {}  # unplaced index -> volume it should go to (0: a new drive)
+        self.actions: dict[int, dict[str, list]] = {}  # what each volume had done to it in this run
+        self._recopy: set[int] = set()
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.Skipped):
@@ -163,22 +175,13 @@ class Backup:
         jobfile = self.jobfile
         with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
             remove_stale_temporaries(jobfile)
-            old = jf.load(jobfile) if os.path.exists(jobfile) else None
-            if old is not None:
-                self._check_same_job(old, sources)
-            catalog = scan(
-                sources, opts.exclude, lambda p, why: self.emit(ev.Skipped(p, why)), opts.one_file_system
-            )
-            self._emit_scan(catalog)
-            job, pending = self._merge(old, sources, catalog)
-            self.job = job
-            self._reserve = metadata_reserve(catalog)
-            self._check_sizes(catalog)
+            old, job, pending = self._load_and_merge(sources)
+            self._check_sizes(job.catalog)
             if not job.run.in_progress and not pending and not self._unplaced_exist():
-                if old is None or _catalog_changed(old.catalog, catalog):
+                if old is None or _catalog_changed(old.catalog, job.catalog):
                     jf.save(jobfile, job)
                 self.summary.nothing_to_do = True
-                self.emit(ev.NothingToDo(len(catalog), len(job.volumes)))
+                self.emit(ev.NothingToDo(len(job.catalog), len(job.volumes)))
                 return self.summary
             resumed = job.run.in_progress
             if not resumed:
@@ -189,7 +192,14 @@ class Backup:
                     started=jf.now_iso(),
                 )
             job.run.pending_volumes = sorted(set(job.run.pending_volumes) | pending)
+            job.run.moves.update(
+                {job.catalog.paths[i]: self.old_catalog.paths[j] for i, j in self.changes.moved.items()}
+                if self.old_catalog is not None
+                else {}
+            )
+            job.run.replace = sorted(set(job.run.replace) | set(opts.replace_volumes))
             jf.save(jobfile, job)
+            self.targets = self._place()
             files, nbytes = self._work_left()
             self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
             try:
@@ -197,12 +207,65 @@ class Backup:
             finally:
                 if self.pool is not None:
                     self.pool.close()
+                self._write_report()
             job.run.state = "done"
             job.run.finished = jf.now_iso()
             job.run.open_volume = None
+            job.run.moves = {}
             job.failed = [[path, why] for path, why in self.summary.failed]
             jf.save(jobfile, job)
         return self.summary
+
+    def dry_run(self) -> DryRun:
+        """What a run would do, volume by volume; touches no drive and writes nothing."""
+        sources = resolve_sources(self.opts.sources)
+        _, job, pending = self._load_and_merge(sources)
+        self.targets = self._place()
+        return dry_run_report(job, self.old_catalog, self.changes, self.targets, pending)
+
+    def _load_and_merge(self, sources: Sources) -> tuple[Optional[jf.Job], jf.Job, set[int]]:
+        old = jf.load(self.jobfile) if os.path.exists(self.jobfile) else None
+        if old is not None:
+            self._check_same_job(old, sources)
+            self.old_catalog = old.catalog
+        catalog = scan(
+            sources,
+            self.opts.exclude,
+            lambda p, why: self.emit(ev.Skipped(p, why)),
+            self.opts.one_file_system,
+        )
+        self._emit_scan(catalog)
+        job, pending = self._merge(old, sources, catalog)
+        self.job = job
+        self._reserve = metadata_reserve(catalog)
+        pending |= self._forget_and_replace(job)
+        if self.old_catalog is not None:
+            ch = self.changes
+            self.emit(
+                ev.ChangesFound(
+                    len(ch.new),
+                    len(ch.changed),
+                    len(ch.moved),
+                    len(ch.deleted) - len(ch.moved),
+                    sum(catalog.sizes[i] for i in ch.new) + sum(catalog.sizes[i] for i in ch.changed),
+                )
+            )
+        return old, job, pending
+
+    def _forget_and_replace(self, job: jf.Job) -> set[int]:
+        """``--forget-volume``: its files are placed again; ``--replace-volume``: a blank drive
+        takes its place and receives its files.  Returns the volumes this makes pending."""
+        for n in self.opts.forget_volumes + self.opts.replace_volumes:
+            rec = job.volumes.get(n)
+            if rec is None or rec.forgotten:
+                known = ", ".join(str(v) for v, r in sorted(job.volumes.items()) if not r.forgotten) or "none"
+                raise UsageError(f"there is no volume {n} in this job (volumes: {known})")
+        for n in self.opts.forget_volumes:
+            job.volumes[n].forgotten = True
+            cat = job.catalog
+            for i in cat.indexes_on(n):
+                cat.volumes[i] = NO_VOLUME
+        return set(self.opts.replace_volumes)
 
     def _drive_loop(self) -> None:
         assert self.job is not None
@@ -227,8 +290,8 @@ class Backup:
                 refusal = str(why)
                 self.emit(ev.DriveRefused(out, refusal))
                 continue
-            if new and not progressed and self._unplaced_exist():
-                i = next(self._unplaced())
+            if new and not progressed and self._new_drive_needed():
+                i = next(self._candidates(0, True))
                 cat = self.job.catalog
                 raise TooLargeError(
                     f"{cat.paths[i]} ({format_size(cat.sizes[i])}) does not fit on an empty volume "
@@ -266,25 +329,13 @@ class Backup:
                 catalog=catalog,
             )
             return job, set()
-        pending: set[int] = set()
-        old_cat = old.catalog
-        seen = bytearray(len(old_cat))
-        for i, path in enumerate(catalog.paths):
-            j = old_cat.index_of(path)
-            if j is None:
-                continue
-            seen[j] = 1
-            vol = old_cat.volumes[j]
-            if vol == NO_VOLUME:
-                continue
-            catalog.volumes[i] = vol
-            rec = old.volumes.get(vol)
-            gran = rec.granularity_ns if rec else 1
-            if not _same_entry(old_cat, j, catalog, i, gran):
-                pending.add(vol)
-        for j, flag in enumerate(seen):
-            if not flag and old_cat.volumes[j] != NO_VOLUME:
-                pending.add(old_cat.volumes[j])
+
+        def granularity(v: int) -> int:
+            rec = old.volumes.get(v)
+            return rec.granularity_ns if rec else 1
+
+        self.changes = classify(old.catalog, catalog, granularity)
+        pending = self.changes.volumes_touched(old.catalog, catalog)
         old.catalog = catalog
         old.options = opts
         return old, pending
@@ -314,6 +365,31 @@ class Backup:
 
     # -- what is left to do --------------------------------------------------------------
 
+    def _place(self) -> dict[int, int]:
+        """Target volumes for the unplaced entries, from each volume's recorded room."""
+        assert self.job is not None
+        job = self.job
+        room: dict[int, int] = {}
+        block: dict[int, int] = {}
+        for v, rec in job.volumes.items():
+            if rec.forgotten or rec.capacity == 0 or v in job.run.done_volumes or v in job.run.replace:
+                continue
+            room[v] = rec.capacity - rec.used - self.opts.device_padding - self._reserve
+            if self.opts.volume_size is not None:
+                room[v] = min(room[v], self.opts.volume_size - rec.used)
+            block[v] = rec.block_size
+        old = self.old_catalog
+        if old is not None:  # what the deletions free and the changes take, per volume
+            for j in self.changes.deleted:
+                if old.volumes[j] in room and j not in self.changes.moved.values():
+                    room[old.volumes[j]] += round_up(old.sizes[j], block[old.volumes[j]])
+            cat = job.catalog
+            for i in self.changes.changed:
+                was = old.index_of(cat.paths[i])
+                if cat.volumes[i] in room and was is not None:
+                    room[cat.volumes[i]] -= cat.sizes[i] - old.sizes[was]
+        return place_new(job.catalog, self._unplaced(), room, block)
+
     def _unplaced(self) -> Iterator[int]:
         assert self.job is not None
         vols = self.job.catalog.volumes
@@ -321,6 +397,15 @@ class Backup:
 
     def _unplaced_exist(self) -> bool:
         return next(self._unplaced(), None) is not None
+
+    def _candidates(self, volume: int, fresh: bool) -> Iterator[int]:
+        """Unplaced entries this volume should take, in index order: those placed on it, or for a
+        fresh volume (a blank drive, or one never finished) those that need a new drive."""
+        want = NEW_DRIVE if fresh else volume
+        return (i for i in self._unplaced() if self.targets.get(i, NEW_DRIVE) == want)
+
+    def _new_drive_needed(self) -> bool:
+        return next(self._candidates(0, True), None) is not None
 
     def _work_left(self) -> tuple[int, int]:
         assert self.job is not None
@@ -335,11 +420,13 @@ class Backup:
     def _pending_volumes(self) -> list[int]:
         assert self.job is not None
         run = self.job.run
-        return [v for v in run.pending_volumes if v not in run.done_volumes]
+        targeted = {self.targets.get(i, NEW_DRIVE) for i in self._unplaced()} - {NEW_DRIVE}
+        return sorted((set(run.pending_volumes) | targeted) - set(run.done_volumes) - set(run.replace))
 
     def _work_remains(self) -> bool:
         assert self.job is not None
-        return bool(self.job.run.open_volume or self._pending_volumes() or self._unplaced_exist())
+        run = self.job.run
+        return bool(run.open_volume or run.replace or self._pending_volumes() or self._new_drive_needed())
 
     def _wanted(self, output: str) -> tuple[list[int], int, str]:
         assert self.job is not None
@@ -348,8 +435,6 @@ class Backup:
             n = run.open_volume
             return [n], n, f"insert volume {n} (not finished yet) at {output}"
         wanted = self._pending_volumes()
-        new = self._unplaced_exist()
-        next_new = self.job.next_volume_number()
         parts = []
         if wanted:
             names = (
@@ -360,11 +445,20 @@ class Backup:
             noun = "volume" if len(wanted) == 1 else "volumes"
             verb = "needs" if len(wanted) == 1 else "need"
             parts.append(f"{noun} {names} still {verb} updating")
-        if new:
-            parts.append(f"a blank drive is needed for volume {next_new}")
-        either = "either" if len(wanted) + new > 1 else "it"
+        blanks = [f"volume {v} (replacing the old drive)" for v in run.replace]
+        if self._new_drive_needed():
+            blanks.append(f"volume {self.job.next_volume_number()}")
+        if blanks:
+            parts.append(f"a blank drive is needed for {' and '.join(blanks)}")
+        either = "either" if len(wanted) + len(blanks) > 1 else "it"
         message = "; ".join(parts) + f": insert {either} at {output}"
-        return wanted, (wanted[0] if wanted else next_new), message
+        if wanted:
+            next_volume = wanted[0]
+        elif run.replace:
+            next_volume = run.replace[0]
+        else:
+            next_volume = self.job.next_volume_number()
+        return wanted, next_volume, message
 
     # -- one drive -------------------------------------------------------------------
 
@@ -384,7 +478,10 @@ class Backup:
             self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize))
             drive.prepare()
             job.run.open_volume = number
-            plan = self._plan(drive, rec)
+            fresh = new or rec.capacity == 0  # a blank drive, or one never finished
+            plan = self._plan(drive, rec, fresh)
+            self.actions.setdefault(number, {"copied": [], "rewritten": [], "renamed": [], "deleted": []})
+            self._recopy = set(plan.recopy)
             self.emit(
                 ev.VolumePlanned(
                     number,
@@ -428,7 +525,12 @@ class Backup:
                 if job.catalog.volumes.count(run.open_volume):
                     raise _Refused(f"it is a blank drive, but volume {run.open_volume} is not finished")
                 number = run.open_volume
-            elif not self._unplaced_exist():
+            elif run.replace:
+                number = run.replace[0]  # --replace-volume: the blank drive becomes that volume
+            elif not self._new_drive_needed():
+                wanted = self._pending_volumes()
+                if wanted:
+                    raise _Refused(f"it is a blank drive, but volumes {wanted} need updating, not a new one")
                 raise _Refused("it is a blank drive, but no new volume is needed")
             else:
                 number = job.next_volume_number()
@@ -444,6 +546,9 @@ class Backup:
             )
             job.volumes[number] = rec
             run.open_volume = number
+            if number in run.replace:
+                run.replace.remove(number)
+                run.pending_volumes = sorted(set(run.pending_volumes) | {number})
             jf.save(self.jobfile, job)  # before the label: a crash in between leaves a volume with no files
             drive.write_label(Label(job.job_id, number, rec.uuid, rec.created, job.root))
             return number, True
@@ -454,6 +559,13 @@ class Backup:
             )
         number = label.volume
         known = job.volumes.get(number)
+        if known is not None and known.forgotten and known.uuid == label.volume_uuid:
+            raise _Refused(
+                f"volume {number} was given up (--forget-volume) and its files placed elsewhere; "
+                "set this drive aside, or wipe it to use it as a blank one"
+            )
+        if number in run.replace and known is not None and known.uuid == label.volume_uuid:
+            raise _Refused(f"volume {number} is being replaced (--replace-volume): insert a blank drive")
         if known is not None and known.uuid != label.volume_uuid:
             raise _Refused(
                 f"it says it is volume {number}, but the jobfile knows volume {number} as another "
@@ -490,7 +602,7 @@ class Backup:
         drive.caps = caps
         return caps
 
-    def _plan(self, drive: Drive, rec: jf.VolumeRecord) -> VolumePlan:
+    def _plan(self, drive: Drive, rec: jf.VolumeRecord, fresh: bool) -> VolumePlan:
         assert self.job is not None
         st = os.statvfs(drive.root)
         space = Space(
@@ -502,7 +614,14 @@ class Backup:
             inodes=st.f_favail if st.f_files else None,
         )
         return plan_volume(
-            self.job.catalog, rec.number, drive.held, drive.dirty, space, rec.granularity_ns, self._unplaced()
+            self.job.catalog,
+            rec.number,
+            drive.held,
+            drive.dirty,
+            space,
+            rec.granularity_ns,
+            self._candidates(rec.number, fresh),
+            self.job.run.moves,
         )
 
     def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan) -> bool:
@@ -513,8 +632,8 @@ class Backup:
         number = rec.number
         for i in plan.keep:
             cat.volumes[i] = number
+        to_copy: list[int] = self._rename(drive, plan)
         self._purge(drive, plan)
-        to_copy: list[int] = []
         parents: dict[str, bool] = {}
         adopted: list[Entry] = []
         too_big = drive.caps.max_file
@@ -558,6 +677,40 @@ class Backup:
             return self._unplaced_exist()
         return self._copy(drive, rec, to_copy)
 
+    def _rename(self, drive: Drive, plan: VolumePlan) -> list[int]:
+        """Files moved in the source are moved on the drive; returns those that must be copied
+        after all (their old copy was not where the records said)."""
+        if not plan.rename:
+            return []
+        assert self.job is not None
+        cat = self.job.catalog
+        drive.intent([cat.paths[k] for _, k in plan.rename])
+        moved: list[Entry] = []
+        gone: list[str] = []
+        again: list[int] = []
+        for old, k in plan.rename:
+            src = drive.on_drive(old)
+            dst = drive.name_for(cat.paths[k], cat.kind(k))
+            if src is None or dst is None:
+                again.append(k)
+                continue
+            try:
+                os.makedirs(os.path.dirname(drive.path(dst)), exist_ok=True)
+                os.rename(drive.path(src), drive.path(dst))
+            except FileNotFoundError:
+                again.append(k)
+                continue
+            except OSError as err:
+                raise drive_error(drive.root, err) from None
+            moved.append(cat.entry(k)._replace(sha256=drive.held[old].sha256))
+            gone.append(old)
+            cat.volumes[k] = plan.volume
+            self.actions[plan.volume]["renamed"].append([old, cat.paths[k]])
+        drive.put(moved)
+        drive.forget(gone)
+        self._remove_empty_parents(drive, gone)
+        return again
+
     def _purge(self, drive: Drive, plan: VolumePlan) -> None:
         if not plan.purge:
             return
@@ -597,6 +750,7 @@ class Backup:
                 pass  # not empty: something not ours lives there; stop tracking it, leave it
             removed.append(path)
         faults.point("after-purge")
+        self.actions[plan.volume]["deleted"].extend(removed)
         drive.forget(removed)
         self._remove_empty_parents(drive, removed)
         self.emit(ev.Purged(plan.volume, len(removed)))
@@ -658,6 +812,8 @@ class Backup:
                     puts.append(e)
                     cat.volumes[i] = number
                     nbytes += o.size
+                    kind = "rewritten" if i in self._recopy else "copied"
+                    self.actions[number][kind].append(cat.paths[i])
                     told += o.reported
                 elif o.status == NO_SPACE:
                     state["full"] = True
@@ -772,6 +928,14 @@ class Backup:
         cat = job.catalog
         self._set_dir_metadata(drive)
         drive.commit(job.run.number)
+        # What did not fit (a drive holding less than its record said) goes to a new drive.
+        for i in cat.indexes_on(rec.number):
+            if cat.paths[i] not in drive.held:
+                cat.volumes[i] = NO_VOLUME
+                self.targets[i] = NEW_DRIVE
+        for i, v in self.targets.items():
+            if v == rec.number and cat.volumes[i] == NO_VOLUME:
+                self.targets[i] = NEW_DRIVE
         indexes = cat.indexes_on(rec.number)
         rec.used = drive.used_bytes(rec.block_size)
         rec.files = len(indexes)
@@ -788,6 +952,11 @@ class Backup:
                 raise drive_error(drive.root, err) from None
             why = f"no room for the jobfile copy on volume {rec.number}"
             self.emit(ev.Skipped(".mvcopy-jobdata.json", why))
+        try:
+            drive.write_record(CHANGES, _json(self._report(only=rec.number)))
+        except OSError as err:
+            if not is_no_space(err):
+                raise drive_error(drive.root, err) from None
         jf.save(self.jobfile, job)
         done = ev.VolumeDone(
             volume=rec.number,
@@ -806,6 +975,56 @@ class Backup:
             renamed = sum(1 for p, n in drive.names.items() if n and p in drive.held)
             recorded = sum(1 for p, n in drive.names.items() if n == "" and p in drive.held)
             self.emit(ev.Adapted(rec.number, tuple(limits), renamed, recorded))
+
+    def _report(self, only: Optional[int] = None) -> dict:
+        """The change report: what changed in the sources, and what each volume had done."""
+        assert self.job is not None
+        cat, old, ch = self.job.catalog, self.old_catalog, self.changes
+        vols = {str(v): a for v, a in sorted(self.actions.items()) if only is None or v == only}
+        doc = {
+            "format": "multivolumecopy-changes",
+            "version": 1,
+            "job_id": self.job.job_id,
+            "run": self.job.run.number,
+            "written": jf.now_iso(),
+            "counts": {
+                "new": len(ch.new),
+                "changed": len(ch.changed),
+                "moved": len(ch.moved),
+                "deleted": len(ch.deleted) - len(ch.moved),
+                "bytes_written": sum(
+                    cat.sizes[i]
+                    for a in vols.values()
+                    for key in ("copied", "rewritten")
+                    for i in map(cat.index_of, a[key])
+                    if i is not None
+                ),
+            },
+            "volumes": vols,
+        }
+        if only is None:
+            moved_from = set(ch.moved.values())
+            doc["changes"] = {
+                "new": [[cat.paths[i], cat.sizes[i]] for i in ch.new],
+                "changed": [[cat.paths[i], cat.sizes[i], cat.volumes[i]] for i in ch.changed],
+                "moved": [
+                    [old.paths[j], cat.paths[i], cat.sizes[i], old.volumes[j]]
+                    for i, j in ch.moved.items()
+                    if old is not None
+                ],
+                "deleted": [
+                    [old.paths[j], old.sizes[j], old.volumes[j]]
+                    for j in ch.deleted
+                    if old is not None and j not in moved_from
+                ],
+            }
+        return doc
+
+    def _write_report(self) -> None:
+        """Next to the jobfile: ``JOBFILE.changes.json``, for the last run that wrote anything."""
+        if self.job is None or not self.actions:
+            return
+        atomic_write(self.jobfile + ".changes.json", _json(self._report()))
 
     def _set_dir_metadata(self, drive: Drive) -> None:
         """Directories get their source's mode and mtime once their contents are written."""
@@ -837,6 +1056,10 @@ class Backup:
                 bytes=catalog.total_bytes(),
             )
         )
+
+
+def _json(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=1) + "\n").encode("ascii")
 
 
 def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:

@@ -34,12 +34,13 @@ class Entry(NamedTuple):
     mode: int
     target: Optional[str] = None  # symlink target
     sha256: Optional[str] = None  # of what was written to the drive (manifests only)
+    ino: int = 0  # source inode of a regular file: how a moved file is recognised (catalog only)
 
 
 class Catalog:
     """Parallel arrays of entries; ``volumes[i]`` is the volume entry ``i`` was placed on (0 = none)."""
 
-    __slots__ = ("paths", "kinds", "sizes", "mtimes", "modes", "volumes", "targets", "_index")
+    __slots__ = ("paths", "kinds", "sizes", "mtimes", "modes", "volumes", "inodes", "targets", "_index")
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -48,6 +49,7 @@ class Catalog:
         self.mtimes = array("q")
         self.modes = array("I")
         self.volumes = array("i")
+        self.inodes = array("Q")
         self.targets: dict[int, str] = {}
         self._index: Optional[dict[str, int]] = None
 
@@ -62,6 +64,7 @@ class Catalog:
         self.mtimes.append(entry.mtime_ns)
         self.modes.append(entry.mode)
         self.volumes.append(volume)
+        self.inodes.append(entry.ino)
         if entry.target is not None:
             self.targets[i] = entry.target
         self._index = None

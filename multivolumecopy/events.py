@@ -34,6 +34,17 @@ class FileFailed:
 
 
 @dataclass(frozen=True)
+class ChangesFound:
+    """A re-run's comparison of the sources with the jobfile."""
+
+    new: int
+    changed: int
+    moved: int
+    deleted: int
+    bytes: int  # of the new and changed files
+
+
+@dataclass(frozen=True)
 class RunStarted:
     run: int
     resumed: bool
@@ -161,6 +172,7 @@ class RestoreStarted:
 
 
 Event = Union[
+    ChangesFound,
     Adapted,
     RestoreStarted,
     ScanDone,

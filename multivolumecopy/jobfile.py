@@ -15,14 +15,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .catalog import KINDS, NO_VOLUME, Catalog, Entry
+from .catalog import KINDS, Catalog, Entry
 from .errors import JobfileError
 from .fsutil import atomic_write
 
 FORMAT = "multivolumecopy-jobfile"
 VERSION = 1
 DEFAULT_NAME = ".mvcopy-jobdata.json"
-COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target")
+COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino")
 
 
 def now_iso() -> str:
@@ -56,6 +56,7 @@ class VolumeRecord:
     fs_id: Optional[str] = None  # statvfs f_fsid and root inode, to spot a relabelled drive
     last_verified: Optional[str] = None  # last complete --verify --checksum of the volume
     capabilities: Optional[dict[str, Any]] = None  # what the drive can hold (probe.Capabilities)
+    forgotten: bool = False  # given up with --forget-volume: its files were placed again
 
 
 @dataclass
@@ -68,6 +69,8 @@ class RunState:
     done_volumes: list[int] = field(default_factory=list)  # updated in this run
     pending_volumes: list[int] = field(default_factory=list)  # hold changes this run must apply
     open_volume: Optional[int] = None  # being written; must be finished before another starts
+    moves: dict[str, str] = field(default_factory=dict)  # new path -> old path, renamed on its volume
+    replace: list[int] = field(default_factory=list)  # --replace-volume: a blank drive becomes these
 
     @property
     def in_progress(self) -> bool:
@@ -88,7 +91,7 @@ class Job:
     failed: list[list[str]] = field(default_factory=list)  # [path, why] the last run could not copy
 
     def next_volume_number(self) -> int:
-        return max(self.volumes, default=0) + 1
+        return max(self.volumes, default=0) + 1  # forgotten numbers are not reused
 
 
 def dumps(job: Job) -> bytes:
@@ -122,6 +125,7 @@ def dumps(job: Job) -> bytes:
                     cat.modes[i],
                     cat.volumes[i],
                     cat.targets.get(i),
+                    cat.inodes[i],
                 ]
             )
         )
@@ -175,10 +179,12 @@ def _from_doc(doc: dict[str, Any]) -> Job:
         raise ValueError("unknown columns")
     cat = Catalog()
     for row in doc["files"]:
-        path, kind, size, mtime, mode, volume, target = row
+        path, kind, size, mtime, mode, volume, target, ino = row
         if kind not in KINDS or not isinstance(path, str):
             raise ValueError(kind)
-        cat.append(Entry(path, kind, int(size), int(mtime), int(mode), target), int(volume or NO_VOLUME))
+        cat.append(
+            Entry(path, kind, int(size), int(mtime), int(mode), target, None, int(ino)), int(volume or 0)
+        )
     volumes = {}
     for v in doc["volumes"]:
         rec = VolumeRecord(**v)

@@ -66,6 +66,11 @@ class TextRenderer:
                 f"scanned {event.files} files, {event.dirs} folders, {event.links} symlinks "
                 f"({format_size(event.bytes)})"
             )
+        elif isinstance(event, ev.ChangesFound):
+            self.say(
+                f"since the last run: {event.new} new, {event.changed} changed "
+                f"({format_size(event.bytes)}), {event.moved} moved, {event.deleted} deleted"
+            )
         elif isinstance(event, ev.RunStarted):
             verb = "continuing" if event.resumed else "starting"
             self.say(

@@ -51,6 +51,7 @@ class VolumePlan:
     adopt: list[int] = field(default_factory=list)  # of those, ones the catalog had not placed yet
     purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
     recopy: list[int] = field(default_factory=list)  # belong here but missing or out of date
+    rename: list[tuple[str, int]] = field(default_factory=list)  # (old path, new index): moved here
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
     capacity: int = 0  # usable bytes for new data after the purge
     used: int = 0  # bytes the job keeps here after the plan
@@ -87,6 +88,7 @@ def plan_volume(
     space: Space,
     granularity: int = 1,
     unplaced: Optional[Iterable[int]] = None,
+    moves: Optional[Mapping[str, str]] = None,
 ) -> VolumePlan:
     """Plan one volume.
 
@@ -98,7 +100,22 @@ def plan_volume(
     block = space.block
     freed = 0
     kept_bytes = 0
+    moved_from = {old: new for new, old in (moves or {}).items()}
+    renamed: set[int] = set()
     for path, have in held.items():
+        new_path = moved_from.get(path)
+        if new_path is not None:
+            k = catalog.index_of(new_path)
+            if (
+                k is not None
+                and catalog.volumes[k] == volume
+                and new_path not in held
+                and same_content(have._replace(path=new_path), catalog.entry(k), granularity)
+            ):
+                plan.rename.append((path, k))  # moved in the source: renamed here, not copied
+                renamed.add(k)
+                kept_bytes += cost(catalog, k, block)
+                continue
         i = catalog.index_of(path)
         if i is None or catalog.volumes[i] not in (NO_VOLUME, volume):
             plan.purge.append(path)  # gone from the source, or it lives on another volume
@@ -114,7 +131,7 @@ def plan_volume(
             freed += round_up(have.size, block) if have.kind == FILE else 0
     held_paths = set(held)
     for i in catalog.indexes_on(volume):
-        if catalog.paths[i] not in held_paths:
+        if catalog.paths[i] not in held_paths and i not in renamed:
             plan.recopy.append(i)  # recorded here but the drive lacks it
     plan.recopy.sort()
     plan.keep.sort()

@@ -157,7 +157,7 @@ class _Walk:
     def _file(self, rel: str, st: os.stat_result) -> Entry:
         if st.st_nlink > 1:
             self.inodes[rel] = (st.st_dev, st.st_ino)
-        return Entry(rel, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+        return Entry(rel, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), ino=st.st_ino)
 
     def _dir(self, top: str, rel_top: str, device: int) -> Iterator[Entry]:
         stack = [(top, rel_top)]

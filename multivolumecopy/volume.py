@@ -53,6 +53,7 @@ TMPDIR = ".mvcopy-tmp"
 LOCKFILE = ".mvcopy-lock"
 JOBCOPY = ".mvcopy-jobdata.json"
 SUMS = ".mvcopy-sha256sums"
+CHANGES = ".mvcopy-changes.json"
 RESERVED_PREFIX = ".mvcopy"
 
 LABEL_FORMAT = "multivolumecopy-label"
@@ -187,7 +188,7 @@ class Drive:
         st = os.stat(self.root)
         self.identity = (st.st_dev, st.st_ino)
         try:
-            for name in (LABEL, MANIFEST, SUMS, JOBCOPY):
+            for name in (LABEL, MANIFEST, SUMS, JOBCOPY, CHANGES):
                 remove_stale_temporaries(self.path(name))
             self.label = read_label(self.root)
             if self.label is not None:
@@ -446,8 +447,12 @@ class Drive:
 
     def write_jobcopy(self, data: bytes) -> None:
         """Raises OSError as is: the caller decides whether a full drive matters here."""
+        self.write_record(JOBCOPY, data)
+
+    def write_record(self, name: str, data: bytes) -> None:
+        """A record of ours at the drive's root (raises OSError as is, like write_jobcopy)."""
         self.check_present()
-        atomic_write(self.path(JOBCOPY), data)
+        atomic_write(self.path(name), data)
 
     def _append(self, rec: dict[str, Any]) -> None:
         assert self._journal is not None, "prepare() first"

@@ -47,7 +47,7 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
     text = path.read_text()
     doc = json.loads(text)
     assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 1
-    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target"]
+    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino"]
     assert sum(1 for line in text.splitlines() if line.startswith('["dir')) == 3
 
 
