@@ -124,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy processes (default: %(default)s)",
     )
     b.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what this run would copy, rewrite, rename and delete on each volume, and which "
+        "drives it needs; write nothing",
+    )
+    b.add_argument(
+        "--replace-volume",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="the next blank drive becomes volume N and receives its files (a lost, failing or too "
+        "small drive); repeatable",
+    )
+    b.add_argument(
+        "--forget-volume",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="give volume N up: its files are placed again on the other volumes or new ones; repeatable",
+    )
+    b.add_argument(
         "--no-hash",
         action="store_true",
         help="do not record SHA-256 of copied files (a zero-copy path for drives faster than the "
@@ -160,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="with --checksum: stop reading after this long (90, 30m, 2h); the rest is next time",
     )
-    v.add_argument("--json", action="store_true", help="print the --verify or --locate report as JSON")
+    v.add_argument(
+        "--json", action="store_true", help="print the --verify, --locate or --dry-run report as JSON"
+    )
 
     r = p.add_argument_group("restoring")
     r.add_argument("--to", metavar="DIR", help="where --restore puts the files (created if missing)")
@@ -189,7 +214,7 @@ def main(
             return _locate(args, stdout)
         if args.restore:
             return _restore(args, stdin, stderr)
-        return _backup(args, stdin, stderr)
+        return _backup(args, stdin, stderr, stdout)
     except MvcError as err:
         stderr.write(f"multivolumecopy: {err}\n")
         return int(err.exit_code)
@@ -205,7 +230,7 @@ def main(
         return int(ExitCode.INTERNAL)
 
 
-def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
+def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: IO[str]) -> int:
     from .backup import Backup, Options
     from .events import RunDone
 
@@ -215,8 +240,9 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         checksum=args.checksum,
         max_age=args.max_age is not None,
         time_budget=args.time_budget,
-        json=args.json,
     )
+    if args.json and not args.dry_run:
+        raise UsageError("--json goes with --verify, --locate or --dry-run; see multivolumecopy --help")
     _only_with(args, "--restore", to=args.to)
     if args.device_startindex is not None or args.select_index is not None:
         raise UsageError(
@@ -238,10 +264,22 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         new_volume_script=args.new_volume_script,
         hash=not args.no_hash,
         one_file_system=args.one_file_system,
+        replace_volumes=args.replace_volume,
+        forget_volumes=args.forget_volume,
     )
+    if set(opts.replace_volumes) & set(opts.forget_volumes):
+        raise UsageError("a volume cannot be both replaced and forgotten; choose one")
     if opts.volume_size is not None and opts.volume_size <= 0:
         raise UsageError("--volume-size must be more than zero")
     renderer, swapper = _person(args, stdin, stderr)
+    if args.dry_run:
+        from .dryrun import render
+
+        dry = Backup(opts, renderer, swapper).dry_run()
+        renderer.close()
+        stdout.write(render(dry, args.json))
+        stdout.flush()
+        return int(ExitCode.OK)
     start = time.monotonic()
     backup = Backup(opts, renderer, swapper)
     try:

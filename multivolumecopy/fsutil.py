@@ -14,7 +14,10 @@ from . import faults
 # which for our purpose also means "this file does not go on this drive".
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # The drive itself is failing or gone: stop the run, keep what was committed.
-DRIVE_GONE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.ENODEV, errno.ENXIO, errno.ENOTCONN})
+# EUCLEAN is how ext4 reports a filesystem it found corrupt (just before it turns read-only).
+DRIVE_GONE_ERRNOS = frozenset(
+    {errno.EIO, errno.EROFS, errno.ENODEV, errno.ENXIO, errno.ENOTCONN, getattr(errno, "EUCLEAN", 117)}
+)
 
 
 def is_no_space(err: BaseException) -> bool:

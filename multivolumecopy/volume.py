@@ -559,4 +559,7 @@ def drive_error(root: str, err: OSError) -> Exception:
         return OutputError(
             f"{root} is not writable ({err.strerror}); mount the drive read-write or run as its owner"
         )
-    return DriveError(f"the drive at {root} failed: {err}; run the same command again to continue")
+    return DriveError(
+        f"the drive at {root} failed ({err.strerror or err}); what was committed is kept: check the "
+        "drive and run the same command again"
+    )

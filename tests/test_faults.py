@@ -45,7 +45,7 @@ def test_a_drive_turning_read_only_mid_copy_stops_the_run_and_a_rerun_finishes(t
 
     assert proc.returncode == ExitCode.DRIVE_ERROR, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"multivolumecopy: the drive at {bay.point} failed (")
+    assert last.startswith(f"multivolumecopy: the drive at {bay.point} failed ("), err
     assert last.endswith("run the same command again")
     assert "Traceback" not in err
     assert "Read-only file system" in last
