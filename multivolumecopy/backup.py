@@ -371,8 +371,9 @@ class Backup:
         job = self.job
         room: dict[int, int] = {}
         block: dict[int, int] = {}
+        done = set(job.run.done_volumes) if job.run.in_progress else set()  # (a dry run sees the last run)
         for v, rec in job.volumes.items():
-            if rec.forgotten or rec.capacity == 0 or v in job.run.done_volumes or v in job.run.replace:
+            if rec.forgotten or rec.capacity == 0 or v in done or v in job.run.replace:
                 continue
             room[v] = rec.capacity - rec.used - self.opts.device_padding - self._reserve
             if self.opts.volume_size is not None:
@@ -437,14 +438,7 @@ class Backup:
         wanted = self._pending_volumes()
         parts = []
         if wanted:
-            names = (
-                " and ".join(str(v) for v in wanted)
-                if len(wanted) < 3
-                else ", ".join(str(v) for v in wanted[:-1]) + f" and {wanted[-1]}"
-            )
-            noun = "volume" if len(wanted) == 1 else "volumes"
-            verb = "needs" if len(wanted) == 1 else "need"
-            parts.append(f"{noun} {names} still {verb} updating")
+            parts.append(_volumes_text(wanted, "still "))
         blanks = [f"volume {v} (replacing the old drive)" for v in run.replace]
         if self._new_drive_needed():
             blanks.append(f"volume {self.job.next_volume_number()}")
@@ -530,7 +524,7 @@ class Backup:
             elif not self._new_drive_needed():
                 wanted = self._pending_volumes()
                 if wanted:
-                    raise _Refused(f"it is a blank drive, but volumes {wanted} need updating, not a new one")
+                    raise _Refused(f"it is a blank drive, but {_volumes_text(wanted)}, not a new one")
                 raise _Refused("it is a blank drive, but no new volume is needed")
             else:
                 number = job.next_volume_number()
@@ -1056,6 +1050,18 @@ class Backup:
                 bytes=catalog.total_bytes(),
             )
         )
+
+
+def _volumes_text(wanted: list[int], still: str = "") -> str:
+    """``[1]`` -> "volume 1 needs", ``[1, 4, 5]`` -> "volumes 1, 4 and 5 need" (then "updating")."""
+    names = (
+        " and ".join(map(str, wanted))
+        if len(wanted) < 3
+        else (", ".join(map(str, wanted[:-1])) + f" and {wanted[-1]}")
+    )
+    if len(wanted) == 1:
+        return f"volume {names} {still}needs updating"
+    return f"volumes {names} {still}need updating"
 
 
 def _json(doc: dict) -> bytes:
