@@ -192,7 +192,14 @@ def test_a_forgotten_volume_has_its_files_placed_again(tmp_path, drives, bay, fi
             if (point / ".mvcopy-label.json").exists():
                 labelled.append(img)
     check_drives(tmp_path, drives, labelled, src)
-    # The given-up drive, if it turns up, is refused and left as it is.
+    # The given-up drive, if it turns up when a drive is wanted, is refused and left as it is.
+    (src / "Alpha/later.txt").write_text("a file for the next run\n")
+    bay.log.write_text("")
     bay.insert(images[1])
+    bay.enqueue(*labelled, *[img for img in images[used:] if img not in labelled])
     again = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
-    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "volume 2 was given up (--forget-volume)" in again.stderr
+    bay.eject()
+    with drives.inspect([images[1]]) as (old_two,):
+        assert "Alpha/later.txt" not in files_on(old_two)
