@@ -488,7 +488,10 @@ class Backup:
             )
             before = (self.summary.copied_files, self.summary.copied_bytes)
             failed_before = len(self.failed)
-            full = self._apply(drive, rec, plan)
+            self._apply(drive, rec, plan)
+            full = next(self._candidates(number, fresh), None) is not None  # it could not take them all
+            if full:
+                self.emit(ev.VolumeFull(number))
             if new:
                 files, nbytes = _foreign_data(output, {drive.on_drive(p) or p for p in drive.held})
                 if files:
@@ -618,8 +621,8 @@ class Backup:
             self.job.run.moves,
         )
 
-    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan) -> bool:
-        """Carry out ``plan`` on the drive; returns whether the drive filled up."""
+    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan) -> None:
+        """Carry out ``plan`` on the drive."""
         job = self.job
         assert job is not None
         cat = job.catalog
@@ -667,9 +670,8 @@ class Backup:
             drive.put(adopted + recorded)
             drive.sync_point()
         drive.intent([cat.paths[i] for i in to_copy])
-        if not to_copy:
-            return self._unplaced_exist()
-        return self._copy(drive, rec, to_copy)
+        if to_copy:
+            self._copy(drive, rec, to_copy)
 
     def _rename(self, drive: Drive, plan: VolumePlan) -> list[int]:
         """Files moved in the source are moved on the drive; returns those that must be copied
@@ -759,6 +761,7 @@ class Backup:
                 pass
 
     def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
+        """Copy through the pool; returns whether the drive ran out of space."""
         job = self.job
         assert job is not None
         cat = job.catalog
@@ -857,10 +860,7 @@ class Backup:
                 f"the drive at {drive.root} failed ({state['drive_error']}); what was committed is kept: "
                 "check or reconnect the drive and run the same command again"
             )
-        if state["full"]:
-            self.emit(ev.VolumeFull(number))
-            return True
-        return self._unplaced_exist()
+        return bool(state["full"])
 
     def _linkable(self, drive: Drive, to_copy: list[int]) -> dict[int, int]:
         """Hard-link followers whose leader is, or is about to be, on this drive: follower -> leader."""

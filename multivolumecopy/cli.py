@@ -86,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         "prompting; exit 0 means it is mounted. Gets MVCOPY_VOLUME, MVCOPY_NEXT, "
         "MVCOPY_OUTPUT, MVCOPY_JOBFILE",
     )
+    p.add_argument(
+        "--events",
+        metavar="PATH",
+        help="write one JSON object per line for every state change (and progress every few "
+        "seconds) to PATH: a file, a FIFO, a UNIX socket, or - for stdout",
+    )
+    p.add_argument(
+        "--notify-command",
+        metavar="CMD",
+        help="run CMD (through the shell) when a person is needed: a drive to insert, a failed or "
+        "finished run; MVCOPY_EVENT (swap, done, stopped, failed) and MVCOPY_MESSAGE tell what",
+    )
     p.add_argument("--hide-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -163,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument(
         "--restore", action="store_true", help="restore the files matching PATTERN (all without) into --to"
     )
+    modes.add_argument(
+        "--status",
+        action="store_true",
+        help="say how current each volume is (from -f); exit 0 OK, 1 WARNING, 2 CRITICAL "
+        "against --max-age (default 35 days)",
+    )
 
     v = p.add_argument_group("verifying")
     v.add_argument("-i", "--device-startindex", type=int, metavar="N", help="first index to check")
@@ -176,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-age",
         type=float,
         metavar="DAYS",
-        help="with --checksum: re-read only files not checked in the last DAYS days",
+        help="with --checksum: re-read only files not checked in the last DAYS days; with "
+        "--status: the age at which a volume is out of date",
     )
     v.add_argument(
         "--time-budget",
@@ -214,6 +233,8 @@ def main(
             return _locate(args, stdout)
         if args.restore:
             return _restore(args, stdin, stderr)
+        if args.status:
+            return _status(args, stdout)
         return _backup(args, stdin, stderr, stdout)
     except MvcError as err:
         stderr.write(f"multivolumecopy: {err}\n")
@@ -242,7 +263,9 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
         time_budget=args.time_budget,
     )
     if args.json and not args.dry_run:
-        raise UsageError("--json goes with --verify, --locate or --dry-run; see multivolumecopy --help")
+        raise UsageError(
+            "--json goes with --verify, --locate, --status or --dry-run; see multivolumecopy --help"
+        )
     _only_with(args, "--restore", to=args.to)
     if args.device_startindex is not None or args.select_index is not None:
         raise UsageError(
@@ -281,23 +304,41 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
         stdout.flush()
         return int(ExitCode.OK)
     start = time.monotonic()
-    backup = Backup(opts, renderer, swapper)
+    outside = _outside(args, renderer)
+    backup = Backup(opts, outside.emit_to(renderer), swapper)
     try:
         summary = backup.run()
+    except MvcError as err:
+        outside.finish(int(err.exit_code), str(err))
+        raise
+    except KeyboardInterrupt:
+        outside.finish(int(ExitCode.INTERRUPTED), "interrupted; what was copied is kept")
+        raise
     finally:
         renderer.close()
+    done = RunDone(
+        summary.copied_files,
+        summary.copied_bytes,
+        tuple(summary.failed),
+        tuple(summary.volumes),
+        time.monotonic() - start,
+        summary.skipped,
+    )
     if not summary.nothing_to_do:
-        renderer(
-            RunDone(
-                summary.copied_files,
-                summary.copied_bytes,
-                tuple(summary.failed),
-                tuple(summary.volumes),
-                time.monotonic() - start,
-                summary.skipped,
-            )
-        )
-    return int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)
+        renderer(done)
+    code = int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)
+    failed = f", {len(summary.failed)} files failed" if summary.failed else ""
+    outside.finish(code, f"backup done: wrote {summary.copied_files} entries{failed}", done)
+    return code
+
+
+def _outside(args: argparse.Namespace, renderer: Any) -> Any:
+    from .sinks import Outside
+
+    try:
+        return Outside(args.events, args.notify_command, lambda text: renderer.say(f"warning: {text}"))
+    except OSError as err:
+        raise UsageError(f"cannot write events to {args.events}: {err.strerror}; check --events") from None
 
 
 def _person(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> tuple[Any, Any]:
@@ -350,6 +391,26 @@ def _verify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     return int(ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED)
 
 
+def _status(args: argparse.Namespace, stdout: IO[str]) -> int:
+    """Nagios-style: 0 OK, 1 WARNING, 2 CRITICAL (a jobfile that cannot be read is CRITICAL)."""
+    from .jobfile import epoch, load
+    from .status import CRITICAL, DEFAULT_MAX_AGE_DAYS, render, status
+
+    max_age = DEFAULT_MAX_AGE_DAYS if args.max_age is None else args.max_age
+    if max_age <= 0:
+        raise UsageError("--max-age is a number of days, more than 0")
+    try:
+        job = load(args.jobfile)
+    except MvcError as err:
+        stdout.write(f"MULTIVOLUMECOPY CRITICAL - {err}\n")
+        return CRITICAL
+    now_text = os.environ.get("MVCOPY_NOW")  # "what if it were then": for checks and tests
+    now = epoch(now_text) if now_text else time.time()
+    st = status(job, now, max_age)
+    stdout.write(render(st, args.json))
+    return st.code
+
+
 def _locate(args: argparse.Namespace, stdout: IO[str]) -> int:
     from .jobfile import load
     from .locate import locate, render
@@ -372,8 +433,12 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     renderer, swapper = _person(args, stdin, stderr)
     start = time.monotonic()
     opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources)
+    outside = _outside(args, renderer)
     try:
-        summary = Restore(opts, renderer, swapper).run()
+        summary = Restore(opts, outside.emit_to(renderer), swapper).run()
+    except MvcError as err:
+        outside.finish(int(err.exit_code), str(err))
+        raise
     finally:
         renderer.close()
     lines = [
@@ -387,7 +452,9 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         lines.append(f"  {len(summary.problems)} could not be restored:")
         lines.extend(f"    {path}: {why}" for path, why in summary.problems)
     renderer.say("\n".join(lines))
-    return int(ExitCode.FILES_FAILED if summary.problems else ExitCode.OK)
+    code = int(ExitCode.FILES_FAILED if summary.problems else ExitCode.OK)
+    outside.finish(code, f"restore done: {summary.restored} restored, {len(summary.problems)} not restored")
+    return code
 
 
 class _ByteBar:

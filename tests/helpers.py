@@ -32,11 +32,13 @@ def mvc_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "multivolumecopy", *args]
 
 
-def run_mvc(*args: str, cwd: Path, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
+def run_mvc(
+    *args: str, cwd: Path, timeout: float = 180, env_extra: Optional[dict[str, str]] = None, **kw
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         mvc_argv(*args),
         cwd=cwd,
-        env=mvc_env(),
+        env=mvc_env(env_extra),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,0 +1,174 @@
+"""Where events go besides the person at the terminal: ``--events`` and ``--notify-command``.
+
+``--events PATH`` writes one JSON object per line for every state change, plus a ``progress``
+line every few seconds.  PATH may be ``-`` (stdout), a file (appended to), a FIFO, or a UNIX
+stream socket; a program blocked reading a FIFO or socket learns of a drive swap the moment
+it is needed.  The schema is in docs/formats.rst ("Events"); each line carries its version.
+
+``--notify-command CMD`` runs CMD through the shell when a person is needed: a drive must be
+inserted, the run failed, or it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from typing import IO, Any, Callable, Optional
+
+from . import events as ev
+from .jobfile import now_iso
+
+SCHEMA_VERSION = 1
+PROGRESS_EVERY = 5.0  # seconds
+
+
+def event_name(event: object) -> str:
+    """``VolumeFull`` -> ``volume_full``."""
+    name = type(event).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def to_json(event: object, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION, "event": event_name(event), "time": now_iso()}
+    if dataclasses.is_dataclass(event) and not isinstance(event, type):
+        doc.update(dataclasses.asdict(event))
+    doc.update(extra)
+    return doc
+
+
+# Events that are noise in a machine's log (progress is summarised by "progress" lines).
+_QUIET = (ev.Copied, ev.BytesCopied, ev.Adopted)
+
+
+class EventWriter:
+    """JSON lines to a file, FIFO, socket or stdout."""
+
+    def __init__(self, target: str, clock: Callable[[], float] = time.monotonic):
+        self.target = target
+        self.clock = clock
+        self._out: Optional[IO[bytes]] = None
+        self._sock: Optional[socket.socket] = None
+        self._bytes = 0
+        self._files = 0
+        self._last_progress = clock()
+        self._open()
+
+    def _open(self) -> None:
+        if self.target == "-":
+            self._out = sys.stdout.buffer
+            return
+        try:
+            mode = os.stat(self.target).st_mode
+        except FileNotFoundError:
+            mode = 0
+        if stat.S_ISSOCK(mode):
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.connect(self.target)
+        else:
+            # A FIFO blocks here until a reader opens it: the reader is meant to be waiting.
+            self._out = open(self.target, "ab", buffering=0)  # noqa: SIM115 - held for the run
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, (ev.Copied, ev.BytesCopied)):
+            self._bytes += event.bytes if isinstance(event, ev.BytesCopied) else event.unshown
+            self._files += event.files if isinstance(event, ev.Copied) else 0
+            now = self.clock()
+            if now - self._last_progress >= PROGRESS_EVERY:
+                self._last_progress = now
+                self.write(
+                    {
+                        "v": SCHEMA_VERSION,
+                        "event": "progress",
+                        "time": now_iso(),
+                        "bytes": self._bytes,
+                        "files": self._files,
+                    }
+                )
+            return
+        if isinstance(event, _QUIET):
+            return
+        self.write(to_json(event))
+
+    def write(self, doc: dict[str, Any]) -> None:
+        line = (json.dumps(doc) + "\n").encode("utf-8", "surrogateescape")
+        try:
+            if self._sock is not None:
+                self._sock.sendall(line)
+            elif self._out is not None:
+                self._out.write(line)
+                self._out.flush()
+        except (BrokenPipeError, ConnectionError):
+            self.close()  # the listener went away; the backup goes on
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._out is not None and self._out is not sys.stdout.buffer:
+            self._out.close()
+        self._out = None
+
+
+class Notifier:
+    """Runs the operator's command when a person is needed."""
+
+    def __init__(self, command: str, warn: Callable[[str], None], timeout: float = 120.0):
+        self.command = command
+        self.warn = warn
+        self.timeout = timeout
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, ev.WaitingForDrive):
+            self.notify("swap", event.message, MVCOPY_NEXT=str(event.next_volume), MVCOPY_OUTPUT=event.output)
+
+    def notify(self, kind: str, message: str, **env: str) -> None:
+        full = dict(os.environ, MVCOPY_EVENT=kind, MVCOPY_MESSAGE=message, **env)
+        try:
+            rc = subprocess.call(self.command, shell=True, env=full, timeout=self.timeout)  # noqa: S602
+        except subprocess.TimeoutExpired:
+            self.warn(f"--notify-command did not finish in {self.timeout:.0f} s; going on")
+            return
+        if rc != 0:
+            self.warn(f"--notify-command exited with status {rc}; going on")
+
+
+class Tee:
+    """One emit function that hands each event to several."""
+
+    def __init__(self, *sinks: Callable[[object], None]):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def __call__(self, event: object) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+
+class Outside:
+    """The ``--events`` writer and the ``--notify-command`` together, and the run's last word."""
+
+    def __init__(self, events: Optional[str], notify: Optional[str], warn: Callable[[str], None]):
+        self.events = EventWriter(events) if events else None
+        self.notifier = Notifier(notify, warn) if notify else None
+
+    def emit_to(self, person: Callable[[object], None]) -> Callable[[object], None]:
+        return Tee(person, *(s for s in (self.events, self.notifier) if s is not None))
+
+    def finish(self, code: int, message: str, done: Optional[object] = None) -> None:
+        """The run is over: a ``run_done`` event, and the notify command for a person."""
+        if self.events is not None:
+            extra: dict[str, Any] = {"exit_code": code, "message": message}
+            self.events.write(
+                to_json(done, **extra)
+                if done is not None
+                else {"v": SCHEMA_VERSION, "event": "run_done", "time": now_iso(), **extra}
+            )
+            self.events.close()
+        if self.notifier is not None:
+            kind = "done" if code in (0, 1) else "stopped" if code == 3 else "failed"
+            self.notifier.notify(kind, message, MVCOPY_EXIT_CODE=str(code))

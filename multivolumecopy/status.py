@@ -1,0 +1,108 @@
+"""``--status``: how current the backup is, for a person and for monitoring (Nagios codes).
+
+For each volume: when it was last updated and last verified, how full it is; and whether the
+last run finished.  Exit 0 OK, 1 WARNING (a volume older than ``--max-age``, or the last run
+left files uncopied, or a run in progress for longer than ``--max-age``), 2 CRITICAL (a volume
+older than twice ``--max-age``, or an unreadable jobfile).  A run in progress is reported as
+such: the volumes it is still updating are not counted as out of date.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from . import jobfile as jf
+from .sizes import format_size
+
+OK, WARNING, CRITICAL = 0, 1, 2
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
+DEFAULT_MAX_AGE_DAYS = 35.0
+
+
+@dataclass
+class VolumeStatus:
+    number: int
+    updated: Optional[str]
+    verified: Optional[str]
+    used: int
+    capacity: int
+    files: int
+    state: str = "OK"
+    note: str = ""
+
+
+@dataclass
+class Status:
+    code: int
+    summary: str
+    run: dict
+    volumes: list[VolumeStatus] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
+
+
+def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) -> Status:
+    limit = max_age_days * 86400
+    code = OK
+    messages: list[str] = []
+    run = job.run
+    busy = set(run.pending_volumes) - set(run.done_volumes) if run.in_progress else set()
+    if run.in_progress:
+        since = now - jf.epoch(run.started) if run.started else 0.0
+        msg = f"run {run.number} in progress for {_days(since)}"
+        if busy or run.open_volume:
+            msg += f", volumes still to update: {', '.join(map(str, sorted(busy))) or run.open_volume}"
+        if since > limit:
+            code = max(code, WARNING)
+            msg += f" (longer than --max-age {max_age_days:g} days: is it waiting for a drive?)"
+        messages.append(msg)
+    elif run.number:
+        messages.append(f"last run {run.number} finished {run.finished or 'at an unknown time'}")
+    if job.failed:
+        code = max(code, WARNING)
+        messages.append(f"the last run could not copy {len(job.failed)} files (listed in the jobfile)")
+    vols = []
+    for v, rec in sorted(job.volumes.items()):
+        if rec.forgotten:
+            continue
+        vs = VolumeStatus(v, rec.updated, rec.last_verified, rec.used, rec.capacity, rec.files)
+        if v in busy or v == run.open_volume:
+            vs.note = "being updated by the run in progress"
+        elif rec.updated is None:
+            vs.state, vs.note = "WARNING", "never finished"
+            code = max(code, WARNING)
+        else:
+            age = now - jf.epoch(rec.updated)
+            vs.note = f"updated {_days(age)} ago"
+            if age > 2 * limit:
+                vs.state = "CRITICAL"
+                code = max(code, CRITICAL)
+            elif age > limit:
+                vs.state = "WARNING"
+                code = max(code, WARNING)
+        vols.append(vs)
+    stale = [v.number for v in vols if v.state != "OK"]
+    if stale:
+        messages.append(f"out of date: volume {', '.join(map(str, stale))} (--max-age {max_age_days:g} days)")
+    summary = f"{len(vols)} volumes, {sum(v.files for v in vols)} entries; " + "; ".join(messages)
+    return Status(code, summary, asdict(run), vols, messages)
+
+
+def render(st: Status, as_json: bool) -> str:
+    if as_json:
+        doc = {"format": "multivolumecopy-status", "version": 1, "status": NAMES[st.code], **asdict(st)}
+        return json.dumps(doc, indent=1) + "\n"
+    lines = [f"MULTIVOLUMECOPY {NAMES[st.code]} - {st.summary}"]
+    for v in st.volumes:
+        full = f"{100 * v.used / v.capacity:.0f}% full" if v.capacity else "size unknown"
+        lines.append(
+            f"  volume {v.number}: {v.state}, {v.note}; last verified {v.verified or 'never'}; "
+            f"{v.files} entries, {format_size(v.used)}, {full}"
+        )
+    return "\n".join(lines) + "\n"

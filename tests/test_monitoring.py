@@ -1,0 +1,162 @@
+"""Unattended runs: events for machines, notifications for people, --status for monitoring."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_root
+from helpers import backup, make_tree, run_mvc
+from multivolumecopy.jobfile import epoch, iso
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@needs_root
+def test_the_events_of_a_three_drive_run_come_in_order(tmp_path, drives, bay):
+    make_tree(tmp_path / "src")
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    bay.enqueue(*images[1:])
+    log = tmp_path / "events.jsonl"
+
+    result = backup(tmp_path, bay, "--events", str(log))
+
+    assert result.returncode == 0, result.stderr
+    events = read_events(log)
+    names = [e["event"] for e in events]
+    assert all(e["v"] == 1 for e in events)
+    assert names[:2] == ["scan_done", "run_started"]
+    assert names[-1] == "run_done" and events[-1]["exit_code"] == 0
+    swaps = [k for k, n in enumerate(names) if n == "waiting_for_drive"]
+    assert len(swaps) >= 2
+    for k in swaps:  # a full volume, done, then the wait, then the next drive
+        before = names[:k]
+        assert before[-1] == "volume_done" and "volume_full" in before[-3:]
+        assert names[k + 1] == "volume_mounted"
+        assert events[k + 1]["volume"] == events[k]["next_volume"]
+    done = [e for e in events if e["event"] == "volume_done"]
+    assert [d["volume"] for d in done] == list(range(1, len(done) + 1))
+    assert all(d["ranges"] for d in done)
+
+
+@needs_root
+def test_a_program_waiting_on_a_fifo_is_told_when_a_drive_is_needed(tmp_path, drives, bay):
+    make_tree(tmp_path / "src")
+    images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
+    bay.insert(images[0])
+    bay.enqueue(*images[1:])
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    told = tmp_path / "told"
+    seen: list[str] = []
+
+    def listener():
+        with open(fifo) as fh:  # blocks until the run opens it, then wakes on every line
+            for line in fh:
+                event = json.loads(line)
+                seen.append(event["event"])
+                if event["event"] == "waiting_for_drive":
+                    told.write_text(event["message"])
+
+    thread = threading.Thread(target=listener, daemon=True)
+    thread.start()
+    # The swap script refuses to swap until the listener has been told.
+    script = tmp_path / "swap-when-told.sh"
+    script.write_text(
+        f'for i in $(seq 50); do [ -s "{told}" ] && break; sleep 0.1; done\n'
+        f'[ -s "{told}" ] || exit 1\nrm "{told}"\n{bay.script}\n'
+    )
+
+    result = run_mvc(
+        str(tmp_path / "src"),
+        "-o",
+        str(bay.point),
+        "-f",
+        str(tmp_path / "job.json"),
+        "--events",
+        str(fifo),
+        "--new-volume-script",
+        f"sh {script}",
+        cwd=tmp_path,
+    )
+    thread.join(timeout=10)
+
+    assert result.returncode == 0, result.stderr
+    assert seen.count("waiting_for_drive") >= 2 and seen[-1] == "run_done"
+
+
+def test_the_notify_command_hears_of_swaps_and_of_the_end(tmp_path):
+    make_tree(tmp_path / "src", n_files=20, big=1)
+    (tmp_path / "usb").mkdir()
+    notes = tmp_path / "notes"
+    notify = f'echo "$MVCOPY_EVENT|$MVCOPY_EXIT_CODE|$MVCOPY_MESSAGE" >> {notes}'
+    args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", "150K", "--notify-command", notify)
+
+    stopped = run_mvc(*args, cwd=tmp_path)  # no terminal, no script: it stops at the swap
+
+    assert stopped.returncode == 3
+    lines = notes.read_text().splitlines()
+    assert lines[0].startswith("swap||a blank drive is needed for volume 2")
+    assert lines[1].startswith("stopped|3|")
+    os.rename(tmp_path / "usb", tmp_path / "usb-1")
+    (tmp_path / "usb").mkdir()
+    swap = 'mv "$MVCOPY_OUTPUT" "$MVCOPY_OUTPUT-$MVCOPY_VOLUME" && mkdir "$MVCOPY_OUTPUT"'
+    finished = run_mvc(*args, "--new-volume-script", swap, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert notes.read_text().splitlines()[-1].startswith("done|0|backup done: wrote ")
+
+
+@pytest.fixture
+def finished_job(tmp_path):
+    make_tree(tmp_path / "src", n_files=10, big=0)
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    job = json.loads((tmp_path / "job.json").read_text())
+    return epoch(job["volumes"][0]["updated"])
+
+
+def status(tmp_path, days_later: float, *extra: str):
+    env_now = {"MVCOPY_NOW": iso(time.time() + days_later * 86400)}
+    return run_mvc("--status", "-f", "job.json", *extra, cwd=tmp_path, env_extra=env_now)
+
+
+@pytest.mark.parametrize("days,code,word", [(1, 0, "OK"), (40, 1, "WARNING"), (80, 2, "CRITICAL")])
+def test_status_says_how_old_the_backup_is_with_nagios_codes(tmp_path, finished_job, days, code, word):
+    result = status(tmp_path, days)
+
+    assert result.returncode == code, result.stdout
+    assert result.stdout.startswith(f"MULTIVOLUMECOPY {word} - 1 volumes")
+    doc = json.loads(status(tmp_path, days, "--json").stdout)
+    assert doc["status"] == word and doc["volumes"][0]["state"] == word
+    assert doc["volumes"][0]["verified"] is None
+
+
+def test_status_of_an_unreadable_jobfile_is_critical(tmp_path):
+    (tmp_path / "job.json").write_text("{broken")
+    result = run_mvc("--status", "-f", "job.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.startswith("MULTIVOLUMECOPY CRITICAL - jobfile job.json is corrupt")
+
+
+def test_a_run_in_progress_is_reported_as_such_not_as_out_of_date(tmp_path):
+    make_tree(tmp_path / "src", n_files=20, big=1)
+    (tmp_path / "usb").mkdir()
+    assert (
+        run_mvc("src", "-o", "usb", "-f", "job.json", "--volume-size", "150K", cwd=tmp_path).returncode == 3
+    )
+
+    soon = status(tmp_path, 1)
+    late = status(tmp_path, 40)
+
+    assert soon.returncode == 0, soon.stdout
+    assert "run 1 in progress for" in soon.stdout
+    assert late.returncode == 1
+    assert "longer than --max-age 35 days: is it waiting for a drive?" in late.stdout
