@@ -84,6 +84,8 @@ class Options:
     one_file_system: bool = False
     replace_volumes: list[int] = field(default_factory=list)
     forget_volumes: list[int] = field(default_factory=list)
+    bwlimit: float = 0.0  # bytes per second read from the sources; 0: no limit
+    idle_io: bool = True
 
 
 @dataclass
@@ -767,7 +769,7 @@ class Backup:
         cat = job.catalog
         number = rec.number
         if self.pool is None:
-            self.pool = CopyPool(self.opts.workers)
+            self.pool = CopyPool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
         followers = self._linkable(drive, to_copy)
         items = (
             CopyItem(

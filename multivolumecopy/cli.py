@@ -159,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="give volume N up: its files are placed again on the other volumes or new ones; repeatable",
     )
     b.add_argument(
+        "--bwlimit",
+        metavar="RATE",
+        help="read at most RATE bytes a second from the sources, all workers together (e.g. 20M)",
+    )
+    b.add_argument(
+        "--io-priority",
+        choices=("idle", "normal"),
+        default="idle",
+        help="I/O priority of the copy workers (default: idle, so the fileserver's users come first)",
+    )
+    b.add_argument(
         "--no-hash",
         action="store_true",
         help="do not record SHA-256 of copied files (a zero-copy path for drives faster than the "
@@ -289,7 +300,11 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
         one_file_system=args.one_file_system,
         replace_volumes=args.replace_volume,
         forget_volumes=args.forget_volume,
+        bwlimit=float(parse_size(args.bwlimit, "--bwlimit")) if args.bwlimit else 0.0,
+        idle_io=args.io_priority == "idle",
     )
+    if args.bwlimit and opts.bwlimit <= 0:
+        raise UsageError("--bwlimit must be more than zero bytes a second")
     if set(opts.replace_volumes) & set(opts.forget_volumes):
         raise UsageError("a volume cannot be both replaced and forgotten; choose one")
     if opts.volume_size is not None and opts.volume_size <= 0:

@@ -28,6 +28,7 @@ import os
 import queue
 import signal
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -135,13 +136,46 @@ _MADE_DIRS: set[str] = set()
 _VOLUME_KEY = [""]
 
 
-def worker_main(tasks: Any, results: Any, stop: Any, parent: int) -> None:
+class Throttle:
+    """``--bwlimit``: one rate for all workers.  Each chunk read books the next slot of
+    ``n / rate`` seconds on a clock shared by the pool, and waits for its slot to end."""
+
+    def __init__(self, rate: float, next_free: Any):
+        self.rate = rate
+        self.next_free = next_free  # multiprocessing.Value("d"): monotonic time the next slot starts
+
+    def __call__(self, n: int) -> None:
+        with self.next_free.get_lock():
+            now = time.monotonic()
+            start = max(now, self.next_free.value)
+            self.next_free.value = end = start + n / self.rate
+        if end > now:
+            time.sleep(end - now)
+
+
+_THROTTLE: list[Optional[Throttle]] = [None]
+
+
+def _read_budget(n: int) -> None:
+    throttle = _THROTTLE[0]
+    if throttle is not None and n > 0:
+        throttle(n)
+
+
+def worker_main(
+    tasks: Any, results: Any, stop: Any, parent: int, limits: Optional[WorkerLimits] = None
+) -> None:
     # Interrupts go to the parent, which decides what they mean; SIGINT was already ignored
     # since exec (see CopyPool).  A worker must never outlive its parent, even one killed -9.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with_parent(parent)
+    limits = limits or WorkerLimits()
+    if limits.bwlimit:
+        _THROTTLE[0] = Throttle(limits.bwlimit, limits.next_free)
+    if limits.idle_io:
+        _idle_io()
     while True:
         batch = tasks.get()
         if batch is None:
@@ -161,6 +195,31 @@ def _drive_there(batch: CopyBatch) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == batch.root_id
+
+
+@dataclass
+class WorkerLimits:
+    bwlimit: float = 0.0  # bytes per second read from the sources, 0: no limit
+    idle_io: bool = True  # idle I/O priority, where the OS has it
+    next_free: Any = None  # shared clock of the throttle
+
+
+def _idle_io() -> None:
+    """Be gentle on the fileserver: idle I/O class (Linux), so its users come first."""
+    try:
+        import psutil
+
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass  # not offered here: normal priority
+
+
+def _drop_cache(fd: int) -> None:
+    """Tell the kernel not to keep what a backup read or wrote: nobody will read it soon."""
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
 
 
 def _die_with_parent(parent: int) -> None:
@@ -302,9 +361,11 @@ def _copy_file(
                 reported += told
                 _chmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
+                _drop_cache(fdst)
             finally:
                 os.close(fdst)
             after = os.fstat(fsrc)
+            _drop_cache(fsrc)
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
@@ -344,6 +405,7 @@ def _copy_sparse(
                 raise _SourceError(err) from None
             if n == 0:
                 break
+            _read_budget(n)
             chunk = view[:n]
             if digest is not None:
                 digest.update(chunk)
@@ -384,6 +446,7 @@ def _copy_hashed(fsrc: int, fdst: int, stop: Any, report: Callable[[Any], None])
             raise _SourceError(err) from None
         if n == 0:
             return told, digest.hexdigest()
+        _read_budget(n)
         chunk = view[:n]
         digest.update(chunk)
         done = 0
@@ -406,11 +469,12 @@ def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Call
     while True:
         if stop.is_set():
             raise _Stop()
+        chunk = CHUNK if _THROTTLE[0] is None else len(_BUF)  # small steps when throttled
         try:
             if method == "copy_file_range":
-                n = os.copy_file_range(fsrc, fdst, CHUNK)
+                n = os.copy_file_range(fsrc, fdst, chunk)
             elif method == "sendfile":
-                n = os.sendfile(fdst, fsrc, None, CHUNK)
+                n = os.sendfile(fdst, fsrc, None, chunk)
             else:
                 n = _read_write(fsrc, fdst)
         except OSError as err:
@@ -430,6 +494,7 @@ def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Call
         _METHOD[key] = method
         if n == 0:
             break
+        _read_budget(n)
         unreported += n
         if unreported >= PROGRESS_EVERY:
             report(Progress(unreported))
@@ -488,9 +553,11 @@ class WorkerDied(Exception):
 class CopyPool:
     """A fixed set of worker processes; :meth:`run` copies one stream of batches."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, bwlimit: float = 0.0, idle_io: bool = True):
         ctx = multiprocessing.get_context("spawn")
         self.workers = max(1, workers)
+        # Held for the pool's life: spawned workers unpickle the shared clock after start() returns.
+        self.limits = limits = WorkerLimits(bwlimit, idle_io, ctx.Value("d", 0.0) if bwlimit else None)
         # Ctrl-C goes to the whole process group.  An ignored SIGINT survives exec and Python
         # leaves it ignored, so children started now cannot be killed half-imported by one;
         # the parent decides what an interrupt means.
@@ -501,7 +568,9 @@ class CopyPool:
             self.stop: Any = ctx.Event()
             self.procs = [
                 ctx.Process(
-                    target=worker_main, args=(self.tasks, self.results, self.stop, os.getpid()), daemon=True
+                    target=worker_main,
+                    args=(self.tasks, self.results, self.stop, os.getpid(), limits),
+                    daemon=True,
                 )
                 for _ in range(self.workers)
             ]

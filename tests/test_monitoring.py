@@ -160,3 +160,19 @@ def test_a_run_in_progress_is_reported_as_such_not_as_out_of_date(tmp_path):
     assert "run 1 in progress for" in soon.stdout
     assert late.returncode == 1
     assert "longer than --max-age 35 days: is it waiting for a drive?" in late.stdout
+
+
+def test_bwlimit_caps_the_rate_read_from_the_sources(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(4):  # four files, so both workers read at once, under one shared limit
+        (src / f"part{k}.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+    (tmp_path / "usb").mkdir()
+
+    start = time.monotonic()
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", "--bwlimit", "10M", cwd=tmp_path)
+    took = time.monotonic() - start
+
+    assert result.returncode == 0, result.stderr
+    assert took >= 1.5, f"20 MiB at 10 MiB/s took only {took:.2f} s"
+    assert all((tmp_path / "usb" / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
