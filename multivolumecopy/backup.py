@@ -707,6 +707,7 @@ class Backup:
         drive.put(moved)
         drive.forget(gone)
         self._remove_empty_parents(drive, gone)
+        self.emit(ev.Renamed(plan.volume, tuple((o, e.path) for o, e in zip(gone, moved))))
         return again
 
     def _purge(self, drive: Drive, plan: VolumePlan) -> None:
@@ -751,7 +752,7 @@ class Backup:
         self.actions[plan.volume]["deleted"].extend(removed)
         drive.forget(removed)
         self._remove_empty_parents(drive, removed)
-        self.emit(ev.Purged(plan.volume, len(removed)))
+        self.emit(ev.Purged(plan.volume, len(removed), tuple(removed)))
 
     def _remove_empty_parents(self, drive: Drive, removed: list[str]) -> None:
         """Directories left empty by the purge, that nothing of ours needs, go too."""
@@ -833,7 +834,9 @@ class Backup:
                 drive.put(puts)
                 self.summary.copied_files += len(puts)
                 self.summary.copied_bytes += nbytes
-                self.emit(ev.Copied(number, len(puts), nbytes, max(nbytes - told, 0)))
+                self.emit(
+                    ev.Copied(number, len(puts), nbytes, max(nbytes - told, 0), tuple(e.path for e in puts))
+                )
                 state["since_sync"] += nbytes
                 now = self.clock()
                 if state["since_sync"] >= SYNC_EVERY_BYTES or now - state["last_sync"] >= SYNC_EVERY_SECONDS:
@@ -906,7 +909,7 @@ class Backup:
         if puts:
             drive.put(puts)
             self.summary.copied_files += len(puts)
-            self.emit(ev.Copied(number, len(puts), 0, 0))
+            self.emit(ev.Copied(number, len(puts), 0, 0, tuple(e.path for e in puts)))
 
     def _save_progress(self, drive: Drive, commit: bool = True) -> None:
         """On the way out of an interrupted volume: commit the drive, then the jobfile."""

@@ -319,8 +319,11 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
         stdout.flush()
         return int(ExitCode.OK)
     start = time.monotonic()
+    from .sinks import OperationLog
+
     outside = _outside(args, renderer)
-    backup = Backup(opts, outside.emit_to(renderer), swapper)
+    oplog = OperationLog(os.path.abspath(args.jobfile) + ".log")
+    backup = Backup(opts, outside.emit_to(renderer, oplog), swapper)
     try:
         summary = backup.run()
     except MvcError as err:

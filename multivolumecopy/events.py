@@ -91,6 +91,15 @@ class Copied:
     files: int
     bytes: int  # bytes of whole files completed in this step
     unshown: int  # of those, bytes no BytesCopied event has told of yet
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Renamed:
+    """Files moved in the sources, renamed on their volume."""
+
+    volume: int
+    pairs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class Adopted:
 class Purged:
     volume: int
     files: int
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,7 @@ class RestoreStarted:
 
 
 Event = Union[
+    Renamed,
     ChangesFound,
     Adapted,
     RestoreStarted,

@@ -112,6 +112,9 @@ class TextRenderer:
                     self._drive.close()
                 self._drive = self._bar(event.bytes_to_write, f"volume {event.volume}", 1)
         elif isinstance(event, ev.Copied):
+            if self.verbose >= 2:
+                for path in event.paths:
+                    self.say(f"copied {path}")
             for key, bar in (("job", self._job), ("drive", self._drive)):
                 counts = self._files[key]
                 counts[0] += event.files
@@ -129,6 +132,11 @@ class TextRenderer:
             self.say(f"skipped {event.path}: {event.reason}")
         elif isinstance(event, ev.FileFailed):
             self.say(f"FAILED {event.path}: {event.reason}")
+        elif isinstance(event, ev.Renamed):
+            self.say(f"volume {event.volume}: renamed {len(event.pairs)} moved files in place")
+            if self.verbose >= 2:
+                for old, new in event.pairs:
+                    self.say(f"renamed {old} -> {new}")
         elif isinstance(event, ev.Purged):
             self.say(f"volume {event.volume}: removed {event.files} entries that no longer belong there")
         elif isinstance(event, ev.VolumeFull):

@@ -43,7 +43,7 @@ def to_json(event: object, **extra: Any) -> dict[str, Any]:
 
 
 # Events that are noise in a machine's log (progress is summarised by "progress" lines).
-_QUIET = (ev.Copied, ev.BytesCopied, ev.Adopted)
+_QUIET = (ev.Copied, ev.BytesCopied, ev.Adopted, ev.Renamed)
 
 
 class EventWriter:
@@ -156,8 +156,10 @@ class Outside:
         self.events = EventWriter(events) if events else None
         self.notifier = Notifier(notify, warn) if notify else None
 
-    def emit_to(self, person: Callable[[object], None]) -> Callable[[object], None]:
-        return Tee(person, *(s for s in (self.events, self.notifier) if s is not None))
+    def emit_to(
+        self, person: Callable[[object], None], log: Optional[OperationLog] = None
+    ) -> Callable[[object], None]:
+        return Tee(person, *(s for s in (self.events, self.notifier, log) if s is not None))
 
     def finish(self, code: int, message: str, done: Optional[object] = None) -> None:
         """The run is over: a ``run_done`` event, and the notify command for a person."""
@@ -172,3 +174,81 @@ class Outside:
         if self.notifier is not None:
             kind = "done" if code in (0, 1) else "stopped" if code == 3 else "failed"
             self.notifier.notify(kind, message, MVCOPY_EXIT_CODE=str(code))
+
+
+LOG_LIMIT = 8 * 1024 * 1024  # bytes before a log is rotated
+LOG_KEEP = 2  # rotated logs kept: NAME.1, NAME.2
+
+
+class OperationLog:
+    """Every copy, rename, delete, skip and failure, one line each with the run number and time:
+    next to the jobfile (``JOBFILE.log``) and on the drive it happened on (``.mvcopy-log``).
+    Each log is rotated at 8 MiB, keeping two old ones."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.run = "-"
+        self.drive_log: Optional[str] = None
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.run = str(event.run)
+        if isinstance(event, ev.VolumeMounted):
+            self.drive_log = os.path.join(event.output, ".mvcopy-log")
+        lines = list(self._lines(event))
+        if lines:
+            stamp = f"{now_iso()} run={self.run} "
+            text = "".join(stamp + line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+            _append(self.path, text)
+            if self.drive_log is not None:
+                try:
+                    _append(self.drive_log, text)
+                except OSError:
+                    self.drive_log = None  # the drive is full or gone: the jobfile's log still has it
+        if isinstance(event, ev.VolumeDone):
+            self.drive_log = None
+
+    @staticmethod
+    def _lines(event: object):  # noqa: C901 - one branch per event kind
+        if isinstance(event, ev.Copied):
+            for p in event.paths:
+                yield f"vol={event.volume} copied {p!r}"
+        elif isinstance(event, ev.Renamed):
+            for old, new in event.pairs:
+                yield f"vol={event.volume} renamed {old!r} -> {new!r}"
+        elif isinstance(event, ev.Purged):
+            for p in event.paths:
+                yield f"vol={event.volume} deleted {p!r}"
+        elif isinstance(event, ev.Adopted):
+            yield f"vol={event.volume} adopted {event.path!r}"
+        elif isinstance(event, ev.Skipped):
+            yield f"skipped {event.path!r}: {event.reason}"
+        elif isinstance(event, ev.FileFailed):
+            yield f"FAILED {event.path!r}: {event.reason}"
+        elif isinstance(
+            event,
+            (
+                ev.VolumeMounted,
+                ev.VolumeDone,
+                ev.RunStarted,
+                ev.WaitingForDrive,
+                ev.DriveRefused,
+                ev.VolumeFull,
+                ev.ChangesFound,
+                ev.RestoreStarted,
+            ),
+        ):
+            yield f"{event_name(event)} " + json.dumps(dataclasses.asdict(event), default=str)
+
+
+def _append(path: str, data: bytes) -> None:
+    try:
+        if os.path.getsize(path) + len(data) > LOG_LIMIT:
+            for k in range(LOG_KEEP, 0, -1):
+                older = f"{path}.{k - 1}" if k > 1 else path
+                if os.path.exists(older):
+                    os.replace(older, f"{path}.{k}")
+    except FileNotFoundError:
+        pass
+    with open(path, "ab") as fh:
+        fh.write(data)

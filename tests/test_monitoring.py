@@ -176,3 +176,23 @@ def test_bwlimit_caps_the_rate_read_from_the_sources(tmp_path):
     assert result.returncode == 0, result.stderr
     assert took >= 1.5, f"20 MiB at 10 MiB/s took only {took:.2f} s"
     assert all((tmp_path / "usb" / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
+
+
+def test_the_operation_log_records_every_action_next_to_the_jobfile_and_on_the_drive(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, n_files=8, big=0)
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    (src / "top-level file.txt").unlink()
+    os.rename(src / "beta/run.sh", src / "beta/renamed.sh")
+
+    again = run_mvc("src", "-o", "usb", "-f", "job.json", "-vv", cwd=tmp_path)
+
+    assert again.returncode == 0, again.stderr
+    assert "renamed beta/run.sh -> beta/renamed.sh" in again.stderr  # -vv names every file
+    here = (tmp_path / "job.json.log").read_text()
+    there = (tmp_path / "usb/.mvcopy-log").read_text()
+    for log in (here, there):
+        assert " run=1 vol=1 copied 'beta/run.sh'" in log
+        assert " run=2 vol=1 deleted 'top-level file.txt'" in log
+        assert " run=2 vol=1 renamed 'beta/run.sh' -> 'beta/renamed.sh'" in log
