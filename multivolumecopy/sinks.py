@@ -183,29 +183,51 @@ LOG_KEEP = 2  # rotated logs kept: NAME.1, NAME.2
 class OperationLog:
     """Every copy, rename, delete, skip and failure, one line each with the run number and time:
     next to the jobfile (``JOBFILE.log``) and on the drive it happened on (``.mvcopy-log``).
-    Each log is rotated at 8 MiB, keeping two old ones."""
+    Each log is rotated at 8 MiB, keeping two old ones; a drive's log takes at most 8 MiB
+    a run (it is written through a descriptor opened when the drive is mounted, so a drive
+    that vanishes is never written by path)."""
 
     def __init__(self, path: str):
         self.path = path
         self.run = "-"
-        self.drive_log: Optional[str] = None
+        self.drive_log: Optional[int] = None  # fd, opened once: a vanished drive is never written by path
+        self._drive_bytes = 0
 
     def __call__(self, event: object) -> None:
         if isinstance(event, ev.RunStarted):
             self.run = str(event.run)
         if isinstance(event, ev.VolumeMounted):
-            self.drive_log = os.path.join(event.output, ".mvcopy-log")
+            self._close_drive_log()
+            self._drive_bytes = 0
+            try:
+                self.drive_log = _open_log(os.path.join(event.output, ".mvcopy-log"))
+            except OSError:
+                self.drive_log = None
         lines = list(self._lines(event))
         if lines:
             stamp = f"{now_iso()} run={self.run} "
             text = "".join(stamp + line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-            _append(self.path, text)
+            fd = _open_log(self.path)
+            try:
+                os.write(fd, text)
+            finally:
+                os.close(fd)
             if self.drive_log is not None:
                 try:
-                    _append(self.drive_log, text)
+                    self._drive_bytes += len(text)
+                    if self._drive_bytes > LOG_LIMIT:  # bounded; the jobfile's log has the rest
+                        os.write(self.drive_log, b"(log capped for this run: see the jobfile's log)\n")
+                        self._close_drive_log()
+                    else:
+                        os.write(self.drive_log, text)
                 except OSError:
-                    self.drive_log = None  # the drive is full or gone: the jobfile's log still has it
+                    self._close_drive_log()  # the drive is full or gone: the jobfile's log still has it
         if isinstance(event, ev.VolumeDone):
+            self._close_drive_log()
+
+    def _close_drive_log(self) -> None:
+        if self.drive_log is not None:
+            os.close(self.drive_log)
             self.drive_log = None
 
     @staticmethod
@@ -241,14 +263,14 @@ class OperationLog:
             yield f"{event_name(event)} " + json.dumps(dataclasses.asdict(event), default=str)
 
 
-def _append(path: str, data: bytes) -> None:
+def _open_log(path: str) -> int:
+    """Open a log for appending, rotating it first when it has grown past the limit."""
     try:
-        if os.path.getsize(path) + len(data) > LOG_LIMIT:
+        if os.path.getsize(path) > LOG_LIMIT:
             for k in range(LOG_KEEP, 0, -1):
                 older = f"{path}.{k - 1}" if k > 1 else path
                 if os.path.exists(older):
                     os.replace(older, f"{path}.{k}")
     except FileNotFoundError:
         pass
-    with open(path, "ab") as fh:
-        fh.write(data)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
