@@ -16,6 +16,9 @@ setup(
         "dev": ["pytest", "pexpect", "hypothesis", "ruff", "mypy"],
     },
     entry_points={"console_scripts": ["multivolumecopy=multivolumecopy.cli:console_main"]},
-    data_files=[("share/zsh/site-functions", ["data/autocomplete.zsh/_multivolumecopy"])],
+    data_files=[
+        ("share/zsh/site-functions", ["data/autocomplete.zsh/_multivolumecopy"]),
+        ("share/bash-completion/completions", ["data/autocomplete.bash/multivolumecopy"]),
+    ],
     license="MIT",
 )

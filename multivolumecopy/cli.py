@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=default_workers(),
         metavar="N",
-        help="copy processes (default: %(default)s)",
+        help="copy processes (default: the number of CPUs, from 2 to 4)",
     )
     b.add_argument(
         "--dry-run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from helpers import REPO
 from multivolumecopy.cli import build_parser
@@ -44,3 +45,16 @@ def test_every_option_is_in_the_usage_page():
     for action in build_parser()._actions:
         for opt in action.option_strings:
             assert f"``{opt}" in usage or f", {opt}" in usage or f"``{opt} " in usage, opt
+
+
+def test_the_command_reference_is_generated_from_the_parser_and_current():
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        from make_reference import reference
+    finally:
+        sys.path.pop(0)
+    committed = (REPO / "docs/reference.rst").read_text()
+    assert committed == reference(), "run python docs/make_reference.py and commit docs/reference.rst"
+    for action in build_parser()._actions:
+        for opt in action.option_strings:
+            assert f"``{opt}" in committed or f", {opt}" in committed, opt
