@@ -471,7 +471,7 @@ class Backup:
             number, new = self._identify(drive)
             rec = job.volumes[number]
             st = os.statvfs(output)
-            self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize))
+            self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize, rec.uuid))
             drive.prepare()
             job.run.open_volume = number
             fresh = new or rec.capacity == 0  # a blank drive, or one never finished

@@ -64,6 +64,7 @@ class VolumeMounted:
     output: str
     new: bool
     free: int
+    uuid: str = ""  # the volume id on the drive's label
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ class Restore:
         if number not in todo:
             raise _Refused(f"volume {number} holds nothing still to restore")
         st = os.statvfs(out)
-        self.emit(ev.VolumeMounted(number, out, False, st.f_bavail * st.f_frsize))
+        self.emit(ev.VolumeMounted(number, out, False, st.f_bavail * st.f_frsize, label.volume_uuid))
         cat = job.catalog
         for i in todo.pop(number):
             self._restore_file(drive, number, cat, i)
