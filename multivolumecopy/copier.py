@@ -214,10 +214,23 @@ def _idle_io() -> None:
         pass  # not offered here: normal priority
 
 
+DROP_AT = 256 * 1024  # written files this big leave the page cache (small ones cost more than they hold)
+
+
 def _drop_cache(fd: int) -> None:
-    """Tell the kernel not to keep what a backup read or wrote: nobody will read it soon."""
+    """What we wrote to the drive: nobody will read it soon, so it need not stay cached
+    (this also starts writing it out)."""
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
+
+
+def _read_once(fd: int) -> None:
+    """What we read from the source: a hint that it is read once.  Not DONTNEED, which would
+    also evict pages the fileserver's users are reading."""
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_NOREUSE)
     except (OSError, AttributeError):
         pass
 
@@ -350,6 +363,7 @@ def _copy_file(
             before = os.fstat(fsrc)
             if not stat.S_ISREG(before.st_mode):
                 raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
+            _read_once(fsrc)
             fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 if before.st_blocks * 512 < before.st_size:
@@ -361,11 +375,11 @@ def _copy_file(
                 reported += told
                 _chmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
-                _drop_cache(fdst)
+                if before.st_size >= DROP_AT:
+                    _drop_cache(fdst)
             finally:
                 os.close(fdst)
             after = os.fstat(fsrc)
-            _drop_cache(fsrc)
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:

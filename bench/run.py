@@ -1,0 +1,195 @@
+"""The benchmark: this tool against cp -a, rsync -a and tar | tar on the same data, in one run.
+
+    python bench/run.py [--scale 1.0] [--runs 3] [--only small,mixed,large,rerun,catalog,help,hash]
+
+Datasets (sizes scaled by --scale): many small (100,000 files of 1-16 KiB in 200 folders),
+mixed (2,000 files of 4 KiB-64 MiB, about 1.5 GB), few large (4 x 256 MiB).  Destination:
+a directory on the same disk as the data.  Prints medians and ratios; see docs/performance.rst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+ENV = dict(os.environ, PYTHONPATH=str(HERE))
+
+
+def small(root: Path, scale: float, rnd: random.Random) -> None:
+    for n in range(int(100_000 * scale)):
+        d = root / f"d{n % 200:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{n:06d}").write_bytes(rnd.randbytes(rnd.randint(1024, 16 * 1024)))
+
+
+def mixed(root: Path, scale: float, rnd: random.Random) -> None:
+    target, total, n = int(1.5e9 * scale), 0, 0
+    while total < target:
+        d = root / f"d{n % 40:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = int(min(64 * 2**20, 4096 * 2 ** rnd.uniform(0, 14)))
+        (d / f"f{n:05d}").write_bytes(rnd.randbytes(size))
+        total += size
+        n += 1
+
+
+def large(root: Path, scale: float, rnd: random.Random) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(4):
+        (root / f"big{n}").write_bytes(rnd.randbytes(int(256 * 2**20 * scale)))
+
+
+def timed(cmd: str) -> float:
+    subprocess.run("sync", shell=True)
+    t = time.perf_counter()
+    subprocess.run(cmd, shell=True, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def mvc(src: Path, dst: Path, job: Path, *extra: str) -> str:
+    return f"{sys.executable} -m multivolumecopy {src} -o {dst} -f {job} --hide-progress {' '.join(extra)}"
+
+
+PEERS = {
+    "cp -a": lambda s, d: f"cp -a {s}/. {d}",
+    "rsync -a": lambda s, d: f"rsync -a {s}/ {d}/",
+    "tar | tar": lambda s, d: f"tar -C {s} -cf - . | tar -C {d} -xf -",
+}
+
+
+_fresh = [0]
+
+
+def fresh_dir(work: Path) -> Path:
+    """A new destination every time: a journal-less ext4 is slow to create files just after
+    deleting thousands (see ../shared/perf-baselines.md), which would punish whoever runs next."""
+    _fresh[0] += 1
+    d = work / "out" / f"{_fresh[0]:04d}"
+    d.mkdir(parents=True)
+    return d
+
+
+def first_backup(name: str, src: Path, work: Path, runs: int, results: dict) -> None:
+    variants = dict(PEERS)
+    variants["multivolumecopy"] = lambda s, d: mvc(s, d, d.with_suffix(".json"))
+    variants["multivolumecopy --no-hash"] = lambda s, d: mvc(s, d, d.with_suffix(".json"), "--no-hash")
+    subprocess.run(f"find {src} -type f -exec cat {{}} + > /dev/null", shell=True)  # warm for all
+    for _ in range(runs):
+        for label, cmd in variants.items():
+            results.setdefault((f"first backup, {name}", label), []).append(timed(cmd(src, fresh_dir(work))))
+
+
+def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
+    for label in ("rsync -a", "multivolumecopy"):
+        dst = fresh_dir(work)
+        cmd = PEERS["rsync -a"](src, dst) if label == "rsync -a" else mvc(src, dst, dst.with_suffix(".json"))
+        timed(cmd)  # populate
+        for _ in range(runs):
+            results.setdefault(("no-change re-run, small", label), []).append(timed(cmd))
+
+
+def scan(src: Path, runs: int, results: dict) -> None:
+    from multivolumecopy.scan import resolve_sources
+    from multivolumecopy.scan import scan as do_scan
+
+    for _ in range(runs):
+        results.setdefault(("scan, small", "find -printf"), []).append(
+            timed(f"find {src} -printf '%s %T@\\n' > /dev/null")
+        )
+        t = time.perf_counter()
+        do_scan(resolve_sources([str(src)]))
+        results.setdefault(("scan, small", "multivolumecopy scan"), []).append(time.perf_counter() - t)
+
+
+def catalog(n: int, work: Path, results: dict, notes: list) -> None:
+    """A synthetic million-entry job: save, load, and peak memory of a process that loads it."""
+    code = f"""
+import sys, time, resource
+sys.path.insert(0, {str(HERE)!r})
+from multivolumecopy import jobfile as jf
+from multivolumecopy.catalog import Catalog, Entry, FILE
+cat = Catalog()
+for i in range({n}):
+    cat.append(Entry(f"share/department{{i % 97:02d}}/project{{i % 1013:04d}}/document-{{i:07d}}.pdf",
+                     FILE, 12345 + i, 1_600_000_000_000_000_000 + i, 0o644, ino=i), 1 + i % 12)
+job = jf.Job("id", "/srv", ["/srv"], {{}}, jf.now_iso(), cat)
+t = time.perf_counter(); jf.save({str(work / "million.json")!r}, job); save = time.perf_counter() - t
+del job, cat
+t = time.perf_counter(); jf.load({str(work / "million.json")!r}); load = time.perf_counter() - t
+print(save, load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    save, load, rss = map(float, out)
+    results[(f"jobfile of {n:,} entries", "save")] = [save]
+    results[(f"jobfile of {n:,} entries", "load")] = [load]
+    notes.append(
+        f"peak RSS of a process building, saving and loading {n:,} entries: {rss:.0f} MiB; "
+        f"jobfile {os.path.getsize(work / 'million.json') / 1e6:.0f} MB"
+    )
+
+
+def help_time(runs: int, results: dict) -> None:
+    for _ in range(runs):
+        results.setdefault(("--help start-up", "multivolumecopy --help"), []).append(
+            timed(f"{sys.executable} -m multivolumecopy --help")
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="small,mixed,large,rerun,scan,catalog,help")
+    ap.add_argument("--catalog-entries", type=int, default=1_000_000)
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    rnd = random.Random(1)
+    work = Path(tempfile.mkdtemp(prefix="mvc-bench-"))
+    results: dict[tuple[str, str], list[float]] = {}
+    notes: list[str] = []
+    try:
+        for name, make in (("small", small), ("mixed", mixed), ("large", large)):
+            if name in only or (name == "small" and ({"rerun", "scan"} & only)):
+                make(work / name, args.scale, rnd)
+            if name in only:
+                first_backup(name, work / name, work, args.runs, results)
+        if "rerun" in only:
+            rerun(work / "small", work, args.runs, results)
+        if "scan" in only:
+            scan(work / "small", args.runs, results)
+        if "catalog" in only:
+            catalog(args.catalog_entries, work, results, notes)
+        if "help" in only:
+            help_time(args.runs, results)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"scale {args.scale}, {args.runs} runs, medians; {os.cpu_count()} CPUs")
+    print(f"{'case':<34}{'method':<28}{'seconds':>9}{'ratio':>9}")
+    base_of = {"first backup": "cp -a", "no-change": "rsync -a", "scan": "find -printf"}
+    for (case, label), times in results.items():
+        med = statistics.median(times)
+        base_label = next((b for k, b in base_of.items() if case.startswith(k)), None)
+        base = results.get((case, base_label)) if base_label else None
+        ratio = f"{med / statistics.median(base):.2f}x" if base else ""
+        print(f"{case:<34}{label:<28}{med:>9.2f}{ratio:>9}")
+    for note in notes:
+        print(note)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(peak RSS of this bench driver: {rss:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
