@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .catalog import KINDS, Catalog, Entry
+from .catalog import KINDS, Catalog
 from .errors import JobfileError
 from .fsutil import atomic_write
 
@@ -113,22 +113,14 @@ def dumps(job: Job) -> bytes:
     }
     text = json.dumps(head, indent=1)
     cat = job.catalog
-    rows = []
-    for i, path in enumerate(cat.paths):
-        rows.append(
-            json.dumps(
-                [
-                    path,
-                    chr(cat.kinds[i]),
-                    cat.sizes[i],
-                    cat.mtimes[i],
-                    cat.modes[i],
-                    cat.volumes[i],
-                    cat.targets.get(i),
-                    cat.inodes[i],
-                ]
-            )
-        )
+    dump = json.dumps
+    targets = cat.targets
+    kinds = cat.kinds
+    rows = [
+        f'[{dump(path)},"{chr(kinds[i])}",{cat.sizes[i]},{cat.mtimes[i]},{cat.modes[i]},{cat.volumes[i]},'
+        f"{dump(targets[i]) if i in targets else 'null'},{cat.inodes[i]}]"
+        for i, path in enumerate(cat.paths)
+    ]
     body = ',\n "files": [\n' + ",\n".join(rows) + "\n ]\n}\n"
     return (text[: text.rfind("}")].rstrip() + body).encode("ascii")
 
@@ -177,14 +169,24 @@ def loads(raw: bytes, path: str = "jobfile") -> Job:
 def _from_doc(doc: dict[str, Any]) -> Job:
     if list(doc["columns"]) != list(COLUMNS):
         raise ValueError("unknown columns")
+    rows = doc["files"]
     cat = Catalog()
-    for row in doc["files"]:
-        path, kind, size, mtime, mode, volume, target, ino = row
-        if kind not in KINDS or not isinstance(path, str):
-            raise ValueError(kind)
-        cat.append(
-            Entry(path, kind, int(size), int(mtime), int(mode), target, None, int(ino)), int(volume or 0)
-        )
+    # Column by column: an object per row would cost more time and memory than the file.
+    cat.paths = [r[0] for r in rows]
+    if not all(isinstance(p, str) for p in cat.paths):
+        raise ValueError("path")
+    kinds = "".join(r[1] for r in rows)
+    if len(kinds) != len(rows) or set(kinds) - set(KINDS):
+        raise ValueError("kind")
+    cat.kinds = bytearray(kinds, "ascii")
+    cat.sizes.extend(int(r[2]) for r in rows)
+    cat.mtimes.extend(int(r[3]) for r in rows)
+    cat.modes.extend(int(r[4]) for r in rows)
+    cat.volumes.extend(int(r[5] or 0) for r in rows)
+    cat.targets = {i: str(r[6]) for i, r in enumerate(rows) if r[6] is not None}
+    cat.inodes.extend(int(r[7]) for r in rows)
+    if any(len(r) != len(COLUMNS) for r in rows):
+        raise ValueError("row")
     volumes = {}
     for v in doc["volumes"]:
         rec = VolumeRecord(**v)
