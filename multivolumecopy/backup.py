@@ -612,11 +612,18 @@ class Backup:
             reserve=self._reserve,
             inodes=st.f_favail if st.f_files else None,
         )
+        dirty: dict[str, int] = {}
+        for path in drive.dirty:
+            stored = drive.on_drive(path)
+            try:
+                dirty[path] = os.lstat(drive.path(stored)).st_size if stored else 0
+            except OSError:
+                dirty[path] = 0  # never written, or already gone
         return plan_volume(
             self.job.catalog,
             rec.number,
             drive.held,
-            drive.dirty,
+            dirty,
             space,
             rec.granularity_ns,
             self._candidates(rec.number, fresh),
@@ -944,8 +951,10 @@ class Backup:
         rec.capacity = rec.used + st.f_bavail * st.f_frsize
         job.run.done_volumes.append(rec.number)
         job.run.open_volume = None
+        job.updated = jf.now_iso()
+        data = jf.dumps(job)  # once, for the drive's copy and the jobfile
         try:
-            drive.write_jobcopy(jf.dumps(job))
+            drive.write_jobcopy(data)
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
@@ -956,7 +965,7 @@ class Backup:
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
-        jf.save(self.jobfile, job)
+        jf.save(self.jobfile, job, data)
         done = ev.VolumeDone(
             volume=rec.number,
             output=drive.root,

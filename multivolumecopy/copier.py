@@ -165,11 +165,10 @@ def _read_budget(n: int) -> None:
 def worker_main(
     tasks: Any, results: Any, stop: Any, parent: int, limits: Optional[WorkerLimits] = None
 ) -> None:
-    # Interrupts go to the parent, which decides what they mean; SIGINT was already ignored
-    # since exec (see CopyPool).  A worker must never outlive its parent, even one killed -9.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Interrupts go to the parent, which decides what they mean.  A worker must never outlive
+    # its parent, even one killed -9.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # already ignored since exec (see CopyPool)
     _die_with_parent(parent)
     limits = limits or WorkerLimits()
     if limits.bwlimit:
@@ -572,10 +571,11 @@ class CopyPool:
         self.workers = max(1, workers)
         # Held for the pool's life: spawned workers unpickle the shared clock after start() returns.
         self.limits = limits = WorkerLimits(bwlimit, idle_io, ctx.Value("d", 0.0) if bwlimit else None)
-        # Ctrl-C goes to the whole process group.  An ignored SIGINT survives exec and Python
-        # leaves it ignored, so children started now cannot be killed half-imported by one;
-        # the parent decides what an interrupt means.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C (and SIGTERM, SIGHUP) go to the whole process group.  An ignored signal
+        # survives exec and Python leaves it ignored, so children started now cannot be killed
+        # half-imported by one; the parent decides what an interrupt means.
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
         try:
             self.tasks: Any = ctx.Queue(maxsize=self.workers)
             self.results: Any = ctx.Queue()
@@ -591,7 +591,8 @@ class CopyPool:
             for p in self.procs:
                 p.start()
         finally:
-            signal.signal(signal.SIGINT, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     def run(
         self,

@@ -125,9 +125,13 @@ def dumps(job: Job) -> bytes:
     return (text[: text.rfind("}")].rstrip() + body).encode("ascii")
 
 
-def save(path: str, job: Job) -> None:
-    job.updated = now_iso()
-    atomic_write(path, dumps(job))
+def save(path: str, job: Job, data: Optional[bytes] = None) -> bytes:
+    """Write the jobfile atomically; returns the bytes (``data``: already serialised)."""
+    if data is None:
+        job.updated = now_iso()
+        data = dumps(job)
+    atomic_write(path, data)
+    return data
 
 
 def load(path: str) -> Job:

@@ -93,7 +93,8 @@ def plan_volume(
     """Plan one volume.
 
     ``held`` is what the drive's manifest says it holds, ``dirty`` paths that
-    are ours but of unknown content.  ``unplaced`` are the candidates for new
+    are ours but of unknown content (a mapping to their size on the drive, when known, so
+    the space they take counts as coming back).  ``unplaced`` are the candidates for new
     files in index order (None: take none).
     """
     plan = VolumePlan(volume)
@@ -136,6 +137,9 @@ def plan_volume(
     plan.recopy.sort()
     plan.keep.sort()
 
+    # Dirty paths hold copies of ours that will be overwritten or removed: their space comes back.
+    if isinstance(dirty, Mapping):
+        freed += sum(round_up(size, block) for path, size in dirty.items() if path not in held)
     # Two budgets: what the disk can take (our records included), and what --volume-size
     # allows of job data.
     records = sum(record_cost(catalog.paths[i], False) for i in plan.keep)

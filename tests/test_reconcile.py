@@ -125,3 +125,10 @@ def test_a_volume_takes_no_more_entries_than_it_has_free_inodes():
     c = cat(*[(f"f{n}", 1) for n in range(40)])
     plan = plan_volume(c, 1, {}, (), space(ROOM, inodes=26), unplaced=range(40))
     assert plan.fill == list(range(10))  # 16 inodes kept for our records and temp files
+
+
+def test_the_space_of_our_own_dirty_copies_counts_as_coming_back():
+    c = cat(("a", 20 * K), ("b", 20 * K))
+    room = fits(c, 2) - 10 * K  # room for one file only, unless the dirty copy of "a" is counted
+    assert plan_volume(c, 1, {}, {"a": 20 * K}, space(room), unplaced=range(2)).fill == [0, 1]
+    assert plan_volume(c, 1, {}, {"a"}, space(room), unplaced=range(2)).fill == [0]
