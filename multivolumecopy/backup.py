@@ -1101,16 +1101,6 @@ def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:
     return files, nbytes
 
 
-def _same_entry(a: Catalog, i: int, b: Catalog, j: int, granularity: int) -> bool:
-    if a.kinds[i] != b.kinds[j]:
-        return False
-    if a.kinds[i] == ord(LINK):
-        return a.targets.get(i) == b.targets.get(j)
-    if a.kinds[i] == ord(DIR):
-        return True
-    return a.sizes[i] == b.sizes[j] and mtimes_equal(a.mtimes[i], b.mtimes[j], granularity)
-
-
 def _catalog_changed(a: Catalog, b: Catalog) -> bool:
     return (
         a.paths != b.paths

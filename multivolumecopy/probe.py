@@ -32,11 +32,6 @@ class Capabilities:
     max_file: Optional[int] = None  # largest file, where the filesystem has a limit
     granularity_ns: int = 1
 
-    @property
-    def plain(self) -> bool:
-        """Holds anything a Linux tree holds: names need no escaping."""
-        return self.case_sensitive and not self.forbidden and self.trailing_dot_space
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -174,11 +174,3 @@ def plan_volume(
     plan.purge.extend(p for p in dirty if p not in written and p not in held)
     plan.purge.sort()
     return plan
-
-
-def usable_space(space: Space, held_bytes: int = 0) -> int:
-    """Largest amount of job data a volume like this could hold when empty."""
-    total = space.free + held_bytes - space.padding
-    if space.volume_size is not None:
-        total = min(total, space.volume_size)
-    return max(total, 0)

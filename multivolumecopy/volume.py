@@ -173,7 +173,6 @@ class Drive:
         self.run_number = 0
         self._lock: Optional[FileLock] = None
         self._journal: Optional[IO[bytes]] = None
-        self._unsynced = 0
         self._made_lock = False
         self.identity: tuple[int, int] = (0, 0)  # st_dev, st_ino of the root when opened
 
@@ -379,7 +378,6 @@ class Drive:
         for e in entries:
             self.verified.pop(e.path, None)
         self._append({"t": "put", "e": [_entry_row(e, None, self.names.get(e.path)) for e in entries]})
-        self._unsynced += len(entries)
 
     def forget(self, paths: list[str]) -> None:
         """Record that ``paths`` were removed from the drive (after the unlink)."""
@@ -401,7 +399,6 @@ class Drive:
         self._guard(syncfs, self.root)
         self._append({"t": "sync"})
         self._flush(durable=True)
-        self._unsynced = 0
 
     def commit(self, run_number: Optional[int] = None) -> None:
         """Fold everything into a new manifest (the commit point) and start an empty journal."""
@@ -443,7 +440,6 @@ class Drive:
         except FileNotFoundError:
             pass
         self._guard(fsync_dir, self.root)
-        self._unsynced = 0
 
     def write_jobcopy(self, data: bytes) -> None:
         """Raises OSError as is: the caller decides whether a full drive matters here."""

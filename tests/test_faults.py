@@ -33,6 +33,21 @@ from multivolumecopy.errors import ExitCode
 pytestmark = needs_root
 
 
+def killed_at(tmp_path, bay, fault: str) -> None:
+    """Run the backup with a fault point armed: it must die there, by SIGKILL, at that moment."""
+    killed = subprocess.run(
+        mvc_argv(*bay_args(tmp_path, bay)),
+        cwd=tmp_path,
+        env=mvc_env({"MVCOPY_FAULT": fault}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
 def test_a_drive_turning_read_only_mid_copy_stops_the_run_and_a_rerun_finishes(tmp_path, drives, bay):
     src = big_source(tmp_path)
     image = drives.image("d1", 120 * 1024)
@@ -111,17 +126,7 @@ def test_killed_at_a_fault_point_then_rerun_gives_the_exact_tree(tmp_path, drive
     images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
     bay.insert(images[0])
     bay.enqueue(*images[1:])
-    killed = subprocess.run(
-        mvc_argv(*bay_args(tmp_path, bay)),
-        cwd=tmp_path,
-        env=mvc_env({"MVCOPY_FAULT": fault}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        start_new_session=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_at(tmp_path, bay, fault)
 
     rerun = backup(tmp_path, bay)
 
@@ -138,17 +143,7 @@ def test_killed_between_a_purge_and_its_record_then_rerun_finishes_the_purge(tmp
     assert backup(tmp_path, bay).returncode == 0
     for gone in ("Alpha/sub one", "top-level file.txt"):
         subprocess.run(["rm", "-rf", str(src / gone)], check=True)
-    killed = subprocess.run(
-        mvc_argv(*bay_args(tmp_path, bay)),
-        cwd=tmp_path,
-        env=mvc_env({"MVCOPY_FAULT": "after-purge"}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        start_new_session=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_at(tmp_path, bay, "after-purge")
 
     rerun = backup(tmp_path, bay)
 
