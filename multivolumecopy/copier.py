@@ -244,6 +244,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)  # the parent died before we asked to be told
 
 
+_BATCH_DIR: dict[str, str] = {}
+
+
+def _batch_dir(batch: CopyBatch) -> str:
+    """A fresh directory under .mvcopy-tmp for each batch's temporary files: creating files
+    in one directory whose entries are forever renamed away is slow on some filesystems."""
+    key = f"{batch.volume_key}/{batch.batch_id}"
+    path = _BATCH_DIR.get(key)
+    if path is None:
+        _BATCH_DIR.clear()
+        path = os.path.join(batch.tmpdir, f"{os.getpid()}-{batch.batch_id}")
+        os.makedirs(path, exist_ok=True)
+        _BATCH_DIR[key] = path
+    return path
+
+
 def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> BatchDone:
     if batch.volume_key != _VOLUME_KEY[0]:
         _MADE_DIRS.clear()
@@ -252,6 +268,13 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
     items = batch.items
     if not _drive_there(batch):
         return BatchDone(batch.batch_id, tuple(Outcome(it.index, DRIVE_ERROR, detail=GONE) for it in items))
+    try:
+        _batch_dir(batch)
+    except OSError as err:  # the drive refuses even a folder: full, read-only, or failing
+        status = NO_SPACE if is_no_space(err) else DRIVE_ERROR
+        detail = GONE if not _drive_there(batch) else err.strerror or str(err)
+        first = Outcome(items[0].index, status, detail=detail)
+        return BatchDone(batch.batch_id, (first, *(Outcome(it.index, NOT_DONE) for it in items[1:])))
     for pos, item in enumerate(items):
         if stop.is_set():
             outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos:])
@@ -261,6 +284,12 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
         if outcome.status in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
             outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos + 1 :])
             break
+    path = _BATCH_DIR.pop(f"{batch.volume_key}/{batch.batch_id}", None)
+    if path is not None:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # not empty (a failure left something): cleared when the drive is next opened
     return BatchDone(batch.batch_id, tuple(outcomes))
 
 
@@ -268,7 +297,7 @@ def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any
     src = os.path.join(batch.src_root, item.rel)
     dest = item.dest or item.rel
     final = os.path.join(batch.dst_root, dest)
-    tmp = os.path.join(batch.tmpdir, f"{os.getpid()}-{item.index}")
+    tmp = os.path.join(_batch_dir(batch), str(item.index))
     try:
         if item.kind == DIR:
             _make_parents(batch.dst_root, dest)

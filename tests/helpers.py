@@ -303,7 +303,7 @@ def leftovers(drive: Path) -> list[str]:
     left = []
     tmp = drive / ".mvcopy-tmp"
     if tmp.is_dir():
-        left += [f".mvcopy-tmp/{n}" for n in os.listdir(tmp)]
+        left += [str(p.relative_to(drive)) for p in tmp.rglob("*")]
     left += [n for n in os.listdir(drive) if ".tmp-" in n or n == ".mvcopy-journal"]
     return left
 
@@ -336,7 +336,8 @@ def wait_for_partial_copy(bay, proc: subprocess.Popen, timeout: float = 60) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if any((tmp / n).is_file() and os.path.getsize(tmp / n) > 0 for n in os.listdir(tmp)):
+            partials = [p for d in tmp.iterdir() if d.is_dir() for p in d.iterdir()]
+            if any(p.is_file() and p.stat().st_size > 0 for p in partials):
                 return
         except OSError:
             pass
