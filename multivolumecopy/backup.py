@@ -647,12 +647,10 @@ class Backup:
         for i in plan.writes:
             path = cat.paths[i]
             if too_big is not None and cat.sizes[i] > too_big:
-                self.failed.add(i)
-                why = (
-                    f"larger than volume {number}'s filesystem can hold in one file ({format_size(too_big)})"
+                self._fail(
+                    i,
+                    f"larger than volume {number}'s filesystem can hold in one file ({format_size(too_big)})",
                 )
-                self.summary.failed.append((path, why))
-                self.emit(ev.FileFailed(path, why))
                 continue
             if path in drive.held or path in drive.dirty:
                 to_copy.append(i)
@@ -681,6 +679,14 @@ class Backup:
         drive.intent([cat.paths[i] for i in to_copy])
         if to_copy:
             self._copy(drive, rec, to_copy)
+
+    def _fail(self, i: int, why: str) -> None:
+        """A file that cannot be copied in this run: not offered again, summed up, told."""
+        assert self.job is not None
+        path = self.job.catalog.paths[i]
+        self.failed.add(i)
+        self.summary.failed.append((path, why))
+        self.emit(ev.FileFailed(path, why))
 
     def _rename(self, drive: Drive, plan: VolumePlan) -> list[int]:
         """Files moved in the source are moved on the drive; returns those that must be copied
@@ -827,11 +833,10 @@ class Backup:
                 elif o.status == DRIVE_ERROR:
                     state["drive_error"] = o.detail
                 elif o.status in (FAILED, VANISHED):
-                    self.failed.add(i)
                     if o.status == FAILED:
-                        self.summary.failed.append((cat.paths[i], o.detail))
-                        self.emit(ev.FileFailed(cat.paths[i], o.detail))
+                        self._fail(i, o.detail)
                     else:
+                        self.failed.add(i)
                         self.emit(ev.Skipped(cat.paths[i], o.detail))
                 elif o.status == CONFLICT:
                     self.emit(ev.Skipped(cat.paths[i], f"not on volume {number}: {o.detail}"))

@@ -14,6 +14,8 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Optional
 
+from .fsutil import mtimes_equal
+
 FILE = "f"
 DIR = "d"
 LINK = "l"
@@ -109,6 +111,28 @@ class Catalog:
 
     def indexes_on(self, volume: int) -> list[int]:
         return [i for i, v in enumerate(self.volumes) if v == volume]
+
+
+def same_version(
+    kind: str,
+    size: int,
+    mtime_ns: int,
+    target: Optional[str],
+    other_kind: str,
+    other_size: int,
+    other_mtime_ns: int,
+    other_target: Optional[str],
+    granularity: int,
+) -> bool:
+    """Whether two records describe the same version of an entry: a directory is always the
+    same, a symlink by its target, a file by size and mtime (at the drive's granularity)."""
+    if kind != other_kind:
+        return False
+    if kind == DIR:
+        return True
+    if kind == LINK:
+        return target == other_target
+    return size == other_size and mtimes_equal(mtime_ns, other_mtime_ns, granularity)
 
 
 def ancestors(paths: Iterable[str]) -> set[str]:

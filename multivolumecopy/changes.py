@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
-from .fsutil import mtimes_equal
+from .catalog import FILE, NO_VOLUME, Catalog, same_version
 
 
 @dataclass
@@ -85,10 +84,14 @@ def _match_moves(old: Catalog, new: Catalog, gone: list[int], ch: Changes) -> No
 
 
 def _same(a: Catalog, i: int, b: Catalog, j: int, granularity: int) -> bool:
-    if a.kinds[i] != b.kinds[j]:
-        return False
-    if a.kinds[i] == ord(LINK):
-        return a.targets.get(i) == b.targets.get(j)
-    if a.kinds[i] == ord(DIR):
-        return True
-    return a.sizes[i] == b.sizes[j] and mtimes_equal(a.mtimes[i], b.mtimes[j], granularity)
+    return same_version(
+        chr(a.kinds[i]),
+        a.sizes[i],
+        a.mtimes[i],
+        a.targets.get(i),
+        chr(b.kinds[j]),
+        b.sizes[j],
+        b.mtimes[j],
+        b.targets.get(j),
+        granularity,
+    )

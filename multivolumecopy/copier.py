@@ -530,7 +530,7 @@ def _copy_data(fsrc: int, fdst: int, st: os.stat_result, stop: Any, report: Call
                 continue
             if err.errno == errno.EIO and not _drive_writable(fdst):
                 raise
-            if err.errno in (errno.EIO, errno.EACCES, errno.EPERM) and _source_side(err, fsrc):
+            if err.errno in (errno.EIO, errno.EACCES, errno.EPERM) and _source_side(fsrc):
                 raise _SourceError(err) from None
             raise
         _METHOD[key] = method
@@ -569,7 +569,7 @@ def _drive_writable(fdst: int) -> bool:
         return False
 
 
-def _source_side(err: OSError, fsrc: int) -> bool:
+def _source_side(fsrc: int) -> bool:
     """After an ambiguous error from an in-kernel copy, whether the source is the culprit."""
     try:
         os.pread(fsrc, 1, 0)

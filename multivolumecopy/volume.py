@@ -30,13 +30,12 @@ import stat
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Optional
 
-from .catalog import DIR, FILE, KINDS, LINK, Entry
+from .catalog import DIR, FILE, KINDS, LINK, Entry, same_version
 from .errors import DriveError, OutputError
 from .fsutil import (
     atomic_write,
     fsync_dir,
     is_drive_gone,
-    mtimes_equal,
     remove_stale_temporaries,
     round_up,
     syncfs,
@@ -148,13 +147,17 @@ def sums_line(e: Entry, stored: str) -> bytes:
 
 def same_content(held: Entry, want: Entry, granularity: int) -> bool:
     """Whether the drive's copy ``held`` is a current copy of source entry ``want``."""
-    if held.kind != want.kind:
-        return False
-    if want.kind == DIR:
-        return True
-    if want.kind == LINK:
-        return held.target == want.target
-    return held.size == want.size and mtimes_equal(held.mtime_ns, want.mtime_ns, granularity)
+    return same_version(
+        held.kind,
+        held.size,
+        held.mtime_ns,
+        held.target,
+        want.kind,
+        want.size,
+        want.mtime_ns,
+        want.target,
+        granularity,
+    )
 
 
 class Drive:
