@@ -11,11 +11,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .catalog import DIR, FILE, LINK, Catalog, Entry
+from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
 
 SkipCallback = Callable[[str, str], None]
@@ -105,99 +106,140 @@ def scan(
     on_skip: Optional[SkipCallback] = None,
     one_file_system: bool = False,
 ) -> Catalog:
-    """Walk every source and return the sorted catalog.
+    """Walk every source and return the catalog, already in index order.
+
+    Each folder is listed once, its entries sorted by name, and walked depth-first: that
+    order is the catalog's sort order (``/`` before every other character), so no sort of
+    the whole tree is needed.  Columns are filled as the walk goes; no object per entry.
 
     Files with more than one link to the same inode form a hard-link group: every member
     but the first (in index order) gets the first's path as its ``target``, so a drive holding
     both can link them instead of storing the data twice.
     """
     walk = _Walk(Excluder(exclude), on_skip or (lambda path, why: None), one_file_system)
-    cat = Catalog.from_entries(walk.all(sources))
-    leaders: dict[tuple[int, int], int] = {}
-    for i, path in enumerate(cat.paths):
-        key = walk.inodes.get(path)
-        if key is None:
-            continue
-        if key in leaders:
-            cat.targets[i] = cat.paths[leaders[key]]
-        else:
-            leaders[key] = i
+    walk.all(sources)
+    cat = walk.cat
+    cat.volumes = array("i", bytes(4 * len(cat.paths)))
     return cat
+
+
+def _by_name(de: os.DirEntry) -> str:
+    return de.name
 
 
 class _Walk:
     def __init__(self, excluded: Excluder, skip: SkipCallback, one_file_system: bool):
-        self.excluded = excluded
+        self.excluded = excluded if excluded.patterns else None
         self.skip = skip
         self.one_file_system = one_file_system
-        self.inodes: dict[str, tuple[int, int]] = {}  # path -> (dev, ino), for files with links
+        self.cat = Catalog()
+        self.leaders: dict[tuple[int, int], str] = {}  # (dev, ino) -> first path, files with links
 
-    def all(self, sources: Sources) -> Iterator[Entry]:
+    def _add(self, rel: str, kind: str, st: os.stat_result, target: Optional[str] = None) -> None:
+        cat = self.cat
+        if target is not None:
+            cat.targets[len(cat.paths)] = target
+        cat.paths.append(rel)
+        cat.kinds.append(ord(kind))
+        cat.sizes.append(st.st_size if kind == FILE else 0)
+        cat.mtimes.append(st.st_mtime_ns)
+        cat.modes.append(stat.S_IMODE(st.st_mode))
+        cat.inodes.append(st.st_ino if kind == FILE else 0)
+
+    def all(self, sources: Sources) -> None:
         root = sources.root
         seen_dirs: set[str] = set()
-        for src in sources.paths:
-            rel_src = os.path.relpath(src, root) if src != root else ""
+        rels = [(os.path.relpath(src, root) if src != root else "", src) for src in sources.paths]
+        # Sources in index order: their folders and contents then come out in order too.
+        for rel_src, src in sorted(rels, key=lambda r: sort_key(r[0])):
             # Directories between the root and a source exist on the drive too.
             parts = rel_src.split("/") if rel_src else []
             for depth in range(1, len(parts)):
                 rel_dir = "/".join(parts[:depth])
                 if rel_dir not in seen_dirs:
                     seen_dirs.add(rel_dir)
-                    st = os.stat(os.path.join(root, rel_dir))
-                    yield Entry(rel_dir, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+                    self._add(rel_dir, DIR, os.stat(os.path.join(root, rel_dir)))
             st = os.stat(src)
             if stat.S_ISREG(st.st_mode):
-                yield self._file(rel_src, st)
+                self._file(rel_src, st)
                 continue
             if rel_src:
                 seen_dirs.add(rel_src)
-                yield Entry(rel_src, DIR, 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
-            yield from self._dir(src, rel_src, st.st_dev)
+                self._add(rel_src, DIR, st)
+            self._dir(src, rel_src, st.st_dev)
 
-    def _file(self, rel: str, st: os.stat_result) -> Entry:
+    def _file(self, rel: str, st: os.stat_result) -> None:
+        target = None
         if st.st_nlink > 1:
-            self.inodes[rel] = (st.st_dev, st.st_ino)
-        return Entry(rel, FILE, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), ino=st.st_ino)
+            target = self.leaders.setdefault((st.st_dev, st.st_ino), rel)
+            if target == rel:
+                target = None
+        self._add(rel, FILE, st, target)
 
-    def _dir(self, top: str, rel_top: str, device: int) -> Iterator[Entry]:
-        stack = [(top, rel_top)]
+    def _list(self, path: str, rel: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(path) as it:
+                children = list(it)
+        except OSError as err:
+            self.skip(rel or ".", f"cannot list directory: {err.strerror}")
+            return []
+        children.sort(key=_by_name)
+        return children
+
+    def _dir(self, top: str, rel_top: str, device: int) -> None:
+        cat = self.cat
+        paths, kinds, sizes, mtimes, modes, inodes = (
+            cat.paths.append,
+            cat.kinds.append,
+            cat.sizes.append,
+            cat.mtimes.append,
+            cat.modes.append,
+            cat.inodes.append,
+        )
+        excluded, skip, one_fs = self.excluded, self.skip, self.one_file_system
+        S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+        # Depth first, each folder's entries by name: a folder's contents follow it directly.
+        stack = [(iter(self._list(top, rel_top)), f"{rel_top}/" if rel_top else "")]
         while stack:
-            path, rel = stack.pop()
-            try:
-                with os.scandir(path) as it:
-                    children = list(it)
-            except OSError as err:
-                self.skip(rel or ".", f"cannot list directory: {err.strerror}")
+            children, prefix = stack[-1]
+            de = next(children, None)
+            if de is None:
+                stack.pop()
                 continue
-            for de in children:
-                child_rel = f"{rel}/{de.name}" if rel else de.name
-                if self.excluded(child_rel):
+            rel = prefix + de.name
+            if excluded is not None and excluded(rel):
+                continue
+            try:
+                st = de.stat(follow_symlinks=False)
+            except OSError as err:
+                skip(rel, f"cannot stat: {err.strerror}")
+                continue
+            mode = st.st_mode
+            other_fs = one_fs and st.st_dev != device
+            if S_ISREG(mode) and not other_fs:
+                if st.st_nlink > 1:
+                    self._file(rel, st)
                     continue
-                try:
-                    st = de.stat(follow_symlinks=False)
-                except OSError as err:
-                    self.skip(child_rel, f"cannot stat: {err.strerror}")
-                    continue
-                mode = st.st_mode
-                other_fs = self.one_file_system and st.st_dev != device
-                if stat.S_ISDIR(mode):
-                    yield Entry(child_rel, DIR, 0, st.st_mtime_ns, stat.S_IMODE(mode))
-                    if other_fs:
-                        self.skip(
-                            child_rel, "another filesystem is mounted here: kept empty (--one-file-system)"
-                        )
-                    else:
-                        stack.append((de.path, child_rel))
-                elif other_fs:
-                    self.skip(child_rel, "on another filesystem: left out (--one-file-system)")
-                elif stat.S_ISREG(mode):
-                    yield self._file(child_rel, st)
-                elif stat.S_ISLNK(mode):
-                    try:
-                        target = os.readlink(de.path)
-                    except OSError as err:
-                        self.skip(child_rel, f"cannot read symlink: {err.strerror}")
-                        continue
-                    yield Entry(child_rel, LINK, 0, st.st_mtime_ns, stat.S_IMODE(mode), target)
+                paths(rel)
+                kinds(102)  # FILE
+                sizes(st.st_size)
+                mtimes(st.st_mtime_ns)
+                modes(mode & 0o7777)
+                inodes(st.st_ino)
+            elif S_ISDIR(mode):
+                self._add(rel, DIR, st)
+                if other_fs:
+                    skip(rel, "another filesystem is mounted here: kept empty (--one-file-system)")
                 else:
-                    self.skip(child_rel, "special file (socket, fifo or device) left out")
+                    stack.append((iter(self._list(de.path, rel)), rel + "/"))
+            elif other_fs:
+                skip(rel, "on another filesystem: left out (--one-file-system)")
+            elif S_ISLNK(mode):
+                try:
+                    target = os.readlink(de.path)
+                except OSError as err:
+                    skip(rel, f"cannot read symlink: {err.strerror}")
+                    continue
+                self._add(rel, LINK, st, target)
+            else:
+                skip(rel, "special file (socket, fifo or device) left out")

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from multivolumecopy.catalog import DIR, FILE, LINK
+from multivolumecopy.catalog import DIR, FILE, LINK, sort_key
 from multivolumecopy.errors import SourceError
 from multivolumecopy.scan import resolve_sources, scan
 
@@ -108,3 +108,18 @@ def test_names_that_are_not_utf8_are_scanned(tmp_path):
         fh.write(b"x")
     cat = scan(resolve_sources([str(tmp_path)]))
     assert os.fsencode(cat.paths[0]) == name
+
+
+def test_the_walk_comes_out_in_index_order_whatever_the_names(tmp_path):
+    # Names with characters that sort before "/" (space, "!", "-", ".") next to folders.
+    for folder in ("src/a", "src/a/b", "other/deep/er"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("a b", "a-b", "a.b", "a!", "A", "a0", "é", "z", " lead", "a/b c", "a/b/x"):
+        (tmp_path / "src" / name).write_text(name)
+    (tmp_path / "other/deep/er/f").write_text("f")
+    (tmp_path / "other-x").write_text("x")
+    for sources in ([tmp_path / "src"], [tmp_path / "other-x", tmp_path / "src", tmp_path / "other/deep/er"]):
+        paths = scan(resolve_sources([str(s) for s in sources])).paths
+        assert paths == sorted(paths, key=sort_key)
+        assert len(paths) == len(set(paths))
+    assert {"other", "other/deep", "other/deep/er/f", "src/a/b/x", "other-x"} <= set(paths)
