@@ -641,6 +641,7 @@ class Backup:
         to_copy: list[int] = self._rename(drive, plan)
         self._purge(drive, plan)
         parents: dict[str, bool] = {}
+        listings: dict[str, set[str]] = {}
         adopted: list[Entry] = []
         too_big = drive.caps.max_file
         recorded: list[Entry] = []
@@ -661,7 +662,7 @@ class Backup:
                 cat.volumes[i] = number
                 continue
             try:
-                occ = drive.occupant(stored, parents)
+                occ = drive.occupant(stored, parents, listings)
             except NotADirectoryError:
                 self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is in its way there"))
                 continue
@@ -785,16 +786,25 @@ class Backup:
         if self.pool is None:
             self.pool = CopyPool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
         followers = self._linkable(drive, to_copy)
-        items = (
-            CopyItem(
+        paths, kinds, sizes, mtimes, modes, targets = (
+            cat.paths,
+            cat.kinds,
+            cat.sizes,
+            cat.mtimes,
+            cat.modes,
+            cat.targets,
+        )
+        renamed = drive.names or drive.caps.forbidden or not drive.caps.trailing_dot_space
+        items: Iterator[CopyItem] = (
+            (
                 i,
-                cat.paths[i],
-                cat.kind(i),
-                cat.sizes[i],
-                cat.mtimes[i],
-                cat.modes[i],
-                cat.targets.get(i),
-                drive.on_drive(cat.paths[i]) or cat.paths[i],
+                paths[i],
+                chr(kinds[i]),
+                sizes[i],
+                mtimes[i],
+                modes[i],
+                targets.get(i),
+                (drive.on_drive(paths[i]) or paths[i]) if renamed else None,
             )
             for i in to_copy
             if i not in followers
@@ -809,39 +819,37 @@ class Backup:
             drive.identity,
         )
         state = {"full": False, "drive_error": "", "since_sync": 0, "last_sync": self.clock()}
+        copied, rewritten = self.actions[number]["copied"], self.actions[number]["rewritten"]
 
         def handle(done: BatchDone) -> bool:
             puts: list[Entry] = []
             nbytes = 0
             told = 0
-            for o in done.outcomes:
-                i = o.index
-                if o.status == OK:
-                    e = cat.entry(i)
-                    if e.kind == FILE:
-                        cat.sizes[i] = o.size
-                        cat.mtimes[i] = o.mtime_ns
-                        e = e._replace(size=o.size, mtime_ns=o.mtime_ns, sha256=o.sha256)
-                    puts.append(e)
-                    cat.volumes[i] = number
-                    nbytes += o.size
-                    kind = "rewritten" if i in self._recopy else "copied"
-                    self.actions[number][kind].append(cat.paths[i])
-                    told += o.reported
-                elif o.status == NO_SPACE:
-                    state["full"] = True
-                elif o.status == DRIVE_ERROR:
-                    state["drive_error"] = o.detail
-                elif o.status in (FAILED, VANISHED):
-                    if o.status == FAILED:
-                        self._fail(i, o.detail)
+            for i, status, size, mtime_ns, detail, reported, sha256 in done.outcomes:
+                if status == OK:
+                    if kinds[i] == FILE_CODE:  # as copied: the source may have changed since the scan
+                        sizes[i] = size
+                        mtimes[i] = mtime_ns
+                        puts.append(Entry(paths[i], FILE, size, mtime_ns, modes[i], targets.get(i), sha256))
                     else:
-                        self.failed.add(i)
-                        self.emit(ev.Skipped(cat.paths[i], o.detail))
-                elif o.status == CONFLICT:
-                    self.emit(ev.Skipped(cat.paths[i], f"not on volume {number}: {o.detail}"))
+                        puts.append(cat.entry(i))
+                    cat.volumes[i] = number
+                    nbytes += size
+                    (rewritten if i in self._recopy else copied).append(cat.paths[i])
+                    told += reported
+                elif status == NO_SPACE:
+                    state["full"] = True
+                elif status == DRIVE_ERROR:
+                    state["drive_error"] = detail
+                elif status == FAILED:
+                    self._fail(i, detail)
+                elif status == VANISHED:
+                    self.failed.add(i)
+                    self.emit(ev.Skipped(cat.paths[i], detail))
+                elif status == CONFLICT:
+                    self.emit(ev.Skipped(cat.paths[i], f"not on volume {number}: {detail}"))
                 else:
-                    assert o.status == NOT_DONE, o.status
+                    assert status == NOT_DONE, status
             if puts:
                 drive.put(puts)
                 self.summary.copied_files += len(puts)
@@ -1115,6 +1123,9 @@ def _catalog_changed(a: Catalog, b: Catalog) -> bool:
         or a.kinds != b.kinds
         or a.targets != b.targets
     )
+
+
+FILE_CODE = ord(FILE)
 
 
 def _adoptable(occ: os.stat_result, cat: Catalog, i: int, drive: Drive, granularity: int) -> bool:

@@ -20,7 +20,6 @@ SIGINT; the parent decides what an interrupt means.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import multiprocessing
@@ -51,16 +50,21 @@ PROGRESS_EVERY = 32 * 1024 * 1024
 UNSTABLE_RETRIES = 3
 
 
-@dataclass(frozen=True)
-class CopyItem:
-    index: int
-    rel: str
-    kind: str
-    size: int
-    mtime_ns: int
-    mode: int
-    target: Optional[str] = None
-    dest: Optional[str] = None  # where it goes on the drive, when the drive needs another name
+# What a worker is told about one entry, and what it answers, are plain tuples: pickling a
+# tuple of numbers and strings costs a fifth of a dataclass's, and it is paid for every file.
+#
+#   CopyItem: (index, rel, kind, size, mtime_ns, mode, target, dest)
+#       ``target``: a symlink's target; ``dest``: where it goes on the drive when the drive
+#       needs another name (None: ``rel``).
+#   Outcome:  (index, status, size, mtime_ns, detail, reported, sha256)
+#       ``reported``: bytes already told in Progress messages (large files only);
+#       ``sha256``: of what was written, None when not hashing.
+CopyItem = tuple[int, str, str, int, int, int, Optional[str], Optional[str]]
+Outcome = tuple[int, str, int, int, str, int, Optional[str]]
+
+
+def _outcome(index: int, status: str, detail: str = "") -> Outcome:
+    return (index, status, 0, 0, detail, 0, None)
 
 
 @dataclass(frozen=True)
@@ -73,17 +77,6 @@ class CopyBatch:
     volume_key: str = ""  # changes with every drive, so workers forget directories they made
     hash: bool = True  # record SHA-256 of what is written, read in the same pass as the copy
     root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of dst_root: the drive must still be there
-
-
-@dataclass(frozen=True)
-class Outcome:
-    index: int
-    status: str
-    size: int = 0
-    mtime_ns: int = 0
-    detail: str = ""
-    reported: int = 0  # bytes already told in Progress messages (large files only)
-    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -113,12 +106,12 @@ def make_batches(
     size = 0
     n = 0
     for item in items:
-        if batch and (len(batch) >= max_items or size + item.size > max_bytes):
+        if batch and (len(batch) >= max_items or size + item[3] > max_bytes):
             yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
             n += 1
             batch, size = [], 0
         batch.append(item)
-        size += item.size
+        size += item[3]
     if batch:
         yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
 
@@ -170,6 +163,7 @@ def worker_main(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # already ignored since exec (see CopyPool)
     _die_with_parent(parent)
+    os.umask(0)  # files are created with their own mode (see _create), folders 0o700
     limits = limits or WorkerLimits()
     if limits.bwlimit:
         _THROTTLE[0] = Throttle(limits.bwlimit, limits.next_free)
@@ -236,7 +230,7 @@ def _read_once(fd: int) -> None:
 
 def _die_with_parent(parent: int) -> None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols, libc's among them
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not Linux: the parent's sentinel and terminate() still stop us
@@ -255,7 +249,10 @@ def _batch_dir(batch: CopyBatch) -> str:
     if path is None:
         _BATCH_DIR.clear()
         path = os.path.join(batch.tmpdir, f"{os.getpid()}-{batch.batch_id}")
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
         _BATCH_DIR[key] = path
     return path
 
@@ -267,22 +264,22 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
     outcomes: list[Outcome] = []
     items = batch.items
     if not _drive_there(batch):
-        return BatchDone(batch.batch_id, tuple(Outcome(it.index, DRIVE_ERROR, detail=GONE) for it in items))
+        return BatchDone(batch.batch_id, tuple(_outcome(it[0], DRIVE_ERROR, GONE) for it in items))
     try:
-        _batch_dir(batch)
+        tmpdir = _batch_dir(batch)
     except OSError as err:  # the drive refuses even a folder: full, read-only, or failing
         status = NO_SPACE if is_no_space(err) else DRIVE_ERROR
         detail = GONE if not _drive_there(batch) else err.strerror or str(err)
-        first = Outcome(items[0].index, status, detail=detail)
-        return BatchDone(batch.batch_id, (first, *(Outcome(it.index, NOT_DONE) for it in items[1:])))
+        first = _outcome(items[0][0], status, detail)
+        return BatchDone(batch.batch_id, (first, *(_outcome(it[0], NOT_DONE) for it in items[1:])))
     for pos, item in enumerate(items):
         if stop.is_set():
-            outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos:])
+            outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos:])
             break
-        outcome = _copy_one(batch, item, stop, report)
+        outcome = _copy_one(batch, tmpdir, item, stop, report)
         outcomes.append(outcome)
-        if outcome.status in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
-            outcomes.extend(Outcome(it.index, NOT_DONE) for it in items[pos + 1 :])
+        if outcome[1] in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
+            outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos + 1 :])
             break
     path = _BATCH_DIR.pop(f"{batch.volume_key}/{batch.batch_id}", None)
     if path is not None:
@@ -293,55 +290,61 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
     return BatchDone(batch.batch_id, tuple(outcomes))
 
 
-def _copy_one(batch: CopyBatch, item: CopyItem, stop: Any, report: Callable[[Any], None]) -> Outcome:
-    src = os.path.join(batch.src_root, item.rel)
-    dest = item.dest or item.rel
-    final = os.path.join(batch.dst_root, dest)
-    tmp = os.path.join(_batch_dir(batch), str(item.index))
+def _copy_one(
+    batch: CopyBatch, tmpdir: str, item: CopyItem, stop: Any, report: Callable[[Any], None]
+) -> Outcome:
+    index, rel, kind, size, mtime_ns, mode, target, dest = item
+    dest = dest or rel
+    final = f"{batch.dst_root}/{dest}"
+    tmp = f"{tmpdir}/{index}"
     try:
-        if item.kind == DIR:
+        if kind == FILE:
+            if size < len(_BUF):
+                got = _copy_small(f"{batch.src_root}/{rel}", tmp, size, mtime_ns, mode, batch.hash)
+            else:
+                got = None
+            if got is None:  # large, sparse, or grown past the buffer since the scan
+                got = _copy_file(f"{batch.src_root}/{rel}", tmp, mode, stop, report, batch.hash)
+            _make_parents(batch.dst_root, dest)
+            faults.point("before-rename")
+            os.rename(tmp, final)
+            return (index, OK, *got)
+        if kind == DIR:
             _make_parents(batch.dst_root, dest)
             try:
                 os.mkdir(final, 0o700)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(final).st_mode):
-                    return Outcome(item.index, CONFLICT, detail="a file is in the way on the drive")
-            return Outcome(item.index, OK, 0, item.mtime_ns)
-        if item.kind == LINK:
-            assert item.target is not None
-            os.symlink(item.target, tmp)
-            os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
-            _make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
-            os.rename(tmp, final)
-            return Outcome(item.index, OK, 0, item.mtime_ns)
-        assert item.kind == FILE
-        size, mtime, reported, digest = _copy_file(src, tmp, item, stop, report, batch.hash)
-        _make_parents(batch.dst_root, dest)
-        faults.point("before-rename")
+                    return _outcome(index, CONFLICT, "a file is in the way on the drive")
+            return (index, OK, 0, mtime_ns, "", 0, None)
+        assert kind == LINK and target is not None
+        os.symlink(target, tmp)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+        _make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
         os.rename(tmp, final)
-        return Outcome(item.index, OK, size, mtime, reported=reported, sha256=digest)
+        return (index, OK, 0, mtime_ns, "", 0, None)
     except _Stop:
         _unlink(tmp)
-        return Outcome(item.index, NOT_DONE)
+        return _outcome(index, NOT_DONE)
     except _SourceError as err:
         _unlink(tmp)
         if err.err.errno == errno.ENOENT:
-            return Outcome(item.index, VANISHED, detail="vanished since the scan")
-        return Outcome(item.index, FAILED, detail=f"cannot read: {err.err.strerror or err.err}")
+            return _outcome(index, VANISHED, "vanished since the scan")
+        return _outcome(index, FAILED, f"cannot read: {err.err.strerror or err.err}")
     except _Unstable as err:
         _unlink(tmp)
-        return Outcome(item.index, FAILED, detail=str(err))
+        return _outcome(index, FAILED, str(err))
     except OSError as err:
         _unlink(tmp)
         if err.errno == errno.ENOENT and not _drive_there(batch):
-            return Outcome(item.index, DRIVE_ERROR, detail=GONE)
+            return _outcome(index, DRIVE_ERROR, GONE)
         if is_no_space(err):
-            return Outcome(item.index, NO_SPACE, detail=err.strerror or "")
+            return _outcome(index, NO_SPACE, err.strerror or "")
         if is_drive_gone(err):
-            return Outcome(item.index, DRIVE_ERROR, detail=err.strerror or str(err))
+            return _outcome(index, DRIVE_ERROR, err.strerror or str(err))
         if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
-            return Outcome(item.index, CONFLICT, detail="something else is in the way on the drive")
-        return Outcome(item.index, FAILED, detail=f"the drive refused it: {err.strerror or err}")
+            return _outcome(index, CONFLICT, "something else is in the way on the drive")
+        return _outcome(index, FAILED, f"the drive refused it: {err.strerror or err}")
 
 
 class _SourceError(Exception):
@@ -354,37 +357,99 @@ class _Unstable(Exception):
     pass
 
 
-def _chmod(fd: int, mode: int) -> None:
-    try:
-        os.fchmod(fd, mode)
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.ENOSYS):
-            raise  # a drive that keeps no modes says so; the mode is in the records
-
-
 def _make_parents(root: str, rel: str) -> None:
-    parent = os.path.dirname(rel)
-    if not parent:
+    cut = rel.rfind("/")
+    if cut < 0:
         return
-    full = os.path.join(root, parent)
+    full = f"{root}/{rel[:cut]}"
     if full in _MADE_DIRS:
         return
-    os.makedirs(full, 0o700, exist_ok=True)
+    _mkdirs(root, rel[:cut])
     _MADE_DIRS.add(full)
 
 
+def _mkdirs(root: str, rel: str) -> None:
+    """``os.makedirs`` with every new level private (0o700; the workers' umask is 0): a folder's
+    own mode is set when the volume is closed."""
+    path = root
+    for part in rel.split("/"):
+        path = f"{path}/{part}"
+        if path in _MADE_DIRS:
+            continue
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+
+
+# Copied, a file's mode comes from open() (the workers' umask is 0), not from a chmod after.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO put there since the scan
+
+
+def _create(tmp: str, mode: int) -> int:
+    try:
+        return os.open(tmp, _CREATE, mode & 0o7777)
+    except FileExistsError:  # left by a killed run of the same process id and batch number
+        os.unlink(tmp)
+        return os.open(tmp, _CREATE, mode & 0o7777)
+
+
+def _copy_small(
+    src: str, tmp: str, size: int, mtime_ns: int, mode: int, hashing: bool
+) -> Optional[tuple[int, int, str, int, Optional[str]]]:
+    """A file that fits the buffer, in as few system calls as it takes: read it whole, *then*
+    fstat it, and keep the data only if size and mtime are still those expected (the scan's
+    at first): a change during the read shows in the fstat after it.  Returns what the
+    Outcome needs after its status (size, mtime, detail, reported, sha256), or None when the
+    file is not small after all (or is sparse), for the general path."""
+    view = memoryview(_BUF)
+    for _attempt in range(UNSTABLE_RETRIES):
+        try:
+            fsrc = os.open(src, _OPEN_SOURCE)
+        except OSError as err:
+            raise _SourceError(err) from None
+        try:
+            try:
+                n = os.readv(fsrc, [view])
+            except OSError as err:
+                raise _SourceError(err) from None
+            st = os.fstat(fsrc)
+        finally:
+            os.close(fsrc)
+        if not stat.S_ISREG(st.st_mode):
+            raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
+        if n != st.st_size or n == len(view) or (n > 4096 and st.st_blocks * 512 < n):
+            return None  # grown, short read, or sparse
+        if n != size or st.st_mtime_ns != mtime_ns:
+            size, mtime_ns = n, st.st_mtime_ns  # changed since the scan: read again to be sure
+            continue
+        _read_budget(n)
+        data = view[:n]
+        fdst = _create(tmp, mode)
+        try:
+            done = 0
+            while done < n:
+                done += os.write(fdst, data[done:])
+            os.utime(fdst, ns=(st.st_atime_ns, mtime_ns))
+        finally:
+            os.close(fdst)
+        return n, mtime_ns, "", 0, hashlib.sha256(data).hexdigest() if hashing else None
+    raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
+
+
 def _copy_file(
-    src: str, tmp: str, item: CopyItem, stop: Any, report: Callable[[Any], None], hashing: bool
-) -> tuple[int, int, int, Optional[str]]:
+    src: str, tmp: str, mode: int, stop: Any, report: Callable[[Any], None], hashing: bool
+) -> tuple[int, int, str, int, Optional[str]]:
     """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us.
 
-    Returns size, mtime, the bytes told in Progress messages, and the SHA-256 of what was
-    written (None when not hashing).
+    Returns what the Outcome needs after its status: size, mtime, detail (empty), the bytes
+    told in Progress messages, and the SHA-256 of what was written (None when not hashing).
     """
     reported = 0
     for _attempt in range(UNSTABLE_RETRIES):
         try:
-            fsrc = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+            fsrc = os.open(src, _OPEN_SOURCE)
         except OSError as err:
             raise _SourceError(err) from None
         try:
@@ -392,7 +457,7 @@ def _copy_file(
             if not stat.S_ISREG(before.st_mode):
                 raise _SourceError(OSError(errno.EINVAL, "no longer a regular file"))
             _read_once(fsrc)
-            fdst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fdst = _create(tmp, mode)
             try:
                 if before.st_blocks * 512 < before.st_size:
                     told, digest = _copy_sparse(fsrc, fdst, before.st_size, hashing, stop, report)
@@ -401,7 +466,6 @@ def _copy_file(
                 else:
                     told, digest = _copy_data(fsrc, fdst, before, stop, report), None
                 reported += told
-                _chmod(fdst, item.mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
                 if before.st_size >= DROP_AT:
                     _drop_cache(fdst)
@@ -411,7 +475,8 @@ def _copy_file(
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
-            return before.st_size, before.st_mtime_ns, reported, digest
+            return before.st_size, before.st_mtime_ns, "", reported, digest
+        os.unlink(tmp)
     raise _Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
 
 
@@ -592,6 +657,24 @@ class WorkerDied(Exception):
     pass
 
 
+class StopFlag:
+    """Set by the parent when the drive is full or the run is interrupted; read by the workers
+    before every file and every chunk.  One byte of shared memory without a lock: a
+    ``multiprocessing.Event`` took 3 us a look, several looks a file."""
+
+    def __init__(self, ctx: Any):
+        self._flag = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._flag.value = 1
+
+    def clear(self) -> None:
+        self._flag.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+
 class CopyPool:
     """A fixed set of worker processes; :meth:`run` copies one stream of batches."""
 
@@ -608,7 +691,7 @@ class CopyPool:
         try:
             self.tasks: Any = ctx.Queue(maxsize=self.workers)
             self.results: Any = ctx.Queue()
-            self.stop: Any = ctx.Event()
+            self.stop = StopFlag(ctx)
             self.procs = [
                 ctx.Process(
                     target=worker_main,

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, Optional
 
 from .catalog import KINDS, Catalog
@@ -113,7 +114,7 @@ def dumps(job: Job) -> bytes:
     }
     text = json.dumps(head, indent=1)
     cat = job.catalog
-    dump = json.dumps
+    dump = encode_basestring_ascii  # what json.dumps does with a str, without its overhead
     targets = cat.targets
     kinds = cat.kinds
     rows = [

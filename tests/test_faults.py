@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -187,17 +188,16 @@ def test_an_unreadable_file_is_reported_and_skipped_and_the_next_run_copies_it(t
     assert json.loads((tmp_path / "job.json").read_text())["failed"] == []
 
 
-def test_a_file_that_vanishes_after_the_scan_is_noted_and_not_fatal(tmp_path, drives, bay):
-    src = tmp_path / "src"
-    make_tree(src)
+def after_first_swap(tmp_path, drives, bay, src, command: str):
+    """Back ``src`` up onto 700 KiB drives, running ``command`` at the first swap only (after
+    the scan, before the last files are copied); the folder ``zeta`` keeps its scanned time."""
     images = [drives.image(f"d{i}", 700) for i in range(1, 7)]
     bay.insert(images[0])
     bay.enqueue(*images[1:])
-    doomed = src / "zeta/big 3.dat"  # sorts last: it is copied after the first swap
     scanned = (src / "zeta").stat()
-    remover = tmp_path / "swap-and-delete.sh"
-    remover.write_text(f'rm -f "{doomed}"\n{bay.script}\n')
-
+    script = tmp_path / "swap-and-change.sh"
+    once = tmp_path / "changed-once"
+    script.write_text(f'[ -e "{once}" ] || {{ {command}; touch "{once}"; }}\n{bay.script}\n')
     result = run_mvc(
         str(src),
         "-o",
@@ -205,15 +205,41 @@ def test_a_file_that_vanishes_after_the_scan_is_noted_and_not_fatal(tmp_path, dr
         "-f",
         str(tmp_path / "job.json"),
         "--new-volume-script",
-        f"sh {remover}",
+        f"sh {script}",
         cwd=tmp_path,
     )
+    os.utime(src / "zeta", ns=(scanned.st_atime_ns, scanned.st_mtime_ns))  # the folder as scanned
+    bay.eject()
+    return result, images[: len(bay.swaps()) + 1]
+
+
+def test_a_file_that_vanishes_after_the_scan_is_noted_and_not_fatal(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src)
+    doomed = src / "zeta/big 3.dat"  # sorts last: it is copied after the first swap
+
+    result, used = after_first_swap(tmp_path, drives, bay, src, f'rm -f "{doomed}"')
 
     assert result.returncode == 0, result.stderr
     assert "skipped zeta/big 3.dat: vanished since the scan" in result.stderr
-    os.utime(src / "zeta", ns=(scanned.st_atime_ns, scanned.st_mtime_ns))  # the folder as scanned
-    bay.eject()
-    check_drives(tmp_path, drives, images[: len(bay.swaps()) + 1], src)
+    check_drives(tmp_path, drives, used, src)
+
+
+def test_a_file_changed_after_the_scan_is_copied_and_recorded_as_it_now_is(tmp_path, drives, bay):
+    src = tmp_path / "src"
+    make_tree(src)
+    changed = src / "zeta/big 3.dat"  # sorts last: it is copied after the first swap
+
+    result, used = after_first_swap(tmp_path, drives, bay, src, f'printf "new content" > "{changed}"')
+
+    assert result.returncode == 0, result.stderr
+    check_drives(tmp_path, drives, used, src)  # the drive has the new content
+    job = json.loads((tmp_path / "job.json").read_text())
+    row = next(r for r in job["files"] if r[0] == "zeta/big 3.dat")
+    assert (row[2], row[3]) == (11, changed.stat().st_mtime_ns)
+    with drives.inspect(used) as points:
+        sums = "".join((point / ".mvcopy-sha256sums").read_text() for point in points)
+    assert f"{hashlib.sha256(b'new content').hexdigest()}  zeta/big 3.dat" in sums
 
 
 def test_a_file_that_keeps_changing_while_copied_is_reported_as_unstable(tmp_path, drives, bay):
