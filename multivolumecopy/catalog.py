@@ -79,6 +79,20 @@ class Catalog:
             cat.append(entry)
         return cat
 
+    def sort(self) -> None:
+        """Put the entries in index order (a catalog from a jobfile edited by hand may not be)."""
+        order = sorted(range(len(self.paths)), key=lambda i: sort_key(self.paths[i]))
+        if all(i == k for k, i in enumerate(order)):
+            return
+        self.paths = [self.paths[i] for i in order]
+        self.kinds = bytearray(self.kinds[i] for i in order)
+        for name in ("sizes", "mtimes", "modes", "volumes", "inodes"):
+            column = getattr(self, name)
+            setattr(self, name, array(column.typecode, (column[i] for i in order)))
+        where = {old: new for new, old in enumerate(order)}
+        self.targets = {where[i]: t for i, t in self.targets.items()}
+        self._index = None
+
     def entry(self, i: int) -> Entry:
         return Entry(
             self.paths[i],

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multivolumecopy.catalog import DIR, FILE, NO_VOLUME, Catalog, Entry
+from multivolumecopy.changes import classify
 from multivolumecopy.reconcile import Space, cost, plan_volume, record_cost
 
 sizes = st.lists(st.integers(min_value=0, max_value=60_000), min_size=1, max_size=60)
@@ -86,3 +87,54 @@ def test_a_replan_never_moves_or_rewrites_unchanged_files(file_sizes, caps, bloc
             else:
                 assert path in kept, "an unchanged file must stay where it is, untouched"
                 assert path not in plan.purge
+
+
+names = st.lists(st.sampled_from(["a", "a b", "a-b", "a.b", "b", "é", "A"]), min_size=1, max_size=3)
+trees = st.lists(st.tuples(names, st.integers(0, 3), st.integers(0, 3)), max_size=40)
+
+
+def by_path(old: Catalog, new: Catalog) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The reference: what is new, changed, unchanged and gone, comparing path by path."""
+    before = {e.path: (e, old.volumes[j]) for j, e in enumerate(old)}
+    now = {e.path for e in new}
+    fresh, changed, same = [], [], []
+    for e in new:
+        was = before.get(e.path)
+        if was is None or was[1] == NO_VOLUME:
+            fresh.append(e.path)
+        elif (was[0].kind, was[0].size, was[0].mtime_ns) == (e.kind, e.size, e.mtime_ns):
+            same.append(e.path)
+        else:
+            changed.append(e.path)
+    gone = [p for p, (e, v) in before.items() if p not in now and v != NO_VOLUME]
+    return sorted(fresh), sorted(changed), sorted(same), sorted(gone)
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees, trees, st.booleans())
+def test_comparing_two_catalogs_side_by_side_agrees_with_comparing_path_by_path(before, after, shuffle):
+    def catalog(tree, volume: int) -> Catalog:
+        entries = {
+            "/".join(parts): Entry("/".join(parts), FILE, size, mtime, 0o644) for parts, size, mtime in tree
+        }
+        cat = Catalog.from_entries(entries.values())
+        for i in range(len(cat)):
+            cat.volumes[i] = volume if i % 3 else NO_VOLUME
+        return cat
+
+    old, new = catalog(before, 1), catalog(after, 0)
+    if shuffle:  # a jobfile edited by hand: the old catalog out of index order
+        old.paths.reverse()
+        old.sizes.reverse()
+        old.mtimes.reverse()
+        old.volumes.reverse()
+    want = by_path(old, new)
+    ch = classify(old, new, lambda v: 1)
+    moved_to = {new.paths[i] for i in ch.moved}
+    got = (
+        sorted([new.paths[i] for i in ch.new] + list(moved_to)),
+        sorted(new.paths[i] for i in ch.changed),
+        ch.unchanged,
+        sorted(old.paths[j] for j in ch.deleted),
+    )
+    assert (got[0], got[1], got[2], got[3]) == (want[0], want[1], len(want[2]), want[3])
