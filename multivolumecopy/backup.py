@@ -965,9 +965,9 @@ class Backup:
         job.run.done_volumes.append(rec.number)
         job.run.open_volume = None
         job.updated = jf.now_iso()
-        data = jf.dumps(job)  # once, for the drive's copy and the jobfile
+        jf.save(self.jobfile, job)
         try:
-            drive.write_jobcopy(data)
+            drive.write_jobcopy(self.jobfile)  # the file just written, copied a chunk at a time
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
@@ -978,7 +978,6 @@ class Backup:
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
-        jf.save(self.jobfile, job, data)
         done = ev.VolumeDone(
             volume=rec.number,
             output=drive.root,

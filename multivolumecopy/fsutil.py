@@ -4,9 +4,10 @@ the one place that decides whether an error means "the drive is full"."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
+from collections.abc import Iterable, Iterator
+from typing import Union
 
 from . import faults
 
@@ -60,8 +61,9 @@ def remove_stale_temporaries(path: str) -> None:
             _unlink_quietly(os.path.join(directory, name))
 
 
-def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+def atomic_write(path: str, data: Union[bytes, Iterable[bytes]], *, durable: bool = True) -> None:
+    """Write ``data`` (bytes, or chunks of bytes) to ``path`` so that readers see the old file
+    or the new one, never half.
 
     Temp file in the same directory, fsync, rename, fsync the directory.
     """
@@ -69,10 +71,11 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
     tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for chunk in [data] if isinstance(data, bytes) else data:
+            view = memoryview(chunk)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -90,6 +93,13 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
         fsync_dir(directory)
 
 
+def read_chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes a MiB at a time."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -104,7 +114,7 @@ def syncfs(path: str) -> None:
     """Flush one filesystem (the drive) to stable storage; falls back to ``sync()``."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols, libc's among them
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         func = getattr(_libc, "syncfs", None)

@@ -10,11 +10,13 @@ diffable; the format is described in docs/formats.rst.  A reader refuses a
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring_ascii
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 from .catalog import KINDS, Catalog
 from .errors import JobfileError
@@ -95,8 +97,13 @@ class Job:
         return max(self.volumes, default=0) + 1  # forgotten numbers are not reused
 
 
-def dumps(job: Job) -> bytes:
-    """Serialise ``job``; non-ASCII is ``\\u``-escaped so names that are not UTF-8
+ROWS_PER_CHUNK = 16384  # rows serialised, written or parsed at a time: memory stays flat
+FILES_LINE = b' "files": [\n'
+
+
+def dump_chunks(job: Job) -> Iterator[bytes]:
+    """Serialise ``job`` a few thousand rows at a time (a million-file catalog is about 100 MB
+    of text, never held whole).  Non-ASCII is ``\\u``-escaped so names that are not UTF-8
     (kept by Python as lone surrogates) round-trip."""
     head = {
         "format": FORMAT,
@@ -113,47 +120,105 @@ def dumps(job: Job) -> bytes:
         "columns": list(COLUMNS),
     }
     text = json.dumps(head, indent=1)
+    yield (text[: text.rfind("}")].rstrip() + ",\n").encode("ascii") + FILES_LINE
     cat = job.catalog
     dump = encode_basestring_ascii  # what json.dumps does with a str, without its overhead
-    targets = cat.targets
-    kinds = cat.kinds
-    rows = [
-        f'[{dump(path)},"{chr(kinds[i])}",{cat.sizes[i]},{cat.mtimes[i]},{cat.modes[i]},{cat.volumes[i]},'
-        f"{dump(targets[i]) if i in targets else 'null'},{cat.inodes[i]}]"
-        for i, path in enumerate(cat.paths)
-    ]
-    body = ',\n "files": [\n' + ",\n".join(rows) + "\n ]\n}\n"
-    return (text[: text.rfind("}")].rstrip() + body).encode("ascii")
+    targets, kinds, sizes, mtimes, modes, volumes, inodes = (
+        cat.targets,
+        cat.kinds,
+        cat.sizes,
+        cat.mtimes,
+        cat.modes,
+        cat.volumes,
+        cat.inodes,
+    )
+    paths = cat.paths
+    for start in range(0, len(paths), ROWS_PER_CHUNK):
+        rows = [
+            f'[{dump(paths[i])},"{chr(kinds[i])}",{sizes[i]},{mtimes[i]},{modes[i]},{volumes[i]},'
+            f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]}]"
+            for i in range(start, min(start + ROWS_PER_CHUNK, len(paths)))
+        ]
+        last = start + ROWS_PER_CHUNK >= len(paths)
+        yield (",\n".join(rows) + ("\n" if last else ",\n")).encode("ascii")
+    yield b" ]\n}\n"
 
 
-def save(path: str, job: Job, data: Optional[bytes] = None) -> bytes:
-    """Write the jobfile atomically; returns the bytes (``data``: already serialised)."""
-    if data is None:
-        job.updated = now_iso()
-        data = dumps(job)
-    atomic_write(path, data)
-    return data
+def dumps(job: Job) -> bytes:
+    return b"".join(dump_chunks(job))
+
+
+def save(path: str, job: Job) -> None:
+    """Write the jobfile atomically, a chunk at a time."""
+    job.updated = now_iso()
+    atomic_write(path, dump_chunks(job))
 
 
 def load(path: str) -> Job:
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            return _parse(fh, path)
     except FileNotFoundError:
         raise JobfileError(f"jobfile {path} does not exist; check -f/--jobfile") from None
     except OSError as err:
         raise JobfileError(f"cannot read jobfile {path}: {err.strerror}") from None
-    return loads(raw, path)
 
 
 def loads(raw: bytes, path: str = "jobfile") -> Job:
+    return _parse(io.BytesIO(raw), path)
+
+
+def _parse(fh: IO[bytes], path: str) -> Job:
+    """Read a jobfile as this module writes it, the rows a chunk at a time, so reading never
+    holds the whole text nor a list per row at once; anything laid out otherwise (still
+    valid JSON, say reformatted by a tool) is parsed whole."""
+    head_lines = []
+    for line in fh:
+        if line == FILES_LINE:
+            break
+        head_lines.append(line)
+    else:
+        return _checked(_decode(b"".join(head_lines), path), path, None)
+    head = _decode(b"".join(head_lines).rstrip().rstrip(b",") + b"}", path)
+    cat = Catalog()
+    chunk: list[bytes] = []
+    tail: list[bytes] = []
     try:
-        doc = json.loads(raw)
+        for line in fh:
+            if tail or not line.startswith(b"["):
+                tail.append(line.strip())
+                continue
+            chunk.append(line)
+            if len(chunk) == ROWS_PER_CHUNK:
+                _add_rows(cat, _decode(b"[" + b"".join(chunk).rstrip().rstrip(b",") + b"]", path))
+                chunk = []
+        if chunk:
+            _add_rows(cat, _decode(b"[" + b"".join(chunk).rstrip().rstrip(b",") + b"]", path))
+    except (ValueError, TypeError, IndexError):
+        raise _damaged(path) from None
+    if [t for t in tail if t] != [b"]", b"}"] or (chunk and chunk[-1].rstrip().endswith(b",")):
+        _decode(b"", path)  # cut short, perhaps at the end of a row: refused as truncated
+    return _checked(head, path, cat)
+
+
+def _decode(text: bytes, path: str) -> Any:
+    try:
+        return json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise JobfileError(
             f"jobfile {path} is corrupt or truncated (not valid JSON); restore it from a drive's "
             f"copy ({DEFAULT_NAME} at the drive's root) or move it away to start a new job"
         ) from None
+
+
+def _damaged(path: str) -> JobfileError:
+    return JobfileError(
+        f"jobfile {path} is damaged (a field is missing or of the wrong type); restore it "
+        f"from a drive's copy ({DEFAULT_NAME} at the drive's root)"
+    )
+
+
+def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise JobfileError(f"{path} is not a multivolumecopy jobfile; check -f/--jobfile")
     version = doc.get("version")
@@ -163,35 +228,39 @@ def loads(raw: bytes, path: str = "jobfile") -> Job:
             f"{VERSION}; use the multivolumecopy that wrote it (or a newer one)"
         )
     try:
-        return _from_doc(doc)
+        if list(doc["columns"]) != list(COLUMNS):
+            raise ValueError("unknown columns")
+        if cat is None:
+            cat = Catalog()
+            _add_rows(cat, doc["files"])
+        return _from_doc(doc, cat)
     except (KeyError, TypeError, ValueError, IndexError):
-        raise JobfileError(
-            f"jobfile {path} is damaged (a field is missing or of the wrong type); restore it "
-            f"from a drive's copy ({DEFAULT_NAME} at the drive's root)"
-        ) from None
+        raise _damaged(path) from None
 
 
-def _from_doc(doc: dict[str, Any]) -> Job:
-    if list(doc["columns"]) != list(COLUMNS):
-        raise ValueError("unknown columns")
-    rows = doc["files"]
-    cat = Catalog()
-    # Column by column: an object per row would cost more time and memory than the file.
-    cat.paths = [r[0] for r in rows]
-    if not all(isinstance(p, str) for p in cat.paths):
+def _add_rows(cat: Catalog, rows: list[Any]) -> None:
+    """Append rows to the catalog column by column: an object per row would cost more time and
+    memory than the file."""
+    if any(len(r) != len(COLUMNS) for r in rows):
+        raise ValueError("row")
+    paths = [r[0] for r in rows]
+    if not all(isinstance(p, str) for p in paths):
         raise ValueError("path")
     kinds = "".join(r[1] for r in rows)
     if len(kinds) != len(rows) or set(kinds) - set(KINDS):
         raise ValueError("kind")
-    cat.kinds = bytearray(kinds, "ascii")
-    cat.sizes.extend(int(r[2]) for r in rows)
-    cat.mtimes.extend(int(r[3]) for r in rows)
-    cat.modes.extend(int(r[4]) for r in rows)
-    cat.volumes.extend(int(r[5] or 0) for r in rows)
-    cat.targets = {i: str(r[6]) for i, r in enumerate(rows) if r[6] is not None}
-    cat.inodes.extend(int(r[7]) for r in rows)
-    if any(len(r) != len(COLUMNS) for r in rows):
-        raise ValueError("row")
+    base = len(cat.paths)
+    cat.paths.extend(paths)
+    cat.kinds.extend(kinds.encode("ascii"))
+    cat.sizes.extend([int(r[2]) for r in rows])
+    cat.mtimes.extend([int(r[3]) for r in rows])
+    cat.modes.extend([int(r[4]) for r in rows])
+    cat.volumes.extend([int(r[5] or 0) for r in rows])
+    cat.targets.update({base + k: str(r[6]) for k, r in enumerate(rows) if r[6] is not None})
+    cat.inodes.extend([int(r[7]) for r in rows])
+
+
+def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:
     volumes = {}
     for v in doc["volumes"]:
         rec = VolumeRecord(**v)

@@ -37,6 +37,7 @@ from .fsutil import (
     atomic_write,
     fsync_dir,
     is_drive_gone,
+    read_chunks,
     remove_stale_temporaries,
     round_up,
     syncfs,
@@ -451,9 +452,11 @@ class Drive:
             pass
         self._guard(fsync_dir, self.root)
 
-    def write_jobcopy(self, data: bytes) -> None:
-        """Raises OSError as is: the caller decides whether a full drive matters here."""
-        self.write_record(JOBCOPY, data)
+    def write_jobcopy(self, jobfile: str) -> None:
+        """A copy of the jobfile at ``jobfile``.  Raises OSError as is: the caller decides
+        whether a full drive matters here."""
+        self.check_present()
+        atomic_write(self.path(JOBCOPY), read_chunks(jobfile))
 
     def write_record(self, name: str, data: bytes) -> None:
         """A record of ours at the drive's root (raises OSError as is, like write_jobcopy)."""

@@ -73,3 +73,49 @@ def test_save_replaces_atomically_and_leaves_no_temp_file(tmp_path):
     jf.save(str(path), sample_job())
     jf.save(str(path), sample_job())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
+
+
+def big_job(n: int) -> jf.Job:
+    job = sample_job()
+    cat = Catalog()
+    for i in range(n):
+        cat.append(
+            Entry(f"d{i % 7}/f{i:06d}", FILE, i, 1_700_000_000_000_000_000 + i, 0o644, ino=i + 1), i % 3
+        )
+    job.catalog = cat
+    return job
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, jf.ROWS_PER_CHUNK + 5])
+def test_catalogs_of_several_chunks_round_trip(tmp_path, extra):
+    job = big_job(jf.ROWS_PER_CHUNK + extra)
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    back = jf.load(str(path)).catalog
+    assert back.paths == job.catalog.paths
+    assert (back.sizes, back.mtimes, back.volumes, back.inodes) == (
+        job.catalog.sizes,
+        job.catalog.mtimes,
+        job.catalog.volumes,
+        job.catalog.inodes,
+    )
+
+
+def test_a_jobfile_cut_at_the_end_of_a_row_is_refused_not_read_short(tmp_path):
+    path = tmp_path / "job.json"
+    jf.save(str(path), big_job(100))
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]))  # every row there, the closing "]" and "}" missing
+    with pytest.raises(JobfileError, match="corrupt or truncated"):
+        jf.load(str(path))
+    path.write_text("".join(lines[:-10]))  # rows lost, ending in a complete row and a comma
+    with pytest.raises(JobfileError, match="corrupt or truncated"):
+        jf.load(str(path))
+
+
+def test_a_jobfile_reformatted_by_another_tool_still_loads(tmp_path):
+    job = big_job(50)
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=4))
+    assert jf.load(str(path)).catalog.paths == job.catalog.paths
