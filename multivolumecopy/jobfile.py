@@ -252,12 +252,13 @@ def _add_rows(cat: Catalog, rows: list[Any]) -> None:
     base = len(cat.paths)
     cat.paths.extend(paths)
     cat.kinds.extend(kinds.encode("ascii"))
-    cat.sizes.extend([int(r[2]) for r in rows])
-    cat.mtimes.extend([int(r[3]) for r in rows])
-    cat.modes.extend([int(r[4]) for r in rows])
-    cat.volumes.extend([int(r[5] or 0) for r in rows])
+    # array.extend refuses anything but integers: the type check comes free.
+    cat.sizes.extend([r[2] for r in rows])
+    cat.mtimes.extend([r[3] for r in rows])
+    cat.modes.extend([r[4] for r in rows])
+    cat.volumes.extend([r[5] or 0 for r in rows])
     cat.targets.update({base + k: str(r[6]) for k, r in enumerate(rows) if r[6] is not None})
-    cat.inodes.extend([int(r[7]) for r in rows])
+    cat.inodes.extend([r[7] for r in rows])
 
 
 def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:

@@ -58,6 +58,7 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
         (lambda t: t.replace('"version": 1', '"version": 99'), "format version 99"),
         (lambda t: t.replace('"multivolumecopy-jobfile"', '"x"'), "not a multivolumecopy"),
         (lambda t: t.replace('"job_id"', '"jab_id"'), "damaged"),
+        (lambda t: t.replace(",12,1600000000123456789,", ',"12",1600000000123456789,'), "damaged"),
     ],
 )
 def test_a_jobfile_it_cannot_trust_is_refused_with_a_reason(tmp_path, mangle, message):
