@@ -451,6 +451,10 @@ class Drive:
         except FileNotFoundError:
             pass
         self._guard(fsync_dir, self.root)
+        try:
+            self._clear_tmp()  # the copy workers' emptied folders
+        except OSError:
+            pass  # cleared when the drive is next opened
 
     def write_jobcopy(self, jobfile: str) -> None:
         """A copy of the jobfile at ``jobfile``.  Raises OSError as is: the caller decides
