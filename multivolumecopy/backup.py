@@ -50,6 +50,7 @@ from .copier import (
 from .dryrun import DryRun, dry_run_report
 from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError, UsageError
 from .fsutil import (
+    Writeback,
     atomic_write,
     block_size,
     is_no_space,
@@ -866,7 +867,8 @@ class Backup:
             return not state["full"] and not state["drive_error"]
 
         try:
-            self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
+            with Writeback(drive.root):
+                self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
         except KeyboardInterrupt:
             self._save_progress(drive)
             raise Interrupted(
