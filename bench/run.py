@@ -1,10 +1,13 @@
 """The benchmark: this tool against cp -a, rsync -a and tar | tar on the same data, in one run.
 
-    python bench/run.py [--scale 1.0] [--runs 3] [--only small,mixed,large,rerun,catalog,help,hash]
+    python bench/run.py [--scale 1.0] [--runs 3] [--only small,mixed,large,rerun,scan,tree,catalog,help]
+                        [--tree-entries 200000] [--catalog-entries 1000000]
 
 Datasets (sizes scaled by --scale): many small (100,000 files of 1-16 KiB in 200 folders),
-mixed (2,000 files of 4 KiB-64 MiB, about 1.5 GB), few large (4 x 256 MiB).  Destination:
-a directory on the same disk as the data.  Prints medians and ratios; see docs/performance.rst.
+mixed (2,000 files of 4 KiB-64 MiB, about 1.5 GB), few large (4 x 256 MiB); a real tree of
+--tree-entries empty files (scan, whole runs and their peak memory); a synthetic catalog of
+--catalog-entries (jobfile save, load, memory).  Destination: a directory on the same disk as
+the data.  Prints medians and ratios; see docs/performance.rst.
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ def mixed(root: Path, scale: float, rnd: random.Random) -> None:
 def large(root: Path, scale: float, rnd: random.Random) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for n in range(4):
-        (root / f"big{n}").write_bytes(rnd.randbytes(int(256 * 2**20 * scale)))
+        left = int(256 * 2**20 * scale)
+        with open(root / f"big{n}", "wb") as fh:
+            while left > 0:
+                fh.write(rnd.randbytes(min(left, 16 * 2**20)))
+                left -= 16 * 2**20
 
 
 def timed(cmd: str) -> float:
@@ -85,9 +92,13 @@ def first_backup(name: str, src: Path, work: Path, runs: int, results: dict) -> 
     variants["multivolumecopy"] = lambda s, d: mvc(s, d, d.with_suffix(".json"))
     variants["multivolumecopy --no-hash"] = lambda s, d: mvc(s, d, d.with_suffix(".json"), "--no-hash")
     subprocess.run(f"find {src} -type f -exec cat {{}} + > /dev/null", shell=True)  # warm for all
+    outputs = []
     for _ in range(runs):
         for label, cmd in variants.items():
-            results.setdefault((f"first backup, {name}", label), []).append(timed(cmd(src, fresh_dir(work))))
+            outputs.append(fresh_dir(work))
+            results.setdefault((f"first backup, {name}", label), []).append(timed(cmd(src, outputs[-1])))
+    for out in outputs:  # room for the next dataset (at scale 1 every copy of all three is 50 GB)
+        shutil.rmtree(out)
 
 
 def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
@@ -141,6 +152,56 @@ print(save, load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     )
 
 
+def tree(root: Path, entries: int) -> None:
+    """A real tree for the scan and the memory of a whole run: ``entries`` empty files, 100 a
+    folder, two levels of folders."""
+    for n in range(entries):
+        d = root / f"p{n // 10000:03d}" / f"q{n // 100 % 100:02d}"
+        if n % 100 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{n:07d}").touch()
+
+
+def with_peak(cmd: str) -> tuple[float, float]:
+    """Seconds, and the peak RSS in MiB of the largest process of ``cmd`` (the tool's parent
+    or one of its workers), measured in a fresh process so nothing else counts."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1], shell=True, check=True, stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    subprocess.run("sync", shell=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe, cmd], env=ENV, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def real_tree(src: Path, work: Path, runs: int, results: dict, notes: list) -> None:
+    """Scan time against find, and a whole first backup and no-change re-run with their peak memory."""
+    from multivolumecopy.scan import resolve_sources
+    from multivolumecopy.scan import scan as do_scan
+
+    n = sum(1 for _ in src.rglob("*"))
+    case = f"tree of {n:,} entries"
+    for _ in range(runs):
+        results.setdefault((f"scan, {case}", "find -printf"), []).append(
+            timed(f"find {src} -printf '%s %T@\\n' > /dev/null")
+        )
+        t = time.perf_counter()
+        do_scan(resolve_sources([str(src)]))
+        results.setdefault((f"scan, {case}", "multivolumecopy scan"), []).append(time.perf_counter() - t)
+    dst = fresh_dir(work)
+    for label in ("first backup", "no-change re-run"):
+        seconds, peak = with_peak(mvc(src, dst, dst.with_suffix(".json")))
+        notes.append(f"{case}, whole {label}: {seconds:.1f} s, peak RSS {peak:.0f} MiB (largest process)")
+    results[(f"no-change re-run, {case}", "multivolumecopy")] = [seconds]
+    rsync_dst = fresh_dir(work)
+    timed(PEERS["rsync -a"](src, rsync_dst))
+    results[(f"no-change re-run, {case}", "rsync -a")] = [timed(PEERS["rsync -a"](src, rsync_dst))]
+
+
 def help_time(runs: int, results: dict) -> None:
     for _ in range(runs):
         results.setdefault(("--help start-up", "multivolumecopy --help"), []).append(
@@ -152,8 +213,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="small,mixed,large,rerun,scan,catalog,help")
+    ap.add_argument("--only", default="small,mixed,large,rerun,scan,tree,catalog,help")
     ap.add_argument("--catalog-entries", type=int, default=1_000_000)
+    ap.add_argument("--tree-entries", type=int, default=200_000, help="files in the real tree (not scaled)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     rnd = random.Random(1)
@@ -170,6 +232,9 @@ def main() -> None:
             rerun(work / "small", work, args.runs, results)
         if "scan" in only:
             scan(work / "small", args.runs, results)
+        if "tree" in only:
+            tree(work / "tree", args.tree_entries)
+            real_tree(work / "tree", work, args.runs, results, notes)
         if "catalog" in only:
             catalog(args.catalog_entries, work, results, notes)
         if "help" in only:
@@ -177,14 +242,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"scale {args.scale}, {args.runs} runs, medians; {os.cpu_count()} CPUs")
-    print(f"{'case':<34}{'method':<28}{'seconds':>9}{'ratio':>9}")
+    print(f"{'case':<46}{'method':<28}{'seconds':>9}{'ratio':>9}")
     base_of = {"first backup": "cp -a", "no-change": "rsync -a", "scan": "find -printf"}
     for (case, label), times in results.items():
         med = statistics.median(times)
         base_label = next((b for k, b in base_of.items() if case.startswith(k)), None)
         base = results.get((case, base_label)) if base_label else None
         ratio = f"{med / statistics.median(base):.2f}x" if base else ""
-        print(f"{case:<34}{label:<28}{med:>9.2f}{ratio:>9}")
+        print(f"{case:<46}{label:<28}{med:>9.2f}{ratio:>9}")
     for note in notes:
         print(note)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
