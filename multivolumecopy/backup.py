@@ -26,6 +26,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Optional
 
 from . import events as ev
@@ -1093,7 +1094,21 @@ def _volumes_text(wanted: list[int], still: str = "") -> str:
 
 
 def _json(doc: dict) -> bytes:
-    return (json.dumps(doc, indent=1) + "\n").encode("ascii")
+    """A report as indented JSON, a list item a line.  ``json.dumps(indent=...)`` runs in pure
+    Python and took 0.15 s for the lists of 100,000 paths a first backup reports."""
+    return (_indented(doc, 0) + "\n").encode("ascii")
+
+
+def _indented(value: object, depth: int) -> str:
+    pad = "\n" + " " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = (f"{encode_basestring_ascii(str(k))}: {_indented(v, depth + 1)}" for k, v in value.items())
+    elif isinstance(value, list) and value:
+        items = (encode_basestring_ascii(v) if isinstance(v, str) else json.dumps(v) for v in value)
+    else:
+        return json.dumps(value)
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    return opening + pad + ("," + pad).join(items) + "\n" + " " * depth + closing
 
 
 def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:

@@ -383,6 +383,24 @@ def _mkdirs(root: str, rel: str) -> None:
 # Copied, a file's mode comes from open() (the workers' umask is 0), not from a chmod after.
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO put there since the scan
+# Reading a source leaves its access time as it was (and the copy gets that one).  The
+# kernel allows it to root and to a file's owner; for other files the open is repeated
+# without it.
+_NOATIME = [getattr(os, "O_NOATIME", 0)]
+
+
+def _open_source(src: str) -> int:
+    try:
+        try:
+            return os.open(src, _OPEN_SOURCE | _NOATIME[0])
+        except PermissionError:
+            if not _NOATIME[0]:
+                raise
+            if os.geteuid() == 0:
+                _NOATIME[0] = 0  # root without CAP_FOWNER here (a user namespace, root squash)
+            return os.open(src, _OPEN_SOURCE)
+    except OSError as err:
+        raise _SourceError(err) from None
 
 
 def _create(tmp: str, mode: int) -> int:
@@ -403,10 +421,7 @@ def _copy_small(
     file is not small after all (or is sparse), for the general path."""
     view = memoryview(_BUF)
     for _attempt in range(UNSTABLE_RETRIES):
-        try:
-            fsrc = os.open(src, _OPEN_SOURCE)
-        except OSError as err:
-            raise _SourceError(err) from None
+        fsrc = _open_source(src)
         try:
             try:
                 n = os.readv(fsrc, [view])
@@ -446,10 +461,7 @@ def _copy_file(
     """
     reported = 0
     for _attempt in range(UNSTABLE_RETRIES):
-        try:
-            fsrc = os.open(src, _OPEN_SOURCE)
-        except OSError as err:
-            raise _SourceError(err) from None
+        fsrc = _open_source(src)
         try:
             before = os.fstat(fsrc)
             if not stat.S_ISREG(before.st_mode):

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _jstr
 from typing import IO, Any, Optional
@@ -62,6 +63,7 @@ MANIFEST_FORMAT = "multivolumecopy-manifest"
 JOURNAL_FORMAT = "multivolumecopy-journal"
 VERSION = 1
 MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored")
+CHUNK_ROWS = 16384  # manifest rows built and written at a time
 RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlink on exFAT)
 
 
@@ -437,12 +439,25 @@ class Drive:
         }
         head = json.dumps(doc, indent=1)
         held = sorted(self.held.values(), key=_key)
-        names = self.names
-        rows = ",\n".join([_entry_row(e, self.verified.get(e.path), names.get(e.path)) for e in held])
-        text = head[: head.rfind("}")].rstrip() + ',\n "entries": [\n' + rows + "\n ]\n}\n"
-        sums = b"".join(sums_line(e, names.get(e.path, e.path)) for e in held if e.kind == FILE and e.sha256)
-        self._guard(atomic_write, self.path(SUMS), sums)
-        self._guard(atomic_write, self.path(MANIFEST), text.encode("ascii"))
+        names, verified = self.names, self.verified
+
+        def manifest() -> Iterator[bytes]:  # a chunk of rows at a time: memory stays flat
+            yield (head[: head.rfind("}")].rstrip() + ',\n "entries": [\n').encode("ascii")
+            for start in range(0, len(held), CHUNK_ROWS):
+                part = held[start : start + CHUNK_ROWS]
+                rows = ",\n".join([_entry_row(e, verified.get(e.path), names.get(e.path)) for e in part])
+                yield (rows + ("\n" if start + CHUNK_ROWS >= len(held) else ",\n")).encode("ascii")
+            yield b" ]\n}\n"
+
+        def sums() -> Iterator[bytes]:
+            for start in range(0, len(held), CHUNK_ROWS):
+                part = held[start : start + CHUNK_ROWS]
+                yield b"".join(
+                    sums_line(e, names.get(e.path, e.path)) for e in part if e.kind == FILE and e.sha256
+                )
+
+        self._guard(atomic_write, self.path(SUMS), sums())
+        self._guard(atomic_write, self.path(MANIFEST), manifest())
         if self._journal is not None:
             self._journal.close()
             self._journal = None

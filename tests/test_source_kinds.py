@@ -30,6 +30,24 @@ def test_hard_links_are_stored_once_and_linked_on_the_drive_and_in_a_restore(tmp
     assert subprocess.run(["cmp", src / "z-third.bin", tmp_path / "back/z-third.bin"]).returncode == 0
 
 
+def test_reading_the_sources_leaves_their_access_times_and_the_copies_get_them(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    old = {"small.txt": 4_000, "large.bin": 3_000_000}  # the short path and the long one
+    for name, size in old.items():
+        (src / name).write_bytes(os.urandom(size))
+        # Accessed before it was last modified: relatime would update the access time on a read.
+        os.utime(src / name, ns=(1_000_000_000_000_000_000, 1_100_000_000_000_000_000))
+    (tmp_path / "usb").mkdir()
+
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    for name in old:
+        assert os.stat(src / name).st_atime_ns == 1_000_000_000_000_000_000, name
+        assert os.stat(tmp_path / "usb" / name).st_atime_ns == 1_000_000_000_000_000_000, name
+
+
 def test_sparse_files_stay_sparse_and_their_hash_covers_the_holes(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
