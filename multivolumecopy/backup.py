@@ -161,7 +161,7 @@ class Backup:
         self.jobfile = os.path.abspath(opts.jobfile)
         self.changes = Changes()
         self.old_catalog: Optional[Catalog] = None
-        self.targets: dict[int, int] = {}  # unplaced index -> volume it should go to (0: a new drive)
+        self.targets: dict[int, int] = {}  # unplaced index -> volume it should go to (absent: a new drive)
         self.actions: dict[int, dict[str, list]] = {}  # what each volume had done to it in this run
         self._recopy: set[int] = set()
 

@@ -51,9 +51,10 @@ def dry_run_report(
         w = work(cat.volumes[i])
         w.rewrite.append(cat.paths[i])
         w.bytes += cat.sizes[i]
-    for i in cat.indexes_on(NO_VOLUME):  # a forgotten volume's files, not yet given a target
+    for i in cat.indexes_on(NO_VOLUME):  # no existing volume has room: a new drive
         if i not in targets:
             new_drive.copy.append(cat.paths[i])
+            new_drive.bytes += cat.sizes[i] if cat.kinds[i] == ord(FILE) else 0
     if old is not None:
         moved_from = set(ch.moved.values())
         for i, j in ch.moved.items():

@@ -27,7 +27,9 @@ NEW_DRIVE = 0
 def place_new(
     catalog: Catalog, new: Iterable[int], room: Mapping[int, int], block: Mapping[int, int]
 ) -> dict[int, int]:
-    """A target volume for each new entry: ``{index: volume}`` (0: a new drive).
+    """A target volume for each new entry that fits on one: ``{index: volume}``.  An entry
+    left out goes to a new drive (on a first backup that is every entry, and a map of a
+    million of them would cost 80 MB).
 
     ``room`` is the space each volume has left for new data, ``block`` its block size.
     """
@@ -63,7 +65,7 @@ def place_new(
                 left[v] -= need
                 chosen = v
                 break
-        target[i] = chosen
         if chosen != NEW_DRIVE:
+            target[i] = chosen
             prev = chosen
     return target

@@ -380,8 +380,10 @@ class Drive:
     def intent(self, paths: list[str]) -> None:
         """Record, durably, the paths about to be written: before any of them is renamed in."""
         if paths:
-            renamed = {p: self.names[p] for p in paths if p in self.names}
-            self._append({"t": "intent", "paths": paths, "stored": renamed})
+            for start in range(0, len(paths), CHUNK_ROWS):  # records of bounded size
+                part = paths[start : start + CHUNK_ROWS]
+                renamed = {p: self.names[p] for p in part if p in self.names}
+                self._append({"t": "intent", "paths": part, "stored": renamed})
             self._flush(durable=True)
 
     def put(self, entries: list[Entry]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multivolumecopy.catalog import DIR, FILE, Catalog, Entry
 from multivolumecopy.changes import classify
-from multivolumecopy.placement import NEW_DRIVE, place_new
+from multivolumecopy.placement import place_new
 from multivolumecopy.reconcile import record_cost
 
 B = 1024
@@ -42,7 +42,7 @@ def test_then_to_its_folders_volume_then_the_last_volume():
 
 def test_with_no_room_anywhere_it_needs_a_new_drive():
     c = catalog(("a/1", 1), ("a/2", 0))
-    assert place_new(c, [1], {1: 0}, {1: B}) == {1: NEW_DRIVE}
+    assert place_new(c, [1], {1: 0}, {1: B}) == {}  # not placed: a new drive
 
 
 def test_new_files_in_a_row_follow_each_other_and_use_up_the_room():
