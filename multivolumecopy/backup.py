@@ -164,6 +164,7 @@ class Backup:
         self.targets: dict[int, int] = {}  # unplaced index -> volume it should go to (absent: a new drive)
         self.actions: dict[int, dict[str, list]] = {}  # what each volume had done to it in this run
         self._recopy: set[int] = set()
+        self.written: dict[int, int] = {}  # bytes copied to each volume in this run
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.Skipped):
@@ -856,6 +857,7 @@ class Backup:
                 drive.put(puts)
                 self.summary.copied_files += len(puts)
                 self.summary.copied_bytes += nbytes
+                self.written[number] = self.written.get(number, 0) + nbytes
                 self.emit(
                     ev.Copied(number, len(puts), nbytes, max(nbytes - told, 0), tuple(e.path for e in puts))
                 )
@@ -1015,13 +1017,7 @@ class Backup:
                 "changed": len(ch.changed),
                 "moved": len(ch.moved),
                 "deleted": len(ch.deleted) - len(ch.moved),
-                "bytes_written": sum(
-                    cat.sizes[i]
-                    for a in vols.values()
-                    for key in ("copied", "rewritten")
-                    for i in map(cat.index_of, a[key])
-                    if i is not None
-                ),
+                "bytes_written": sum(n for v, n in self.written.items() if only is None or v == only),
             },
             "volumes": vols,
         }
@@ -1055,8 +1051,11 @@ class Backup:
         cat = self.job.catalog
         dirs = ancestors(drive.held)
         dirs.update(p for p, e in drive.held.items() if e.kind == DIR)
+        dir_code = ord(DIR)
+        # Folders only: a map of every path would cost 100 bytes an entry of the catalog.
+        index = {cat.paths[i]: i for i, k in enumerate(cat.kinds) if k == dir_code}
         for path in depth_first(dirs):
-            i = cat.index_of(path)
+            i = index.get(path)
             if i is None or cat.kinds[i] != ord(DIR) or path.startswith(RESERVED_PREFIX):
                 continue
             full = drive.path(drive.on_drive(path) or path)

@@ -35,7 +35,7 @@ def place_new(
     """
     left = dict(room)
     todo = set(new)
-    if not todo:
+    if not todo or not left:  # nothing new, or no volume to put it on (a first backup)
         return {}
     vols = catalog.volumes
     after: dict[int, int] = {}  # new index -> volume of the next placed entry
