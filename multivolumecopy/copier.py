@@ -403,6 +403,17 @@ def _open_source(src: str) -> int:
         raise _SourceError(err) from None
 
 
+def _keep_special_bits(fd: int, mode: int) -> None:
+    """Writing clears set-user-ID and set-group-ID (unless we may keep them, as root may): set
+    the mode once more, after the data, for a file that has them."""
+    if mode & 0o6000:
+        try:
+            os.fchmod(fd, mode & 0o7777)
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.ENOSYS):
+                raise  # a drive that keeps no modes says so; the mode is in the records
+
+
 def _create(tmp: str, mode: int) -> int:
     try:
         return os.open(tmp, _CREATE, mode & 0o7777)
@@ -444,6 +455,7 @@ def _copy_small(
             done = 0
             while done < n:
                 done += os.write(fdst, data[done:])
+            _keep_special_bits(fdst, mode)
             os.utime(fdst, ns=(st.st_atime_ns, mtime_ns))
         finally:
             os.close(fdst)
@@ -476,6 +488,7 @@ def _copy_file(
                 else:
                     told, digest = _copy_data(fsrc, fdst, before, stop, report), None
                 reported += told
+                _keep_special_bits(fdst, mode)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
                 if before.st_size >= DROP_AT:
                     _drop_cache(fdst)

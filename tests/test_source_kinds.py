@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 
+import pytest
+
 from conftest import needs_root
-from helpers import backup, check_drives, run_mvc, tree_differences
+from helpers import backup, check_drives, mvc_argv, mvc_env, run_mvc, tree_differences
 
 
 def test_hard_links_are_stored_once_and_linked_on_the_drive_and_in_a_restore(tmp_path):
@@ -46,6 +49,31 @@ def test_reading_the_sources_leaves_their_access_times_and_the_copies_get_them(t
     for name in old:
         assert os.stat(src / name).st_atime_ns == 1_000_000_000_000_000_000, name
         assert os.stat(tmp_path / "usb" / name).st_atime_ns == 1_000_000_000_000_000_000, name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs the tool as root without CAP_FSETID")
+def test_a_set_user_id_file_keeps_the_bit_when_copied_without_the_right_to_keep_it(tmp_path):
+    # Writing a file clears its set-user-ID bit unless the writer may keep it (CAP_FSETID,
+    # which root has and a backup operator may not): run the tool without that capability.
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "usb").mkdir()
+    for name, size in (("small-tool", 5_000), ("large-tool", 2_000_000)):  # both copy paths
+        (src / name).write_bytes(os.urandom(size))
+        os.chmod(src / name, 0o4755)
+
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-fsetid", *mvc_argv("src", "-o", "usb", "-f", "job.json")],
+        cwd=tmp_path,
+        env=mvc_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    for name in ("small-tool", "large-tool"):
+        assert stat.S_IMODE(os.stat(tmp_path / "usb" / name).st_mode) == 0o4755, name
 
 
 def test_sparse_files_stay_sparse_and_their_hash_covers_the_holes(tmp_path):
