@@ -98,7 +98,7 @@ def make_batches(
     volume_key: str,
     hash: bool = True,
     root_id: tuple[int, int] = (0, 0),
-    max_items: int = 64,
+    max_items: int = 256,
     max_bytes: int = 16 * 1024 * 1024,
 ) -> Iterator[CopyBatch]:
     """Group small files so interprocess traffic is paid per batch, not per file."""
