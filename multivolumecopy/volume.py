@@ -27,7 +27,8 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _jstr
 from typing import IO, Any, Optional
@@ -170,13 +171,78 @@ def same_content(held: Entry, want: Entry, granularity: int) -> bool:
     )
 
 
+_PACKED = struct.Struct("<cqqI")  # kind, size, mtime_ns, mode; then 32 bytes of SHA-256 or none
+
+
+class Held(MutableMapping[str, Entry]):
+    """What a drive holds: path -> :class:`Entry`, each kept as one small ``bytes`` (kind,
+    size, mtime, mode, and the SHA-256 in binary), about 150 bytes an entry with the map
+    where a tuple of Python objects took 290: a drive can hold a million files.  Symlink
+    targets, and digests that do not round-trip as lowercase hex (a hand-edited manifest),
+    are kept aside as they are.  Entries come back without ``ino`` (manifests have none)."""
+
+    __slots__ = ("_rows", "_aside")
+
+    def __init__(self) -> None:
+        self._rows: dict[str, bytes] = {}
+        self._aside: dict[str, tuple[Optional[str], Optional[str]]] = {}  # path -> (target, sha256)
+
+    def __setitem__(self, path: str, e: Entry) -> None:
+        digest = b""
+        aside = e.target is not None
+        if e.sha256 is not None:
+            try:
+                digest = bytes.fromhex(e.sha256)
+            except (ValueError, TypeError):
+                aside = True
+            if len(digest) != 32 or digest.hex() != e.sha256:
+                digest, aside = b"", True
+        try:
+            self._rows[path] = _PACKED.pack(e.kind.encode("ascii"), e.size, e.mtime_ns, e.mode) + digest
+        except struct.error as err:  # a number out of range, from a damaged manifest
+            raise ValueError(str(err)) from None
+        if aside:
+            self._aside[path] = (e.target, e.sha256)
+        else:
+            self._aside.pop(path, None)
+
+    def _entry(self, path: str, raw: bytes) -> Entry:
+        kind, size, mtime_ns, mode = _PACKED.unpack_from(raw)
+        aside = self._aside.get(path) if self._aside else None
+        if aside is not None:
+            target, sha256 = aside
+        else:
+            target, sha256 = None, raw[_PACKED.size :].hex() or None
+        return Entry(path, kind.decode("ascii"), size, mtime_ns, mode, target, sha256)
+
+    def __getitem__(self, path: str) -> Entry:
+        return self._entry(path, self._rows[path])
+
+    def get(self, path: str, default: Any = None) -> Any:
+        raw = self._rows.get(path)
+        return default if raw is None else self._entry(path, raw)
+
+    def __delitem__(self, path: str) -> None:
+        del self._rows[path]
+        self._aside.pop(path, None)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 class Drive:
     """One mounted drive (or directory) used as a volume; the parent process's view of it."""
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
         self.label: Optional[Label] = None
-        self.held: dict[str, Entry] = {}
+        self.held = Held()
         self.verified: dict[str, int] = {}  # path -> when its content was last checked (epoch s)
         self.names: dict[str, str] = {}  # path -> name on the drive, where they differ
         self.caps = Capabilities()
