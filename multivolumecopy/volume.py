@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _jstr
 from typing import IO, Any, Optional
 
-from .catalog import DIR, FILE, KINDS, LINK, Entry, same_version
+from .catalog import DIR, FILE, KINDS, LINK, Entry, same_version, sort_key
 from .errors import DriveError, OutputError
 from .fsutil import (
     atomic_write,
@@ -506,20 +506,25 @@ class Drive:
             "dirty": sorted(self.dirty),
         }
         head = json.dumps(doc, indent=1)
-        held = sorted(self.held.values(), key=_key)
-        names, verified = self.names, self.verified
+        # Paths in index order, and their entries made a chunk at a time: all of a big drive's
+        # entries as tuples at once would cost twice what the drive's record takes.
+        paths = sorted(self.held, key=sort_key)
+        names, verified, held = self.names, self.verified, self.held
 
-        def manifest() -> Iterator[bytes]:  # a chunk of rows at a time: memory stays flat
+        def chunks() -> Iterator[tuple[bool, list[Entry]]]:
+            for start in range(0, len(paths), CHUNK_ROWS):
+                last = start + CHUNK_ROWS >= len(paths)
+                yield last, [held[p] for p in paths[start : start + CHUNK_ROWS]]
+
+        def manifest() -> Iterator[bytes]:
             yield (head[: head.rfind("}")].rstrip() + ',\n "entries": [\n').encode("ascii")
-            for start in range(0, len(held), CHUNK_ROWS):
-                part = held[start : start + CHUNK_ROWS]
+            for last, part in chunks():
                 rows = ",\n".join([_entry_row(e, verified.get(e.path), names.get(e.path)) for e in part])
-                yield (rows + ("\n" if start + CHUNK_ROWS >= len(held) else ",\n")).encode("ascii")
+                yield (rows + ("\n" if last else ",\n")).encode("ascii")
             yield b" ]\n}\n"
 
         def sums() -> Iterator[bytes]:
-            for start in range(0, len(held), CHUNK_ROWS):
-                part = held[start : start + CHUNK_ROWS]
+            for _, part in chunks():
                 yield b"".join(
                     sums_line(e, names.get(e.path, e.path)) for e in part if e.kind == FILE and e.sha256
                 )
@@ -639,10 +644,6 @@ class Drive:
             raise
         except OSError as err:
             raise drive_error(self.root, err) from None
-
-
-def _key(e: Entry) -> str:
-    return e.path.replace("/", "\x00")
 
 
 def _parent_is_dir(root: str, parent: str, cache: dict[str, bool]) -> bool:
