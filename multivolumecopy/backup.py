@@ -951,10 +951,10 @@ class Backup:
         assert job is not None
         cat = job.catalog
         self._set_dir_metadata(drive)
-        drive.commit(job.run.number)
+        drive.commit(job.run.number, (p for p, v in zip(cat.paths, cat.volumes) if v == rec.number))
         # What did not fit (a drive holding less than its record said) goes to a new drive.
-        for i in cat.indexes_on(rec.number):
-            if cat.paths[i] not in drive.held:
+        for i, v in enumerate(cat.volumes):
+            if v == rec.number and cat.paths[i] not in drive.held:
                 cat.volumes[i] = NO_VOLUME
                 self.targets[i] = NEW_DRIVE
         for i, v in self.targets.items():
@@ -1092,22 +1092,42 @@ def _volumes_text(wanted: list[int], still: str = "") -> str:
     return f"volumes {names} {still}need updating"
 
 
-def _json(doc: dict) -> bytes:
-    """A report as indented JSON, a list item a line.  ``json.dumps(indent=...)`` runs in pure
-    Python and took 0.15 s for the lists of 100,000 paths a first backup reports."""
-    return (_indented(doc, 0) + "\n").encode("ascii")
+def _json(doc: dict) -> Iterator[bytes]:
+    """A report as indented JSON, a list item a line, in chunks of about a MiB: the lists of a
+    million paths a big first backup reports are never one string.  (``json.dumps(indent=...)``
+    runs in pure Python and took 0.15 s for 100,000 paths.)"""
+    buffered: list[str] = []
+    size = 0
+    for part in _json_parts(doc, 0):
+        buffered.append(part)
+        size += len(part)
+        if size >= 1 << 20:
+            yield "".join(buffered).encode("ascii")
+            buffered, size = [], 0
+    buffered.append("\n")
+    yield "".join(buffered).encode("ascii")
 
 
-def _indented(value: object, depth: int) -> str:
+def _json_parts(value: object, depth: int) -> Iterator[str]:
     pad = "\n" + " " * (depth + 1)
     if isinstance(value, dict) and value:
-        items = (f"{encode_basestring_ascii(str(k))}: {_indented(v, depth + 1)}" for k, v in value.items())
+        yield "{"
+        for n, (key, item) in enumerate(value.items()):
+            yield f"{',' if n else ''}{pad}{encode_basestring_ascii(str(key))}: "
+            yield from _json_parts(item, depth + 1)
+        yield "\n" + " " * depth + "}"
     elif isinstance(value, list) and value:
-        items = (encode_basestring_ascii(v) if isinstance(v, str) else json.dumps(v) for v in value)
+        yield "["
+        for start in range(0, len(value), ROWS_AT_A_TIME):
+            part = value[start : start + ROWS_AT_A_TIME]
+            items = (encode_basestring_ascii(v) if isinstance(v, str) else json.dumps(v) for v in part)
+            yield ("," if start else "") + pad + ("," + pad).join(items)
+        yield "\n" + " " * depth + "]"
     else:
-        return json.dumps(value)
-    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
-    return opening + pad + ("," + pad).join(items) + "\n" + " " * depth + closing
+        yield json.dumps(value)
+
+
+ROWS_AT_A_TIME = 16384
 
 
 def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:

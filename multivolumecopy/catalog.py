@@ -123,8 +123,10 @@ class Catalog:
     def total_bytes(self) -> int:
         return sum(self.sizes)
 
-    def indexes_on(self, volume: int) -> list[int]:
-        return [i for i, v in enumerate(self.volumes) if v == volume]
+    def indexes_on(self, volume: int) -> array[int]:
+        """Indexes of the entries on ``volume``, as an array: 8 bytes an index where a list
+        takes 36 (a million files on one drive)."""
+        return array("q", (i for i, v in enumerate(self.volumes) if v == volume))
 
 
 def same_version(

@@ -53,7 +53,7 @@ def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> C
     ):
         new.volumes = array("i", old.volumes)  # nothing changed at all
         placed = sum(1 for v in old.volumes if v != NO_VOLUME)
-        return Changes(unchanged=placed, new=old.indexes_on(NO_VOLUME))
+        return Changes(unchanged=placed, new=list(old.indexes_on(NO_VOLUME)))
     ch, matched = _walk_together(old, new, granularity)
     gone = [j for j, m in enumerate(matched) if not m and old.volumes[j] != NO_VOLUME]
     if gone and ch.new and not {old.paths[j] for j in gone}.isdisjoint(new.paths[i] for i in ch.new):

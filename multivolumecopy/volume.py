@@ -28,10 +28,10 @@ import os
 import shutil
 import stat
 import struct
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _jstr
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Union
 
 from .catalog import DIR, FILE, KINDS, LINK, Entry, same_version, sort_key
 from .errors import DriveError, OutputError
@@ -483,8 +483,12 @@ class Drive:
         self._append({"t": "sync"})
         self._flush(durable=True)
 
-    def commit(self, run_number: Optional[int] = None) -> None:
-        """Fold everything into a new manifest (the commit point) and start an empty journal."""
+    def commit(self, run_number: Optional[int] = None, order: Optional[Iterable[str]] = None) -> None:
+        """Fold everything into a new manifest (the commit point) and start an empty journal.
+
+        ``order``: paths in index order naming everything the drive holds (the catalog's, for
+        this volume), which spares sorting a key for every path; anything it leaves out, and
+        the order is not used."""
         if self._journal is not None:
             self._flush(durable=False)
         self.check_present()
@@ -508,8 +512,10 @@ class Drive:
         head = json.dumps(doc, indent=1)
         # Paths in index order, and their entries made a chunk at a time: all of a big drive's
         # entries as tuples at once would cost twice what the drive's record takes.
-        paths = sorted(self.held, key=sort_key)
         names, verified, held = self.names, self.verified, self.held
+        paths = [p for p in order if p in held] if order is not None else []
+        if len(paths) != len(held):
+            paths = sorted(held, key=sort_key)
 
         def chunks() -> Iterator[tuple[bool, list[Entry]]]:
             for start in range(0, len(paths), CHUNK_ROWS):
@@ -550,7 +556,7 @@ class Drive:
         self.check_present()
         atomic_write(self.path(JOBCOPY), read_chunks(jobfile))
 
-    def write_record(self, name: str, data: bytes) -> None:
+    def write_record(self, name: str, data: Union[bytes, Iterable[bytes]]) -> None:
         """A record of ours at the drive's root (raises OSError as is, like write_jobcopy)."""
         self.check_present()
         atomic_write(self.path(name), data)

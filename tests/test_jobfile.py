@@ -120,3 +120,13 @@ def test_a_jobfile_reformatted_by_another_tool_still_loads(tmp_path):
     jf.save(str(path), job)
     path.write_text(json.dumps(json.loads(path.read_text()), indent=4))
     assert jf.load(str(path)).catalog.paths == job.catalog.paths
+
+
+def test_reports_written_in_chunks_are_one_valid_json_document():
+    from multivolumecopy.backup import ROWS_AT_A_TIME, _json
+
+    paths = [f"d/f{i} caf\u00e9 \udcff" for i in range(2 * ROWS_AT_A_TIME + 3)]
+    doc = {"volumes": {"1": {"copied": paths, "renamed": [["a", "b"]]}, "2": {}}, "empty": []}
+    chunks = list(_json(doc))
+    assert len(chunks) > 1
+    assert json.loads(b"".join(chunks)) == doc
