@@ -128,7 +128,10 @@ class Writeback:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()  # not joined: a sync under way finishes on its own
+        self._stop.set()
+        # Its descriptor keeps the drive busy: gone before anyone is told to unmount (a sync
+        # under way is waited for, as the commit that follows would wait for it anyway).
+        self._thread.join(timeout=60)
 
     def _run(self) -> None:
         func = getattr(_load_libc(), "syncfs", None)
