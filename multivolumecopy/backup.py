@@ -1056,7 +1056,7 @@ class Backup:
         index = {cat.paths[i]: i for i, k in enumerate(cat.kinds) if k == dir_code}
         for path in depth_first(dirs):
             i = index.get(path)
-            if i is None or cat.kinds[i] != ord(DIR) or path.startswith(RESERVED_PREFIX):
+            if i is None or path.startswith(RESERVED_PREFIX):
                 continue
             full = drive.path(drive.on_drive(path) or path)
             try:

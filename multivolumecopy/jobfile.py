@@ -144,10 +144,6 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
     yield b" ]\n}\n"
 
 
-def dumps(job: Job) -> bytes:
-    return b"".join(dump_chunks(job))
-
-
 def save(path: str, job: Job) -> None:
     """Write the jobfile atomically, a chunk at a time."""
     job.updated = now_iso()
@@ -196,8 +192,8 @@ def _parse(fh: IO[bytes], path: str) -> Job:
             _add_rows(cat, _decode(b"[" + b"".join(chunk).rstrip().rstrip(b",") + b"]", path))
     except (ValueError, TypeError, IndexError):
         raise _damaged(path) from None
-    if [t for t in tail if t] != [b"]", b"}"] or (chunk and chunk[-1].rstrip().endswith(b",")):
-        _decode(b"", path)  # cut short, perhaps at the end of a row: refused as truncated
+    if [t for t in tail if t] != [b"]", b"}"]:
+        raise _corrupt(path)  # cut short, perhaps at the end of a row
     return _checked(head, path, cat)
 
 
@@ -205,10 +201,14 @@ def _decode(text: bytes, path: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError):
-        raise JobfileError(
-            f"jobfile {path} is corrupt or truncated (not valid JSON); restore it from a drive's "
-            f"copy ({DEFAULT_NAME} at the drive's root) or move it away to start a new job"
-        ) from None
+        raise _corrupt(path) from None
+
+
+def _corrupt(path: str) -> JobfileError:
+    return JobfileError(
+        f"jobfile {path} is corrupt or truncated (not valid JSON); restore it from a drive's "
+        f"copy ({DEFAULT_NAME} at the drive's root) or move it away to start a new job"
+    )
 
 
 def _damaged(path: str) -> JobfileError:
