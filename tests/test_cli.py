@@ -170,12 +170,17 @@ def test_a_rerun_after_new_files_puts_them_on_a_drive_and_copies_nothing_else(tm
     assert {k: v for k, v in after.items() if k in stamp} == stamp
 
 
-def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_place(tmp_path):
-    src = tmp_path / "src"
-    total = make_tree(src)
+def first_volume_filled(tmp_path) -> tuple[str, ...]:
+    """A job of three directory volumes, stopped at the first swap; returns its arguments."""
+    total = make_tree(tmp_path / "src")
     (tmp_path / "usb").mkdir()
     args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", str(total // 3))
     assert run_mvc(*args, cwd=tmp_path).returncode == ExitCode.SWAP_NEEDED
+    return args
+
+
+def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_place(tmp_path):
+    args = first_volume_filled(tmp_path)
     # What the jobfile holds when a crash comes after volume 2 was recorded, before its label:
     job = json.loads((tmp_path / "job.json").read_text())
     ghost = dict(job["volumes"][0], number=2, uuid="ghost")
@@ -194,11 +199,7 @@ def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_pla
 
 
 def test_a_blank_drive_is_refused_while_a_volume_with_files_is_unfinished(tmp_path):
-    src = tmp_path / "src"
-    total = make_tree(src)
-    (tmp_path / "usb").mkdir()
-    args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", str(total // 3))
-    assert run_mvc(*args, cwd=tmp_path).returncode == ExitCode.SWAP_NEEDED
+    args = first_volume_filled(tmp_path)
     job = json.loads((tmp_path / "job.json").read_text())
     job["run"]["open_volume"] = 1  # as after Ctrl-C in the middle of volume 1
     job["run"]["done_volumes"] = []

@@ -99,6 +99,12 @@ def test_verify_lists_a_deleted_file_and_a_stray_one(tmp_path, drives, three_dri
     assert [p for _, p in as_json["missing"]] == [gone]
 
 
+def restore_through_bay(tmp_path, bay, to, *patterns: str):
+    """``--restore`` into ``to``, the drives offered by the bay's swap script."""
+    args = ("--restore", "--to", str(to), "-f", str(tmp_path / "job.json"), "-o", str(bay.point))
+    return run_mvc(*args, "--new-volume-script", bay.script, *patterns, cwd=tmp_path)
+
+
 @needs_root
 def test_restore_from_drives_offered_in_reverse_order_gives_the_source_back(tmp_path, three_drives, bay):
     src, images, _ = three_drives
@@ -106,18 +112,7 @@ def test_restore_from_drives_offered_in_reverse_order_gives_the_source_back(tmp_
     bay.enqueue(*reversed(images[:-1]))
     to = tmp_path / "restored"
 
-    result = run_mvc(
-        "--restore",
-        "--to",
-        str(to),
-        "-f",
-        str(tmp_path / "job.json"),
-        "-o",
-        str(bay.point),
-        "--new-volume-script",
-        bay.script,
-        cwd=tmp_path,
-    )
+    result = restore_through_bay(tmp_path, bay, to)
 
     assert result.returncode == 0, result.stderr
     order = ", ".join(str(n) for n in range(len(images), 0, -1))
@@ -145,19 +140,7 @@ def test_a_pattern_restore_takes_only_matching_files_and_asks_only_for_their_dri
     bay.enqueue(*[images[v - 1] for v in volumes])
     to = tmp_path / "restored"
 
-    result = run_mvc(
-        "--restore",
-        "--to",
-        str(to),
-        "-f",
-        str(tmp_path / "job.json"),
-        "-o",
-        str(bay.point),
-        "--new-volume-script",
-        bay.script,
-        "zeta/",
-        cwd=tmp_path,
-    )
+    result = restore_through_bay(tmp_path, bay, to, "zeta/")
 
     assert result.returncode == 0, result.stderr
     assert f"drive refused: volume {unneeded} holds nothing still to restore" in result.stderr
