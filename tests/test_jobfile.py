@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -30,11 +31,25 @@ def sample_job() -> jf.Job:
     return job
 
 
-def test_round_trip_keeps_every_field_and_odd_names(tmp_path):
+def load(path, cache: str) -> jf.Job:
+    """Load through the catalog cache, or ("deleted") by parsing the rows."""
+    if cache == "deleted":
+        os.unlink(f"{path}{jf.CACHE_SUFFIX}")
+    job = jf.load(str(path))
+    assert job.cached == (cache == "kept")
+    return job
+
+
+def columns(cat: Catalog) -> tuple:
+    return (cat.paths, cat.kinds, cat.sizes, cat.mtimes, cat.modes, cat.volumes, cat.inodes, cat.targets)
+
+
+@pytest.mark.parametrize("cache", ["kept", "deleted"])
+def test_round_trip_keeps_every_field_and_odd_names(tmp_path, cache):
     job = sample_job()
     path = tmp_path / "job.json"
     jf.save(str(path), job)
-    back = jf.load(str(path))
+    back = load(path, cache)
     assert list(back.catalog) == list(job.catalog)
     assert list(back.catalog.volumes) == [1, 1, 2, 0]
     assert back.volumes == job.volumes
@@ -73,7 +88,7 @@ def test_save_replaces_atomically_and_leaves_no_temp_file(tmp_path):
     path = tmp_path / "job.json"
     jf.save(str(path), sample_job())
     jf.save(str(path), sample_job())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json", "job.json.cache"]
 
 
 def big_job(n: int) -> jf.Job:
@@ -87,19 +102,67 @@ def big_job(n: int) -> jf.Job:
     return job
 
 
+@pytest.mark.parametrize("cache", ["kept", "deleted"])
 @pytest.mark.parametrize("extra", [-1, 0, 1, jf.ROWS_PER_CHUNK + 5])
-def test_catalogs_of_several_chunks_round_trip(tmp_path, extra):
+def test_catalogs_of_several_chunks_round_trip(tmp_path, extra, cache):
     job = big_job(jf.ROWS_PER_CHUNK + extra)
     path = tmp_path / "job.json"
     jf.save(str(path), job)
-    back = jf.load(str(path)).catalog
-    assert back.paths == job.catalog.paths
-    assert (back.sizes, back.mtimes, back.volumes, back.inodes) == (
-        job.catalog.sizes,
-        job.catalog.mtimes,
-        job.catalog.volumes,
-        job.catalog.inodes,
-    )
+    assert columns(load(path, cache).catalog) == columns(job.catalog)
+
+
+def test_the_catalog_cache_holds_what_the_rows_hold(tmp_path):
+    job = big_job(300)
+    job.catalog.append(Entry("hard", FILE, 5, 1, 0o644, "d0/f000000", ino=7), 2)
+    job.catalog.append(Entry("link \udcff", LINK, 0, 1, 0o777, "caf\u00e9 \udcfe/\n"), 2)
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    cached = load(path, "kept")
+    parsed = load(path, "deleted")
+    assert columns(cached.catalog) == columns(parsed.catalog) == columns(job.catalog)
+    assert (cached.run, cached.volumes) == (parsed.run, parsed.volumes)
+
+
+def test_a_jobfile_edited_by_hand_is_read_as_edited_not_from_its_cache(tmp_path):
+    path = tmp_path / "job.json"
+    jf.save(str(path), sample_job())
+    text = path.read_text()
+    # The same length, so only the content tells the edit apart.
+    path.write_text(text.replace(",12,1600000000123456789,", ",13,1600000000123456789,"))
+    back = jf.load(str(path))
+    assert not back.cached
+    assert back.catalog.sizes[1] == 13
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:-1] + bytes([b[-1] ^ 1]),  # a flipped bit in the columns
+        lambda b: b[: len(b) // 2],  # cut short (a crash while it was written)
+        lambda b: b"",  # empty
+        lambda b: b.replace(b'"version": 1', b'"version": 2', 1),  # from another version
+        lambda b: b"\x00\xff" * 40,  # not a cache at all
+    ],
+)
+def test_a_damaged_cache_is_ignored_and_the_rows_are_read(tmp_path, damage):
+    job = big_job(100)
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    cache = tmp_path / f"job.json{jf.CACHE_SUFFIX}"
+    cache.write_bytes(damage(cache.read_bytes()))
+    back = jf.load(str(path))
+    assert not back.cached
+    assert columns(back.catalog) == columns(job.catalog)
+
+
+def test_write_cache_makes_the_next_load_use_it(tmp_path):
+    path = tmp_path / "job.json"
+    jf.save(str(path), big_job(40))
+    os.unlink(f"{path}{jf.CACHE_SUFFIX}")
+    job = jf.load(str(path))
+    jf.write_cache(str(path), job)
+    again = jf.load(str(path))
+    assert again.cached and columns(again.catalog) == columns(job.catalog)
 
 
 def test_a_jobfile_cut_at_the_end_of_a_row_is_refused_not_read_short(tmp_path):
