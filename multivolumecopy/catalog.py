@@ -71,6 +71,16 @@ class Catalog:
             self.targets[i] = entry.target
         self._index = None
 
+    def extend(self, other: Catalog) -> None:
+        """Append ``other``'s entries after these (its indexes shift by this catalog's length)."""
+        base = len(self.paths)
+        self.paths.extend(other.paths)
+        self.kinds.extend(other.kinds)
+        for name in ("sizes", "mtimes", "modes", "volumes", "inodes"):
+            getattr(self, name).extend(getattr(other, name))
+        self.targets.update({base + i: t for i, t in other.targets.items()})
+        self._index = None
+
     @classmethod
     def from_entries(cls, entries: Iterable[Entry]) -> Catalog:
         """Build a catalog in sort order from unsorted entries."""

@@ -19,7 +19,6 @@ SIGINT; the parent decides what an interrupt means.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import multiprocessing
@@ -34,7 +33,7 @@ from typing import Any, Callable, Optional
 
 from . import faults
 from .catalog import DIR, FILE, LINK
-from .fsutil import is_drive_gone, is_no_space
+from .fsutil import die_with_parent, is_drive_gone, is_no_space
 
 OK = "ok"
 NO_SPACE = "no-space"  # the drive is full; this file goes to the next volume
@@ -44,7 +43,6 @@ FAILED = "failed"  # the source could not be read, or the drive refused this one
 CONFLICT = "conflict"  # something not ours is in the way on the drive
 DRIVE_ERROR = "drive-error"  # the drive failed (EIO, EROFS, gone): stop the run
 
-PR_SET_PDEATHSIG = 1
 CHUNK = 8 * 1024 * 1024
 PROGRESS_EVERY = 32 * 1024 * 1024
 UNSTABLE_RETRIES = 3
@@ -162,7 +160,7 @@ def worker_main(
     # its parent, even one killed -9.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # already ignored since exec (see CopyPool)
-    _die_with_parent(parent)
+    die_with_parent(parent)
     os.umask(0)  # files are created with their own mode (see _create), folders 0o700
     limits = limits or WorkerLimits()
     if limits.bwlimit:
@@ -226,16 +224,6 @@ def _read_once(fd: int) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_NOREUSE)
     except (OSError, AttributeError):
         pass
-
-
-def _die_with_parent(parent: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols, libc's among them
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent's sentinel and terminate() still stop us
-    if os.getppid() != parent:
-        os._exit(1)  # the parent died before we asked to be told
 
 
 _BATCH_DIR: dict[str, str] = {}

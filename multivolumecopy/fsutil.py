@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Optional, Union
@@ -205,3 +206,17 @@ def mtimes_equal(a: int, b: int, granularity: int) -> bool:
     less than one unit.
     """
     return abs(a - b) < granularity if granularity > 1 else a == b
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process: be killed when the parent ``parent`` dies (kill -9 included), so no
+    helper outlives the run."""
+    try:
+        _load_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's pipes and signals still end us
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before we asked to be told

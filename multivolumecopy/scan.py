@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import pickle
+import signal
 import stat
 from array import array
 from collections.abc import Iterable
@@ -18,6 +20,7 @@ from typing import Callable, Optional
 
 from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
+from .fsutil import die_with_parent
 
 SkipCallback = Callable[[str, str], None]
 
@@ -100,11 +103,19 @@ class Excluder:
         return False
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, which containers and taskset narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def scan(
     sources: Sources,
     exclude: Iterable[str] = (),
     on_skip: Optional[SkipCallback] = None,
     one_file_system: bool = False,
+    processes: int = 1,
 ) -> Catalog:
     """Walk every source and return the catalog, already in index order.
 
@@ -115,12 +126,173 @@ def scan(
     Files with more than one link to the same inode form a hard-link group: every member
     but the first (in index order) gets the first's path as its ``target``, so a drive holding
     both can link them instead of storing the data twice.
+
+    With ``processes`` above 1 the folders below the top levels are shared out among this
+    process and forked helpers (see :class:`Scan`); the catalog is the same.
     """
-    walk = _Walk(Excluder(exclude), on_skip or (lambda path, why: None), one_file_system)
-    walk.all(sources)
-    cat = walk.cat
-    cat.volumes = array("i", bytes(4 * len(cat.paths)))
-    return cat
+    with Scan(sources, exclude, on_skip, one_file_system, processes) as scanning:
+        return scanning.result()
+
+
+# A piece of the catalog walked by one process: its columns, its hard-linked files as
+# (position, device, inode) for the leaders to be chosen in index order once the pieces are
+# joined, and what it left out as (path, why) for on_skip.
+Piece = tuple[Catalog, list[tuple[int, int, int]], list[tuple[str, str]]]
+Task = tuple[str, str, int]  # a folder whose contents a process walks: path, relative path, device
+
+TOKEN = 4  # bytes of a task number in the token pipe
+MAX_TOKENS = 8192  # 32 KiB of tokens: the pipe (64 KiB) takes them all before anyone reads
+
+
+class Scan:
+    """A scan under way, shared among ``processes`` processes.
+
+    The top levels of the tree are walked here first, down to where there are enough folders
+    (*tasks*) to share; the catalog is then the walked pieces with each task's contents in its
+    place.  Helpers are forked and take task numbers from a pipe filled beforehand (a read of 4
+    bytes from a pipe is one token: no lock), as does this process in :meth:`result`, so
+    whoever is free takes the next folder, and the caller can do other work (read the jobfile)
+    between starting the scan and asking for its result.  A helper that dies is not waited
+    for: the tasks it took and did not return are walked here again.
+    """
+
+    def __init__(
+        self,
+        sources: Sources,
+        exclude: Iterable[str] = (),
+        on_skip: Optional[SkipCallback] = None,
+        one_file_system: bool = False,
+        processes: int = 1,
+    ):
+        self.skip = on_skip or (lambda path, why: None)
+        self.excluded = Excluder(exclude)
+        self.one_file_system = one_file_system
+        self.pieces: list[Piece] = []
+        self.tasks: list[Task] = []
+        self.helpers: list[tuple[int, int]] = []  # (pid, read end of its result pipe)
+        self.tokens = -1  # read end of the pipe of task numbers, once helpers run
+        self.per_token = 1  # tasks a number stands for (a pipe holds only so many numbers)
+        walk = self._walk(None)
+        if processes > 1:
+            # Deep enough for a few folders a process, so that one big folder does not leave
+            # the others idle; at most three levels, walked here before the helpers start.
+            for depth in (1, 2, 3):
+                deeper = self._walk(depth)
+                deeper.all(sources)
+                if depth > 1 and len(deeper.tasks) <= len(walk.tasks):
+                    break  # a level down shares no better (one flat folder, say)
+                walk = deeper
+                if len(walk.tasks) >= 4 * processes or not walk.tasks:
+                    break
+        else:
+            walk.all(sources)
+        walk.close_piece()
+        self.pieces, self.tasks, self.layout = walk.pieces, walk.tasks, walk.layout
+        if len(self.tasks) > 1:
+            try:
+                self._start_helpers(min(processes, len(self.tasks)) - 1)
+            except BaseException:
+                self.close()  # a fork that failed: no helper started so far is left running
+                raise
+
+    def _walk(self, depth: Optional[int]) -> _Walk:
+        return _Walk(self.excluded, self.one_file_system, depth)
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_helpers(self, count: int) -> None:
+        if count < 1:
+            return
+        per_token = -(-len(self.tasks) // MAX_TOKENS)
+        starts = range(0, len(self.tasks), per_token)
+        self.per_token = per_token
+        read, write = os.pipe()
+        os.write(write, b"".join(n.to_bytes(TOKEN, "little") for n in range(len(starts))))
+        os.close(write)  # taken tokens are not put back: an empty pipe reads as the end
+        self.tokens = read
+        for _ in range(count):
+            result_read, result_write = os.pipe()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (a forked helper; its work is checked by the tests)
+                status = 1
+                try:
+                    os.close(result_read)
+                    die_with_parent(parent)
+                    done = self._take_tasks()
+                    with os.fdopen(result_write, "wb") as out:
+                        pickle.dump(done, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(result_write)
+            self.helpers.append((pid, result_read))
+
+    def _take_tasks(self) -> dict[int, Piece]:
+        done: dict[int, Piece] = {}
+        while True:
+            token = os.read(self.tokens, TOKEN) if self.tokens >= 0 else b""
+            if len(token) < TOKEN:
+                return done
+            first = int.from_bytes(token, "little") * self.per_token
+            for n in range(first, min(first + self.per_token, len(self.tasks))):
+                done[n] = self._run(n)
+
+    def _run(self, n: int) -> Piece:
+        walk = self._walk(None)
+        walk.dir(*self.tasks[n])
+        walk.close_piece()
+        return walk.pieces[0]
+
+    def result(self) -> Catalog:
+        """Walk the tasks no helper took, gather the helpers' work, and join it all in order."""
+        done = self._take_tasks()
+        while self.helpers:
+            pid, result_read = self.helpers[0]
+            try:
+                with os.fdopen(result_read, "rb", closefd=False) as fh:
+                    done.update(pickle.load(fh))
+            except Exception:  # noqa: BLE001 - a helper that died: its tasks are walked below
+                pass
+            os.close(result_read)
+            os.waitpid(pid, 0)
+            self.helpers.pop(0)
+        cat = Catalog()
+        leaders: dict[tuple[int, int], str] = {}
+        pieces = iter(self.pieces)
+        for slot in self.layout:
+            # -1: the next piece walked here; N: task N, from a helper or (if it died) walked now
+            piece = next(pieces) if slot < 0 else done.get(slot) or self._run(slot)
+            base = len(cat)
+            part, linked, skipped = piece
+            cat.extend(part)
+            for i, dev, ino in linked:
+                path = cat.paths[base + i]
+                leader = leaders.setdefault((dev, ino), path)
+                if leader != path:
+                    cat.targets[base + i] = leader
+            for path, why in skipped:
+                self.skip(path, why)
+        cat.volumes = array("i", bytes(4 * len(cat.paths)))
+        return cat
+
+    def close(self) -> None:
+        """Stop and reap helpers still running (the caller failed before asking for the result)."""
+        for pid, result_read in self.helpers:
+            os.close(result_read)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+        self.helpers = []
+        if self.tokens >= 0:
+            os.close(self.tokens)
+            self.tokens = -1
 
 
 def _by_name(de: os.DirEntry) -> str:
@@ -128,12 +300,40 @@ def _by_name(de: os.DirEntry) -> str:
 
 
 class _Walk:
-    def __init__(self, excluded: Excluder, skip: SkipCallback, one_file_system: bool):
+    """One process's walk: folders listed once, sorted by name, depth first, into pieces.
+
+    With ``depth`` set, a folder found that many levels below a source is not walked: it
+    becomes a task, the piece walked so far is closed and a new one begins after it.
+    ``layout`` lists what the catalog is made of, in order: -1 for the next piece, N for
+    task N's contents.
+    """
+
+    def __init__(self, excluded: Excluder, one_file_system: bool, depth: Optional[int]):
         self.excluded = excluded if excluded.patterns else None
-        self.skip = skip
         self.one_file_system = one_file_system
+        self.depth = depth
+        self.pieces: list[Piece] = []
+        self.tasks: list[Task] = []
+        self.layout: list[int] = []
+        self._new_piece()
+
+    def _new_piece(self) -> None:
         self.cat = Catalog()
-        self.leaders: dict[tuple[int, int], str] = {}  # (dev, ino) -> first path, files with links
+        self.linked: list[tuple[int, int, int]] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def close_piece(self) -> None:
+        self.pieces.append((self.cat, self.linked, self.skipped))
+        self.layout.append(-1)
+        self._new_piece()
+
+    def _defer(self, path: str, rel: str, device: int) -> None:
+        self.close_piece()
+        self.layout.append(len(self.tasks))
+        self.tasks.append((path, rel, device))
+
+    def skip(self, rel: str, why: str) -> None:
+        self.skipped.append((rel, why))
 
     def _add(self, rel: str, kind: str, st: os.stat_result, target: Optional[str] = None) -> None:
         cat = self.cat
@@ -166,15 +366,12 @@ class _Walk:
             if rel_src:
                 seen_dirs.add(rel_src)
                 self._add(rel_src, DIR, st)
-            self._dir(src, rel_src, st.st_dev)
+            self.dir(src, rel_src, st.st_dev)
 
     def _file(self, rel: str, st: os.stat_result) -> None:
-        target = None
         if st.st_nlink > 1:
-            target = self.leaders.setdefault((st.st_dev, st.st_ino), rel)
-            if target == rel:
-                target = None
-        self._add(rel, FILE, st, target)
+            self.linked.append((len(self.cat.paths), st.st_dev, st.st_ino))
+        self._add(rel, FILE, st)
 
     def _list(self, path: str, rel: str) -> list[os.DirEntry]:
         try:
@@ -186,7 +383,8 @@ class _Walk:
         children.sort(key=_by_name)
         return children
 
-    def _dir(self, top: str, rel_top: str, device: int) -> None:
+    def dir(self, top: str, rel_top: str, device: int) -> None:
+        """Walk the contents of folder ``top`` (``rel_top`` in the catalog)."""
         cat = self.cat
         paths, kinds, sizes, mtimes, modes, inodes = (
             cat.paths.append,
@@ -197,6 +395,7 @@ class _Walk:
             cat.inodes.append,
         )
         excluded, skip, one_fs = self.excluded, self.skip, self.one_file_system
+        limit = self.depth or 0
         S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
         # Depth first, each folder's entries by name: a folder's contents follow it directly.
         stack = [(iter(self._list(top, rel_top)), f"{rel_top}/" if rel_top else "")]
@@ -230,6 +429,17 @@ class _Walk:
                 self._add(rel, DIR, st)
                 if other_fs:
                     skip(rel, "another filesystem is mounted here: kept empty (--one-file-system)")
+                elif len(stack) == limit:
+                    self._defer(de.path, rel, device)
+                    cat = self.cat
+                    paths, kinds, sizes, mtimes, modes, inodes = (
+                        cat.paths.append,
+                        cat.kinds.append,
+                        cat.sizes.append,
+                        cat.mtimes.append,
+                        cat.modes.append,
+                        cat.inodes.append,
+                    )
                 else:
                     stack.append((iter(self._list(de.path, rel)), rel + "/"))
             elif other_fs:

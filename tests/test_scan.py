@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
+import psutil
 import pytest
 
 from multivolumecopy.catalog import DIR, FILE, LINK, sort_key
@@ -123,3 +125,116 @@ def test_the_walk_comes_out_in_index_order_whatever_the_names(tmp_path):
         assert paths == sorted(paths, key=sort_key)
         assert len(paths) == len(set(paths))
     assert {"other", "other/deep", "other/deep/er/f", "src/a/b/x", "other-x"} <= set(paths)
+
+
+# -- the scan shared among processes ------------------------------------------------------
+
+
+def varied_tree(root):
+    """Folders at several depths (so the work is shared below the top level), hard links
+    across folders that different processes walk, symlinks, a fifo and an excluded name."""
+    for top in ("a", "b", "c d", "c-e", "only"):
+        for sub in ("x", "y/z", "y/z/deeper"):
+            (root / top / sub).mkdir(parents=True, exist_ok=True)
+            for n in range(3):
+                (root / top / sub / f"f{n}.txt").write_text(f"{top}/{sub}/{n}")
+    (root / "top.txt").write_text("t")
+    os.link(root / "c d/x/f0.txt", root / "a/y/z/deeper/linked")
+    os.link(root / "c d/x/f0.txt", root / "b/x/linked too")
+    os.symlink("../x", root / "b/y/back")
+    os.mkfifo(root / "c-e/x/fifo")
+    (root / "only/x/skip.me").write_text("left out")
+
+
+def scanned(sources, processes):
+    skipped = []
+    cat = scan(sources, ["*.me"], lambda p, why: skipped.append((p, why)), processes=processes)
+    return cat, skipped
+
+
+def columns(cat):
+    return (cat.paths, cat.kinds, cat.sizes, cat.mtimes, cat.modes, cat.inodes, cat.targets, cat.volumes)
+
+
+@pytest.fixture
+def walked_here(monkeypatch):
+    """Folders this (the test's) process walks, each made slow, so that forked helpers, which
+    the slowness does not reach, certainly take some; or told to die in every helper."""
+    from multivolumecopy import scan as scan_module
+
+    me = os.getpid()
+    here = Walked()
+    walk_folder = scan_module._Walk.dir
+
+    def walk(self, top, rel_top, device):
+        if os.getpid() != me:
+            if here.helpers_die:
+                os._exit(3)  # as a helper killed by the OOM killer would
+        elif self.depth is None:  # a folder's whole contents, not the walk of the top levels
+            here.append(rel_top)
+            time.sleep(0.05)
+        return walk_folder(self, top, rel_top, device)
+
+    monkeypatch.setattr(scan_module._Walk, "dir", walk)
+    return here
+
+
+class Walked(list):
+    helpers_die = False
+
+
+@pytest.mark.parametrize("processes", [2, 3, 8])
+def test_a_scan_shared_among_processes_gives_the_same_catalog_and_reports(tmp_path, processes, walked_here):
+    varied_tree(tmp_path / "src")
+    sources = resolve_sources([str(tmp_path / "src")])
+    alone, skipped_alone = scanned(sources, 1)
+    del walked_here[:]
+    shared, skipped_shared = scanned(sources, processes)
+    assert len(walked_here) < 10  # of the ten folders shared, helpers walked some
+    assert columns(shared) == columns(alone)
+    fifo = ("c-e/x/fifo", "special file (socket, fifo or device) left out")
+    assert skipped_shared == skipped_alone == [fifo]
+    # The first of a hard-link group in index order leads it, whoever walked it.
+    assert shared.targets[shared.paths.index("b/x/linked too")] == "a/y/z/deeper/linked"
+    assert shared.targets[shared.paths.index("c d/x/f0.txt")] == "a/y/z/deeper/linked"
+    assert "only/x/skip.me" not in shared.paths
+
+
+def test_several_sources_are_shared_among_processes_too(tmp_path):
+    varied_tree(tmp_path)
+    sources = resolve_sources([str(tmp_path / "b"), str(tmp_path / "a/y"), str(tmp_path / "top.txt")])
+    assert columns(scanned(sources, 3)[0]) == columns(scanned(sources, 1)[0])
+
+
+def test_a_helper_that_dies_costs_time_not_entries(tmp_path, walked_here):
+    varied_tree(tmp_path / "src")
+    sources = resolve_sources([str(tmp_path / "src")])
+    alone, _ = scanned(sources, 1)
+    del walked_here[:]
+    walked_here.helpers_die = True
+    shared, _ = scanned(sources, 2)
+    assert len(walked_here) == 10  # the helper died: every folder was walked here
+    assert columns(shared) == columns(alone)
+    assert psutil.Process().children() == []
+
+
+def test_a_scan_abandoned_before_its_result_leaves_no_process_behind(tmp_path):
+    from multivolumecopy.scan import Scan
+
+    varied_tree(tmp_path / "src")
+    with Scan(resolve_sources([str(tmp_path / "src")]), processes=3) as scanning:
+        assert len(psutil.Process().children()) == 2
+        del scanning  # the caller failed (a bad jobfile, Ctrl-C) before asking for the result
+    assert psutil.Process().children() == []
+
+
+def test_more_folders_than_the_pipe_holds_numbers_for_are_shared_in_runs(tmp_path, monkeypatch, walked_here):
+    from multivolumecopy import scan as scan_module
+
+    varied_tree(tmp_path / "src")
+    sources = resolve_sources([str(tmp_path / "src")])
+    alone, _ = scanned(sources, 1)
+    monkeypatch.setattr(scan_module, "MAX_TOKENS", 3)  # 10 folders, 3 numbers: 4 folders a number
+    del walked_here[:]
+    assert columns(scanned(sources, 2)[0]) == columns(alone)
+    assert len(walked_here) in (0, 2, 4, 6, 8), walked_here  # whole runs of 4, 4 and 2: the helper took some
