@@ -27,28 +27,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import events as ev
 from . import faults
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, ancestors, depth_first, index_ranges
 from .changes import Changes, classify
-from .copier import (
-    CONFLICT,
-    DRIVE_ERROR,
-    FAILED,
-    NO_SPACE,
-    NOT_DONE,
-    OK,
-    VANISHED,
-    BatchDone,
-    CopyItem,
-    CopyPool,
-    WorkerDied,
-    make_batches,
-)
-from .dryrun import DryRun, dry_run_report
 from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError, UsageError
 from .fsutil import (
     Writeback,
@@ -63,10 +48,14 @@ from .lock import FileLock
 from .placement import NEW_DRIVE, place_new
 from .probe import Capabilities, probe
 from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
-from .scan import Sources, path_inside, resolve_sources, scan
+from .scan import Scan, Sources, path_inside, resolve_sources, usable_cpus
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
 from .volume import CHANGES, RESERVED_PREFIX, Drive, Label, drive_error, fs_identity
+
+if TYPE_CHECKING:
+    from .copier import BatchDone, CopyItem, CopyPool
+    from .dryrun import DryRun
 
 SYNC_EVERY_SECONDS = 30.0
 SYNC_EVERY_BYTES = 1 << 30
@@ -180,11 +169,14 @@ class Backup:
         jobfile = self.jobfile
         with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
             remove_stale_temporaries(jobfile)
+            remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)
             old, job, pending = self._load_and_merge(sources)
             self._check_sizes(job.catalog)
             if not job.run.in_progress and not pending and not self._unplaced_exist():
                 if old is None or _catalog_changed(old.catalog, job.catalog):
                     jf.save(jobfile, job)
+                elif not old.cached:
+                    jf.write_cache(jobfile, job)  # the next run reads the catalog from it
                 self.summary.nothing_to_do = True
                 self.emit(ev.NothingToDo(len(job.catalog), len(job.volumes)))
                 return self.summary
@@ -223,22 +215,27 @@ class Backup:
 
     def dry_run(self) -> DryRun:
         """What a run would do, volume by volume; touches no drive and writes nothing."""
+        from .dryrun import dry_run_report
+
         sources = resolve_sources(self.opts.sources)
         _, job, pending = self._load_and_merge(sources)
         self.targets = self._place()
         return dry_run_report(job, self.old_catalog, self.changes, self.targets, pending)
 
     def _load_and_merge(self, sources: Sources) -> tuple[Optional[jf.Job], jf.Job, set[int]]:
-        old = jf.load(self.jobfile) if os.path.exists(self.jobfile) else None
-        if old is not None:
-            self._check_same_job(old, sources)
-            self.old_catalog = old.catalog
-        catalog = scan(
+        # The scan's helpers walk the tree while this process reads the jobfile, then it joins them.
+        with Scan(
             sources,
             self.opts.exclude,
             lambda p, why: self.emit(ev.Skipped(p, why)),
             self.opts.one_file_system,
-        )
+            min(self.opts.workers, usable_cpus()),
+        ) as scanning:
+            old = jf.load(self.jobfile) if os.path.exists(self.jobfile) else None
+            if old is not None:
+                self._check_same_job(old, sources)
+                self.old_catalog = old.catalog
+            catalog = scanning.result()
         self._emit_scan(catalog)
         job, pending = self._merge(old, sources, catalog)
         self.job = job
@@ -355,6 +352,8 @@ class Backup:
                 total = min(total, self.opts.volume_size)
             limit = max(limit, total)
         block = block_size(self.opts.outputs[0])
+        if not catalog.sizes or round_up(max(catalog.sizes), block) <= limit:
+            return  # the common case, without a loop in Python
         for i, size in enumerate(catalog.sizes):
             on_drive = round_up(size, block)
             if catalog.volumes[i] == NO_VOLUME and on_drive > limit:
@@ -402,7 +401,8 @@ class Backup:
         return (i for i in range(len(vols)) if vols[i] == NO_VOLUME and i not in self.failed)
 
     def _unplaced_exist(self) -> bool:
-        return next(self._unplaced(), None) is not None
+        assert self.job is not None
+        return NO_VOLUME in self.job.catalog.volumes and next(self._unplaced(), None) is not None
 
     def _candidates(self, volume: int, fresh: bool) -> Iterator[int]:
         """Unplaced entries this volume should take, in index order: those placed on it, or for a
@@ -782,12 +782,26 @@ class Backup:
 
     def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
         """Copy through the pool; returns whether the drive ran out of space."""
+        # Imported here: a run with nothing to copy starts faster without multiprocessing.
+        from .copier import (
+            CONFLICT,
+            DRIVE_ERROR,
+            FAILED,
+            NO_SPACE,
+            NOT_DONE,
+            OK,
+            VANISHED,
+            WorkerDied,
+            make_batches,
+        )
+        from .copier import CopyPool as Pool
+
         job = self.job
         assert job is not None
         cat = job.catalog
         number = rec.number
         if self.pool is None:
-            self.pool = CopyPool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
+            self.pool = Pool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
         followers = self._linkable(drive, to_copy)
         paths, kinds, sizes, mtimes, modes, targets = (
             cat.paths,

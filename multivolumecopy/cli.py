@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import IO, Any, Optional
 
 from . import __version__
@@ -133,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=default_workers(),
         metavar="N",
-        help="copy processes (default: the number of CPUs, from 2 to 4)",
+        help="copy processes (default: the number of CPUs, from 2 to 4); the scan of the sources "
+        "is shared among as many, at most one a CPU",
     )
     b.add_argument(
         "--dry-run",
@@ -254,6 +254,8 @@ def main(
         stderr.write("multivolumecopy: interrupted; what was copied is kept: run the same command again\n")
         return int(ExitCode.INTERRUPTED)
     except Exception as err:  # a bug: show everything, so it can be reported
+        import traceback
+
         traceback.print_exc(file=stderr)
         stderr.write(
             f"multivolumecopy: internal error ({type(err).__name__}: {err}); please report it "
