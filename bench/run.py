@@ -26,7 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
-ENV = dict(os.environ, PYTHONPATH=str(HERE))
+# Run the tool as an installed copy runs: from compiled bytecode (see main), not compiling its
+# modules at every start because the shell says PYTHONDONTWRITEBYTECODE.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPATH"] = str(HERE)
 
 
 def small(root: Path, scale: float, rnd: random.Random) -> None:
@@ -116,17 +119,28 @@ def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
             results.setdefault(("no-change re-run, small", label), []).append(timed(cmd))
 
 
-def scan(src: Path, runs: int, results: dict) -> None:
+def scan_processes() -> int:
+    from multivolumecopy.cli import default_workers
+    from multivolumecopy.scan import usable_cpus
+
+    return min(default_workers(), usable_cpus())  # what a backup run uses
+
+
+def time_scans(src: Path, case: str, runs: int, results: dict) -> None:
+    """find against the scan alone in one process, and shared as a run shares it."""
     from multivolumecopy.scan import resolve_sources
     from multivolumecopy.scan import scan as do_scan
 
+    shared = scan_processes()
     for _ in range(runs):
-        results.setdefault(("scan, small", "find -printf"), []).append(
+        results.setdefault((f"scan, {case}", "find -printf"), []).append(
             timed(f"find {src} -printf '%s %T@\\n' > /dev/null")
         )
-        t = time.perf_counter()
-        do_scan(resolve_sources([str(src)]))
-        results.setdefault(("scan, small", "multivolumecopy scan"), []).append(time.perf_counter() - t)
+        for processes in (1, shared):
+            t = time.perf_counter()
+            do_scan(resolve_sources([str(src)]), processes=processes)
+            label = f"multivolumecopy scan, {processes} process{'es' if processes > 1 else ''}"
+            results.setdefault((f"scan, {case}", label), []).append(time.perf_counter() - t)
 
 
 def catalog(n: int, work: Path, results: dict, notes: list) -> None:
@@ -144,16 +158,21 @@ job = jf.Job("id", "/srv", ["/srv"], {{}}, jf.now_iso(), cat)
 t = time.perf_counter(); jf.save({str(work / "million.json")!r}, job); save = time.perf_counter() - t
 del job, cat
 t = time.perf_counter(); jf.load({str(work / "million.json")!r}); load = time.perf_counter() - t
-print(save, load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import os; os.unlink({str(work / "million.json") + ".cache"!r})
+t = time.perf_counter(); jf.load({str(work / "million.json")!r}); parse = time.perf_counter() - t
+print(save, load, parse, rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    save, load, rss = map(float, out)
-    results[(f"jobfile of {n:,} entries", "save")] = [save]
-    results[(f"jobfile of {n:,} entries", "load")] = [load]
+    save, load, parse, rss, rss_parse = map(float, out)
+    results[(f"jobfile of {n:,} entries", "save (and its cache)")] = [save]
+    results[(f"jobfile of {n:,} entries", "load (through the cache)")] = [load]
+    results[(f"jobfile of {n:,} entries", "load (rows parsed, no cache)")] = [parse]
     notes.append(
-        f"peak RSS of a process building, saving and loading {n:,} entries: {rss:.0f} MiB; "
+        f"peak RSS of a process building, saving and loading {n:,} entries: {rss:.0f} MiB, "
+        f"{rss_parse:.0f} MiB after loading again without the cache; "
         f"jobfile {os.path.getsize(work / 'million.json') / 1e6:.0f} MB"
     )
 
@@ -186,18 +205,9 @@ def with_peak(cmd: str) -> tuple[float, float]:
 
 def real_tree(src: Path, work: Path, runs: int, results: dict, notes: list) -> None:
     """Scan time against find, and a whole first backup and no-change re-run with their peak memory."""
-    from multivolumecopy.scan import resolve_sources
-    from multivolumecopy.scan import scan as do_scan
-
     n = sum(1 for _ in src.rglob("*"))
     case = f"tree of {n:,} entries"
-    for _ in range(runs):
-        results.setdefault((f"scan, {case}", "find -printf"), []).append(
-            timed(f"find {src} -printf '%s %T@\\n' > /dev/null")
-        )
-        t = time.perf_counter()
-        do_scan(resolve_sources([str(src)]))
-        results.setdefault((f"scan, {case}", "multivolumecopy scan"), []).append(time.perf_counter() - t)
+    time_scans(src, case, runs, results)
     dst = fresh_dir(work)
     for label in ("first backup", "no-change re-run"):
         seconds, peak = with_peak(mvc(src, dst, dst.with_suffix(".json")))
@@ -223,6 +233,7 @@ def main() -> None:
     ap.add_argument("--catalog-entries", type=int, default=1_000_000)
     ap.add_argument("--tree-entries", type=int, default=200_000, help="files in the real tree (not scaled)")
     args = ap.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE / "multivolumecopy")], check=True)
     only = set(args.only.split(","))
     rnd = random.Random(1)
     work = Path(tempfile.mkdtemp(prefix="mvc-bench-"))
@@ -237,7 +248,7 @@ def main() -> None:
         if "rerun" in only:
             rerun(work / "small", work, args.runs, results)
         if "scan" in only:
-            scan(work / "small", args.runs, results)
+            time_scans(work / "small", "small", args.runs, results)
         if "tree" in only:
             tree(work / "tree", args.tree_entries)
             real_tree(work / "tree", work, args.runs, results, notes)
@@ -248,14 +259,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"scale {args.scale}, {args.runs} runs, medians; {os.cpu_count()} CPUs")
-    print(f"{'case':<46}{'method':<28}{'seconds':>9}{'ratio':>9}")
+    print(f"{'case':<46}{'method':<34}{'seconds':>9}{'ratio':>9}")
     base_of = {"first backup": "cp -a", "no-change": "rsync -a", "scan": "find -printf"}
     for (case, label), times in results.items():
         med = statistics.median(times)
         base_label = next((b for k, b in base_of.items() if case.startswith(k)), None)
         base = results.get((case, base_label)) if base_label else None
         ratio = f"{med / statistics.median(base):.2f}x" if base else ""
-        print(f"{case:<46}{label:<28}{med:>9.2f}{ratio:>9}")
+        print(f"{case:<46}{label:<34}{med:>9.2f}{ratio:>9}")
     for note in notes:
         print(note)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
