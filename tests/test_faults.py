@@ -119,6 +119,7 @@ def test_a_second_run_on_the_same_drive_is_refused_while_the_first_holds_it(tmp_
         "replace:.mvcopy-manifest.json",  # the new manifest written and synced, not yet in place
         "replace:.mvcopy-jobdata.json",  # volume 1 committed, its jobfile copy half replaced
         "replace:job.json:3",  # the drive committed, the jobfile not yet told
+        "replace:job.json.cache:3",  # the jobfile told, its catalog cache not yet replaced
     ],
 )
 def test_killed_at_a_fault_point_then_rerun_gives_the_exact_tree(tmp_path, drives, bay, fault):
