@@ -63,8 +63,8 @@ class TextRenderer:
     def __call__(self, event: ev.Event) -> None:  # noqa: C901 - one branch per event kind
         if isinstance(event, ev.ScanDone):
             self.say(
-                f"scanned {event.files} files, {event.dirs} folders, {event.links} symlinks "
-                f"({format_size(event.bytes)})"
+                f"scanned {count(event.files, 'file')}, {count(event.dirs, 'folder')}, "
+                f"{count(event.links, 'symlink')} ({format_size(event.bytes)})"
             )
         elif isinstance(event, ev.ChangesFound):
             self.say(
@@ -74,7 +74,7 @@ class TextRenderer:
         elif isinstance(event, ev.RunStarted):
             verb = "continuing" if event.resumed else "starting"
             self.say(
-                f"{verb} run {event.run}: {event.files_to_write} entries "
+                f"{verb} run {event.run}: {count(event.files_to_write, 'entry', 'entries')} "
                 f"({format_size(event.bytes_to_write)}) to place"
             )
             self._files["job"] = [0, event.files_to_write]
@@ -83,7 +83,7 @@ class TextRenderer:
         elif isinstance(event, ev.RestoreStarted):
             vols = ", ".join(str(v) for v in event.volumes) or "none"
             self.say(
-                f"restoring {event.files} files ({format_size(event.bytes)}) from volumes {vols}; "
+                f"restoring {count(event.files, 'file')} ({format_size(event.bytes)}) from volumes {vols}; "
                 f"{event.intact} already restored and intact"
             )
             self._files["job"] = [0, event.files]
@@ -91,14 +91,15 @@ class TextRenderer:
                 self._job = self._bar(event.bytes, "restore", 0)
         elif isinstance(event, ev.NothingToDo):
             self.say(
-                f"nothing to do: all {event.files} entries are on their volumes ({event.volumes} volumes)"
+                f"nothing to do: {count(event.files, 'entry', 'entries')} on "
+                f"{count(event.volumes, 'volume')}, all current"
             )
         elif isinstance(event, ev.VolumeMounted):
             what = "blank drive, now" if event.new else "found"
             self.say(f"{event.output}: {what} volume {event.volume} ({format_size(event.free)} free)")
         elif isinstance(event, ev.ForeignData):
             self.say(
-                f"volume {event.volume}: the drive already holds {event.files} files "
+                f"volume {event.volume}: the drive already holds {count(event.files, 'file')} "
                 f"({format_size(event.bytes)}) that are not part of this backup; they are left alone"
             )
         elif isinstance(event, ev.VolumePlanned):
@@ -133,12 +134,15 @@ class TextRenderer:
         elif isinstance(event, ev.FileFailed):
             self.say(f"FAILED {event.path}: {event.reason}")
         elif isinstance(event, ev.Renamed):
-            self.say(f"volume {event.volume}: renamed {len(event.pairs)} moved files in place")
+            self.say(f"volume {event.volume}: renamed {count(len(event.pairs), 'moved file')} in place")
             if self.verbose >= 2:
                 for old, new in event.pairs:
                     self.say(f"renamed {old} -> {new}")
         elif isinstance(event, ev.Purged):
-            self.say(f"volume {event.volume}: removed {event.files} entries that no longer belong there")
+            self.say(
+                f"volume {event.volume}: removed {count(event.files, 'entry', 'entries')} "
+                "that no longer belong there"
+            )
         elif isinstance(event, ev.VolumeFull):
             self.say(f"volume {event.volume} is full")
         elif isinstance(event, ev.VolumeDone):
@@ -147,7 +151,8 @@ class TextRenderer:
                 self._drive = None
             self.say(
                 f"volume {event.volume} done: holds indexes {format_ranges(list(event.ranges))} "
-                f"({event.files} entries, {format_size(event.bytes)}); wrote {event.copied_files} "
+                f"({count(event.files, 'entry', 'entries')}, {format_size(event.bytes)}); "
+                f"wrote {event.copied_files} "
                 f"({format_size(event.copied_bytes)}). It is safe to remove the drive."
             )
         elif isinstance(event, ev.Adapted):
@@ -169,9 +174,9 @@ class TextRenderer:
         for v in event.volumes:
             lines.append(
                 f"  volume {v.volume}: indexes {format_ranges(list(v.ranges))}, "
-                f"{v.files} entries ({format_size(v.bytes)}), wrote {v.copied_files}"
+                f"{count(v.files, 'entry', 'entries')} ({format_size(v.bytes)}), wrote {v.copied_files}"
             )
-        wrote = f"{event.copied_files} entries ({format_size(event.copied_bytes)})"
+        wrote = f"{count(event.copied_files, 'entry', 'entries')} ({format_size(event.copied_bytes)})"
         lines.append(f"  wrote {wrote} in {event.seconds:.1f} s")
         if event.skipped:
             lines.append(f"  {event.skipped} skipped (listed above)")
@@ -186,3 +191,8 @@ def make_renderer(
 ) -> TextRenderer:
     tty = stream.isatty() if isatty is None else isatty
     return TextRenderer(stream, bars=tty and not hide_progress, verbose=verbose)
+
+
+def count(n: int, one: str, many: str = "") -> str:
+    """``1 file``, ``2 files``; ``many`` where the plural is not ``one`` + s."""
+    return f"{n} {one if n == 1 else many or one + 's'}"

@@ -224,3 +224,12 @@ def test_a_jobfile_write_cut_short_leaves_nothing_behind_after_the_next_run(plac
 
     assert result.returncode == 0, result.stderr
     assert not (place / "job.json.tmp-99999").exists()
+
+
+def test_counts_of_one_are_said_in_the_singular(place):
+    first = run_mvc("src", "-o", "usb", "-f", "job.json", "--hide-progress", cwd=place)
+    assert first.returncode == 0, first.stderr
+    assert "scanned 1 file, 0 folders, 0 symlinks (1 B)" in first.stderr
+    assert "(1 entry, " in first.stderr
+    again = run_mvc("src", "-o", "usb", "-f", "job.json", "--hide-progress", cwd=place)
+    assert "nothing to do: 1 entry on 1 volume, all current" in again.stderr
