@@ -218,7 +218,7 @@ class Scan:
             result_read, result_write = os.pipe()
             parent = os.getpid()
             pid = os.fork()
-            if pid == 0:  # pragma: no cover (a forked helper; its work is checked by the tests)
+            if pid == 0:  # the helper: walk, send the pieces, and never return into the caller
                 status = 1
                 try:
                     os.close(result_read)
@@ -266,7 +266,11 @@ class Scan:
         pieces = iter(self.pieces)
         for slot in self.layout:
             # -1: the next piece walked here; N: task N, from a helper or (if it died) walked now
-            piece = next(pieces) if slot < 0 else done.get(slot) or self._run(slot)
+            if slot < 0:
+                piece = next(pieces)
+            else:
+                found = done.pop(slot, None)  # let go of each piece once joined
+                piece = found if found is not None else self._run(slot)
             base = len(cat)
             part, linked, skipped = piece
             cat.extend(part)
@@ -277,6 +281,7 @@ class Scan:
                     cat.targets[base + i] = leader
             for path, why in skipped:
                 self.skip(path, why)
+        self.pieces = []
         cat.volumes = array("i", bytes(4 * len(cat.paths)))
         return cat
 
