@@ -250,6 +250,7 @@ class Backup:
                     len(ch.moved),
                     len(ch.deleted) - len(ch.moved),
                     sum(catalog.sizes[i] for i in ch.new) + sum(catalog.sizes[i] for i in ch.changed),
+                    len(ch.modes),
                 )
             )
         return old, job, pending
@@ -641,6 +642,7 @@ class Backup:
         number = rec.number
         for i in plan.keep:
             cat.volumes[i] = number
+        self._chmod(drive, plan)
         to_copy: list[int] = self._rename(drive, plan)
         self._purge(drive, plan)
         parents: dict[str, bool] = {}
@@ -692,6 +694,24 @@ class Backup:
         self.summary.failed.append((path, why))
         self.emit(ev.FileFailed(path, why))
 
+    def _chmod(self, drive: Drive, plan: VolumePlan) -> None:
+        """Entries whose mode alone changed in the source (a chmod) get the new mode on the
+        drive, their data left alone; the records follow.  A drive that keeps no modes (exFAT)
+        has it in its records only, for ``--restore``."""
+        if not plan.chmod:
+            return
+        assert self.job is not None
+        cat = self.job.catalog
+        updated: list[Entry] = []
+        for i in plan.chmod:
+            path = cat.paths[i]
+            held = drive.held[path]
+            stored = drive.on_drive(path)
+            if stored is not None:
+                _set_mode(drive, drive.path(stored), cat.modes[i])
+            updated.append(held._replace(mode=cat.modes[i]))
+        drive.put(updated)
+
     def _rename(self, drive: Drive, plan: VolumePlan) -> list[int]:
         """Files moved in the source are moved on the drive; returns those that must be copied
         after all (their old copy was not where the records said)."""
@@ -717,6 +737,8 @@ class Backup:
                 continue
             except OSError as err:
                 raise drive_error(drive.root, err) from None
+            if drive.held[old].mode != cat.modes[k]:  # moved and chmod-ed
+                _set_mode(drive, drive.path(dst), cat.modes[k])
             moved.append(cat.entry(k)._replace(sha256=drive.held[old].sha256))
             gone.append(old)
             cat.volumes[k] = plan.volume
@@ -1073,13 +1095,10 @@ class Backup:
             if i is None or path.startswith(RESERVED_PREFIX):
                 continue
             full = drive.path(drive.on_drive(path) or path)
-            try:
-                os.chmod(full, cat.modes[i])
-                os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):  # keeps no modes
+            if _set_mode(drive, full, cat.modes[i]):
+                try:
+                    os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
+                except OSError as err:
                     raise drive_error(drive.root, err) from None
 
     def _emit_scan(self, catalog: Catalog) -> None:
@@ -1161,6 +1180,19 @@ def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:
                 continue
             files += 1
     return files, nbytes
+
+
+def _set_mode(drive: Drive, full: str, mode: int) -> bool:
+    """chmod on the drive; False if the entry is not there.  A drive that keeps no modes
+    refuses quietly (its records keep the mode)."""
+    try:
+        os.chmod(full, mode)  # never a symlink: their modes are not compared
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise drive_error(drive.root, err) from None
+    return True
 
 
 def _catalog_changed(a: Catalog, b: Catalog) -> bool:

@@ -3,7 +3,8 @@
 Every entry of the fresh scan is compared with the jobfile's catalog by path:
 
 * unchanged: same kind, size and mtime (at the granularity of the drive it is on) or the
-  same symlink target: it stays where it is, untouched;
+  same symlink target: it stays where it is, untouched; if only its mode changed (a chmod),
+  its volume is visited and the mode set there, the data left alone;
 * changed: rewritten on its own volume;
 * new: placed by :mod:`multivolumecopy.placement`;
 * deleted: purged from its volume;
@@ -26,11 +27,13 @@ class Changes:
     changed: list[int] = field(default_factory=list)  # indexes in the new catalog
     new: list[int] = field(default_factory=list)
     moved: dict[int, int] = field(default_factory=dict)  # new index -> old index
+    modes: list[int] = field(default_factory=list)  # unchanged but for the mode (new indexes)
     deleted: list[int] = field(default_factory=list)  # indexes in the old catalog
 
     def volumes_touched(self, old: Catalog, new: Catalog) -> set[int]:
         """Volumes that hold a change: they must be inserted in this run."""
         touched = {new.volumes[i] for i in self.changed}
+        touched |= {new.volumes[i] for i in self.modes}
         touched |= {old.volumes[j] for j in self.moved.values()}
         touched |= {old.volumes[j] for j in self.deleted if j not in self.moved.values()}
         touched.discard(NO_VOLUME)
@@ -44,11 +47,12 @@ def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> C
     every path (it would cost about 100 bytes an entry), and a tree without changes costs one
     string comparison and three number comparisons an entry.
     """
-    if (old.paths, old.kinds, old.sizes, old.mtimes, old.targets) == (
+    if (old.paths, old.kinds, old.sizes, old.mtimes, old.modes, old.targets) == (
         new.paths,
         new.kinds,
         new.sizes,
         new.mtimes,
+        new.modes,
         new.targets,
     ):
         new.volumes = array("i", old.volumes)  # nothing changed at all
@@ -75,6 +79,7 @@ def _walk_together(
     op, np_ = old.paths, new.paths
     ok, nk, osz, nsz, om, nm = old.kinds, new.kinds, old.sizes, new.sizes, old.mtimes, new.mtimes
     ovol, nvol = old.volumes, new.volumes
+    omode, nmode = old.modes, new.modes
     link = ord(LINK)
     i = j = 0
     n_new, n_old = len(np_), len(op)
@@ -94,8 +99,12 @@ def _walk_together(
             ch.new.append(i)
         elif ok[j] == nk[i] and osz[j] == nsz[i] and om[j] == nm[i] and nk[i] != link:
             ch.unchanged += 1  # the common case, without a call
+            if omode[j] != nmode[i]:
+                ch.modes.append(i)
         elif _same(old, j, new, i, granularity(vol)):
             ch.unchanged += 1
+            if omode[j] != nmode[i] and nk[i] != link:
+                ch.modes.append(i)
         else:
             ch.changed.append(i)
         i += 1

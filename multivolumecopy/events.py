@@ -42,6 +42,7 @@ class ChangesFound:
     moved: int
     deleted: int
     bytes: int  # of the new and changed files
+    modes: int = 0  # entries whose mode alone changed (set on their volume, data left alone)
 
 
 @dataclass(frozen=True)

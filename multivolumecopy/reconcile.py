@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .catalog import DIR, FILE, NO_VOLUME, Catalog
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
 from .catalog import Entry as Entry
 from .fsutil import round_up
 from .volume import same_content
@@ -52,6 +52,7 @@ class VolumePlan:
     purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
     recopy: list[int] = field(default_factory=list)  # belong here but missing or out of date
     rename: list[tuple[str, int]] = field(default_factory=list)  # (old path, new index): moved here
+    chmod: list[int] = field(default_factory=list)  # of those kept, ones whose mode alone changed
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
     capacity: int = 0  # usable bytes for new data after the purge
     used: int = 0  # bytes the job keeps here after the plan
@@ -124,6 +125,8 @@ def plan_volume(
             continue
         if same_content(have, catalog.entry(i), granularity):
             plan.keep.append(i)
+            if have.kind != LINK and have.mode != catalog.modes[i]:
+                plan.chmod.append(i)
             kept_bytes += cost(catalog, i, block)
             if catalog.volumes[i] == NO_VOLUME:
                 plan.adopt.append(i)
@@ -136,6 +139,7 @@ def plan_volume(
             plan.recopy.append(i)  # recorded here but the drive lacks it
     plan.recopy.sort()
     plan.keep.sort()
+    plan.chmod.sort()
 
     # Dirty paths hold copies of ours that will be overwritten or removed: their space comes back.
     if isinstance(dirty, Mapping):

@@ -68,3 +68,14 @@ def test_a_renamed_file_is_a_move_on_its_volume():
     ch = classify(old, new, lambda v: 1)
     assert ch.moved == {0: 0} and ch.new == [] and list(new.volumes) == [2]
     assert ch.volumes_touched(old, new) == {2}
+
+
+def test_a_mode_alone_changed_is_no_content_change_but_its_volume_is_visited():
+    old = catalog(("a/", 1), ("a/x", 1), ("b", 2), ("c", 3))
+    new = catalog(("a/", 0), ("a/x", 0), ("b", 0), ("c", 0))
+    new.modes[1] = 0o600  # chmod a/x
+    new.modes[0] = 0o700  # chmod the folder a
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.changed, ch.new, ch.modes) == ([], [], [0, 1])
+    assert ch.volumes_touched(old, new) == {1}
+    assert list(new.volumes) == [1, 1, 2, 3]

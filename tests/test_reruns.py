@@ -203,3 +203,32 @@ def test_a_forgotten_volume_has_its_files_placed_again(tmp_path, drives, bay, fi
     bay.eject()
     with drives.inspect([images[1]]) as (old_two,):
         assert "Alpha/later.txt" not in files_on(old_two)
+
+
+def test_a_chmod_alone_reaches_the_drive_without_copying_the_data(tmp_path, drives, bay, first_backup):
+    src, images, used = first_backup
+    where = job_volumes(tmp_path)
+    private = sorted(
+        p for p, v in where.items() if v == 2 and (src / p).is_file() and not (src / p).is_symlink()
+    )[0]
+    folder = next(p for p, v in sorted(where.items()) if (src / p).is_dir() and not (src / p).is_symlink())
+    os.chmod(src / private, 0o600)  # a chmod moves neither the size nor the mtime
+    os.chmod(src / folder, 0o750)
+    before = inodes(drives, images[:used])
+    order = list(reversed(images[:used]))
+    bay.insert(order[0])
+    bay.enqueue(*order[1:])
+
+    rerun = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "0 new, 0 changed (0 B), 0 moved, 0 deleted, 2 with a new mode only" in rerun.stderr
+    report = json.loads((tmp_path / "job.json.changes.json").read_text())
+    assert report["counts"]["bytes_written"] == 0
+    bay.eject()
+    assert inodes(drives, images[:used]) == before  # nothing copied again
+    check_drives(tmp_path, drives, images[:used], src)  # rsync -p sees the modes equal
+    with drives.inspect([images[1]]) as (point,):
+        assert os.stat(point / private).st_mode & 0o7777 == 0o600
+        rows = json.loads((point / ".mvcopy-manifest.json").read_text())["entries"]
+        assert next(r for r in rows if r[0] == private)[4] == 0o600  # the records follow
