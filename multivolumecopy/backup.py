@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .dryrun import DryRun
 
 SYNC_EVERY_SECONDS = 30.0
+KEEPS_NO_MODES = (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP)  # chmod on a drive without modes
 SYNC_EVERY_BYTES = 1 << 30
 
 
@@ -1095,10 +1096,13 @@ class Backup:
             if i is None or path.startswith(RESERVED_PREFIX):
                 continue
             full = drive.path(drive.on_drive(path) or path)
-            if _set_mode(drive, full, cat.modes[i]):
-                try:
-                    os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
-                except OSError as err:
+            try:
+                os.chmod(full, cat.modes[i])
+                os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                if err.errno not in KEEPS_NO_MODES:
                     raise drive_error(drive.root, err) from None
 
     def _emit_scan(self, catalog: Catalog) -> None:
@@ -1182,17 +1186,16 @@ def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:
     return files, nbytes
 
 
-def _set_mode(drive: Drive, full: str, mode: int) -> bool:
-    """chmod on the drive; False if the entry is not there.  A drive that keeps no modes
-    refuses quietly (its records keep the mode)."""
+def _set_mode(drive: Drive, full: str, mode: int) -> None:
+    """chmod on the drive (never a symlink: their modes are not compared).  A drive that
+    keeps no modes refuses quietly: its records keep the mode."""
     try:
-        os.chmod(full, mode)  # never a symlink: their modes are not compared
+        os.chmod(full, mode)
     except FileNotFoundError:
-        return False
+        pass  # not there after all: the next --verify says so
     except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
+        if err.errno not in KEEPS_NO_MODES:
             raise drive_error(drive.root, err) from None
-    return True
 
 
 def _catalog_changed(a: Catalog, b: Catalog) -> bool:

@@ -252,21 +252,29 @@ CACHE_VERSION = 1
 _COLUMNS = (("sizes", "q"), ("mtimes", "q"), ("modes", "I"), ("volumes", "i"), ("inodes", "Q"))
 
 
-def _cache_chunks(cat: Catalog, size: int, crc: int) -> Iterator[bytes]:
-    sections: list[tuple[str, bytes]] = []
+def _cache_sections(cat: Catalog) -> Iterator[tuple[str, bytes]]:
+    """The columns in binary, one section at a time (never all at once: 80 MB a million)."""
     for start in range(0, len(cat.paths), ROWS_PER_CHUNK):
-        sections.append(("paths", _joined(cat.paths[start : start + ROWS_PER_CHUNK])))
-    sections.append(("kinds", bytes(cat.kinds)))
+        yield "paths", _joined(cat.paths[start : start + ROWS_PER_CHUNK])
+    yield "kinds", bytes(cat.kinds)
     for name, typecode in _COLUMNS:
         column = getattr(cat, name)
         assert column.typecode == typecode
-        sections.append((name, column.tobytes()))
+        yield name, column.tobytes()
     with_target = sorted(cat.targets)
-    sections.append(("target_indexes", array("q", with_target).tobytes()))
-    sections.append(("targets", _joined([cat.targets[i] for i in with_target])))
+    yield "target_indexes", array("q", with_target).tobytes()
+    yield "targets", _joined([cat.targets[i] for i in with_target])
+
+
+def _cache_chunks(cat: Catalog, size: int, crc: int) -> Iterator[bytes]:
+    """The sections, then the header that lists them, then the header's length (8 bytes): the
+    header comes last so that no section waits in memory for the sums it carries."""
+    lengths: list[list[Any]] = []
     body_crc = 0
-    for _, data in sections:
+    for name, data in _cache_sections(cat):
+        lengths.append([name, len(data)])
         body_crc = zlib.crc32(data, body_crc)
+        yield data
     header = {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
@@ -275,11 +283,10 @@ def _cache_chunks(cat: Catalog, size: int, crc: int) -> Iterator[bytes]:
         "entries": len(cat.paths),
         "byteorder": sys.byteorder,
         "body_crc32": body_crc,
-        "sections": [[name, len(data)] for name, data in sections],
+        "sections": lengths,
     }
-    yield json.dumps(header).encode("ascii") + b"\n"
-    for _, data in sections:
-        yield data
+    text = json.dumps(header).encode("ascii")
+    yield text + len(text).to_bytes(8, "little")
 
 
 def _joined(texts: list[str]) -> bytes:
@@ -296,7 +303,13 @@ def _cached_catalog(path: str, jobfile: IO[bytes]) -> Optional[Catalog]:
     ``jobfile`` (read to its end here); otherwise None, and the jobfile is parsed."""
     try:
         with open(path + CACHE_SUFFIX, "rb") as cache:
-            header = json.loads(cache.readline(1 << 16))
+            end = cache.seek(-8, os.SEEK_END)
+            length = int.from_bytes(cache.read(8), "little")
+            if not 0 < length <= min(end, 1 << 20):
+                return None
+            cache.seek(end - length)
+            header = json.loads(cache.read(length))
+            cache.seek(0)
             if (header.get("format"), header.get("version"), header.get("byteorder")) != (
                 CACHE_FORMAT,
                 CACHE_VERSION,
@@ -308,12 +321,12 @@ def _cached_catalog(path: str, jobfile: IO[bytes]) -> Optional[Catalog]:
                 crc = zlib.crc32(chunk, crc)
             if crc != header["jobfile_crc32"]:
                 return None
-            return _read_cache(cache, header)
+            return _read_cache(cache, header, end - length)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # no cache, or not one this version wrote whole: parse the jobfile
 
 
-def _read_cache(cache: IO[bytes], header: dict[str, Any]) -> Optional[Catalog]:
+def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Optional[Catalog]:
     cat = Catalog()
     n = header["entries"]
     body_crc = 0
@@ -338,7 +351,7 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any]) -> Optional[Catalog]:
     columns = [cat.kinds] + [getattr(cat, name) for name, _ in _COLUMNS]
     if (
         body_crc != header["body_crc32"]
-        or cache.read(1)
+        or cache.tell() != body_end
         or len(cat.paths) != n
         or any(len(c) != n for c in columns)
         or len(cat.targets) != len(target_indexes)

@@ -137,7 +137,9 @@ def test_a_jobfile_edited_by_hand_is_read_as_edited_not_from_its_cache(tmp_path)
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda b: b[:-1] + bytes([b[-1] ^ 1]),  # a flipped bit in the columns
+        lambda b: bytes([b[0] ^ 1]) + b[1:],  # a flipped bit in the columns
+        lambda b: b[:-1] + bytes([b[-1] ^ 1]),  # a flipped bit in the header's length
+        lambda b: b[:100] + b[101:],  # a byte lost
         lambda b: b[: len(b) // 2],  # cut short (a crash while it was written)
         lambda b: b"",  # empty
         lambda b: b.replace(b'"version": 1', b'"version": 2', 1),  # from another version
