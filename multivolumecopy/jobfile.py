@@ -16,10 +16,10 @@ import os
 import sys
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring_ascii
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Union
 
 from .catalog import KINDS, Catalog
 from .errors import JobfileError
@@ -178,10 +178,13 @@ def write_cache(path: str, job: Job) -> None:
 
 
 def _write_cache(path: str, cat: Catalog, size: int, crc: int) -> None:
+    chunks = _cache_chunks(cat, size, crc)
     try:
-        atomic_write(path + CACHE_SUFFIX, _cache_chunks(cat, size, crc), durable=False)
+        atomic_write(path + CACHE_SUFFIX, chunks, durable=False)
     except OSError:
         pass  # no cache: the next load parses the jobfile, and any old cache no longer matches it
+    finally:
+        chunks.close()  # drops its views of the columns at once, whatever happened
 
 
 def load(path: str) -> Job:
@@ -252,21 +255,23 @@ CACHE_VERSION = 1
 _COLUMNS = (("sizes", "q"), ("mtimes", "q"), ("modes", "I"), ("volumes", "i"), ("inodes", "Q"))
 
 
-def _cache_sections(cat: Catalog) -> Iterator[tuple[str, bytes]]:
-    """The columns in binary, one section at a time (never all at once: 80 MB a million)."""
+def _cache_sections(cat: Catalog) -> Iterator[tuple[str, Union[bytes, memoryview]]]:
+    """The columns in binary, one section at a time (never all at once: 80 MB a million);
+    the number columns as views of their arrays, not copies (a save can come at the run's
+    peak of memory)."""
     for start in range(0, len(cat.paths), ROWS_PER_CHUNK):
         yield "paths", _joined(cat.paths[start : start + ROWS_PER_CHUNK])
-    yield "kinds", bytes(cat.kinds)
+    yield "kinds", memoryview(cat.kinds)
     for name, typecode in _COLUMNS:
         column = getattr(cat, name)
         assert column.typecode == typecode
-        yield name, column.tobytes()
+        yield name, memoryview(column).cast("B")  # gone with the save: then the column may grow
     with_target = sorted(cat.targets)
     yield "target_indexes", array("q", with_target).tobytes()
     yield "targets", _joined([cat.targets[i] for i in with_target])
 
 
-def _cache_chunks(cat: Catalog, size: int, crc: int) -> Iterator[bytes]:
+def _cache_chunks(cat: Catalog, size: int, crc: int) -> Generator[Union[bytes, memoryview], None, None]:
     """The sections, then the header that lists them, then the header's length (8 bytes): the
     header comes last so that no section waits in memory for the sums it carries."""
     lengths: list[list[Any]] = []
