@@ -11,7 +11,7 @@ stay together and index ranges map to contiguous slices of the tree.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, Optional
 
 from .fsutil import mtimes_equal
@@ -69,16 +69,6 @@ class Catalog:
         self.inodes.append(entry.ino)
         if entry.target is not None:
             self.targets[i] = entry.target
-        self._index = None
-
-    def extend(self, other: Catalog) -> None:
-        """Append ``other``'s entries after these (its indexes shift by this catalog's length)."""
-        base = len(self.paths)
-        self.paths.extend(other.paths)
-        self.kinds.extend(other.kinds)
-        for name in ("sizes", "mtimes", "modes", "volumes", "inodes"):
-            getattr(self, name).extend(getattr(other, name))
-        self.targets.update({base + i: t for i, t in other.targets.items()})
         self._index = None
 
     @classmethod
@@ -180,14 +170,20 @@ def depth_first(paths: Iterable[str]) -> list[str]:
     return sorted(paths, key=lambda p: p.count("/"), reverse=True)
 
 
-def index_ranges(indexes: Iterable[int]) -> list[tuple[int, int]]:
-    """``[0, 1, 2, 5, 6]`` -> ``[(0, 2), (5, 6)]`` (inclusive)."""
+def index_ranges(indexes: Sequence[int]) -> list[tuple[int, int]]:
+    """``[0, 1, 2, 5, 6]`` -> ``[(0, 2), (5, 6)]`` (inclusive).  Indexes in order (as
+    :meth:`Catalog.indexes_on` gives them) are not copied: a sorted list of a million would
+    cost 36 MB at the end of a big volume."""
     ranges: list[tuple[int, int]] = []
-    for i in sorted(indexes):
-        if ranges and ranges[-1][1] == i - 1:
+    last = -1
+    for i in indexes:
+        if i <= last:
+            return index_ranges(sorted(set(indexes)))
+        if ranges and last == i - 1:
             ranges[-1] = (ranges[-1][0], i)
         else:
             ranges.append((i, i))
+        last = i
     return ranges
 
 

@@ -14,13 +14,13 @@ import pickle
 import signal
 import stat
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
-from .fsutil import die_with_parent
+from .fsutil import die_with_parent, give_back_free_memory
 
 SkipCallback = Callable[[str, str], None]
 
@@ -140,6 +140,7 @@ def scan(
 Piece = tuple[Catalog, list[tuple[int, int, int]], list[tuple[str, str]]]
 Task = tuple[str, str, int]  # a folder whose contents a process walks: path, relative path, device
 
+_NUMBERS = ("sizes", "mtimes", "modes", "inodes")  # the scan's number columns (volumes come after)
 TOKEN = 4  # bytes of a task number in the token pipe
 MAX_TOKENS = 8192  # 32 KiB of tokens: the pipe (64 KiB) takes them all before anyone reads
 
@@ -261,19 +262,48 @@ class Scan:
             os.close(result_read)
             os.waitpid(pid, 0)
             self.helpers.pop(0)
+        # Every piece in layout order, each let go of once copied into place.
+        own = self.pieces[::-1]
+        self.pieces = []
+        if self.layout == [-1]:  # walked in one piece (one process, or nothing to share)
+            return self._join(iter(own), None)
+        known = sum(len(p[0]) for p in own) + sum(len(p[0]) for p in done.values())
+        cat = self._join((self._piece(slot, own, done) for slot in self.layout), known)
+        give_back_free_memory()  # the pieces, and what unpickling them took
+        return cat
+
+    def _piece(self, slot: int, own: list[Piece], done: dict[int, Piece]) -> Piece:
+        """-1: the next piece walked here; N: task N, from whoever walked it, or walked now (its
+        helper died)."""
+        if slot < 0:
+            return own.pop()
+        found = done.pop(slot, None)
+        return found if found is not None else self._run(slot)
+
+    def _join(self, pieces: Iterator[Piece], known: Optional[int]) -> Catalog:
+        """The catalog from its pieces in order.  Its columns are made at their full length
+        first (``known`` entries, more if a dead helper's folders are walked now) and filled
+        by slices: growing them piece by piece would hold two copies at the end.  ``known``
+        None: there is one piece, and it is the catalog."""
         cat = Catalog()
+        if known is not None:
+            cat.paths = [""] * known
+            cat.kinds = bytearray(known)
+            for name in _NUMBERS:
+                column = getattr(cat, name)
+                setattr(cat, name, array(column.typecode, bytes(column.itemsize * known)))
         leaders: dict[tuple[int, int], str] = {}
-        pieces = iter(self.pieces)
-        for slot in self.layout:
-            # -1: the next piece walked here; N: task N, from a helper or (if it died) walked now
-            if slot < 0:
-                piece = next(pieces)
+        base = 0
+        for part, linked, skipped in pieces:
+            end = base + len(part)
+            if known is None:
+                cat = part
             else:
-                found = done.pop(slot, None)  # let go of each piece once joined
-                piece = found if found is not None else self._run(slot)
-            base = len(cat)
-            part, linked, skipped = piece
-            cat.extend(part)
+                cat.paths[base:end] = part.paths
+                cat.kinds[base:end] = part.kinds
+                for name in _NUMBERS:
+                    getattr(cat, name)[base:end] = getattr(part, name)
+                cat.targets.update({base + i: t for i, t in part.targets.items()})
             for i, dev, ino in linked:
                 path = cat.paths[base + i]
                 leader = leaders.setdefault((dev, ino), path)
@@ -281,8 +311,8 @@ class Scan:
                     cat.targets[base + i] = leader
             for path, why in skipped:
                 self.skip(path, why)
-        self.pieces = []
-        cat.volumes = array("i", bytes(4 * len(cat.paths)))
+            base = end
+        cat.volumes = array("i", bytes(4 * base))
         return cat
 
     def close(self) -> None:
