@@ -478,6 +478,9 @@ class Backup:
             st = os.statvfs(output)
             self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize, rec.uuid))
             drive.prepare()
+            # Files already on a drive being labelled, listed while it holds nothing of ours
+            # (walking it after a million were copied would cost seconds and a set of them).
+            there_before = _files_on(output) if new else {}
             job.run.open_volume = number
             fresh = new or rec.capacity == 0  # a blank drive, or one never finished
             plan = self._plan(drive, rec, fresh)
@@ -499,10 +502,12 @@ class Backup:
             full = next(self._candidates(number, fresh), None) is not None  # it could not take them all
             if full:
                 self.emit(ev.VolumeFull(number))
-            if new:
-                files, nbytes = _foreign_data(output, {drive.on_drive(p) or p for p in drive.held})
-                if files:
-                    self.emit(ev.ForeignData(number, files, nbytes))
+            if there_before:
+                escaped = {stored: path for path, stored in drive.names.items() if stored}
+                # Not ours: what was there and did not turn out to be a copy of ours (adopted).
+                foreign = [size for p, size in there_before.items() if escaped.get(p, p) not in drive.held]
+                if foreign:
+                    self.emit(ev.ForeignData(number, len(foreign), sum(foreign)))
             self._close_volume(drive, rec, full, before)
             progressed = (
                 bool(plan.keep) or self.summary.copied_files > before[0] or len(self.failed) > failed_before
@@ -1167,23 +1172,20 @@ def _json_parts(value: object, depth: int) -> Iterator[str]:
 ROWS_AT_A_TIME = 16384
 
 
-def _foreign_data(root: str, ours: set[str]) -> tuple[int, int]:
-    """Files on a drive that are not ours (told once, when a drive that held data is labelled)."""
-    files = nbytes = 0
+def _files_on(root: str) -> dict[str, int]:
+    """Files and symlinks on a drive, relative path to size, but for our records."""
+    found: dict[str, int] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == root:
             dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX) and d != "lost+found"]
             filenames = [f for f in filenames if not f.startswith(RESERVED_PREFIX)]
         rel = os.path.relpath(dirpath, root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            if (name if rel == "." else f"{rel}/{name}") in ours:
-                continue
             try:
-                nbytes += os.lstat(os.path.join(dirpath, name)).st_size
+                found[name if rel == "." else f"{rel}/{name}"] = os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
                 continue
-            files += 1
-    return files, nbytes
+    return found
 
 
 def _set_mode(drive: Drive, full: str, mode: int) -> None:
