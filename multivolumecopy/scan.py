@@ -16,7 +16,7 @@ import stat
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
@@ -418,10 +418,10 @@ class _Walk:
         children.sort(key=_by_name)
         return children
 
-    def dir(self, top: str, rel_top: str, device: int) -> None:
-        """Walk the contents of folder ``top`` (``rel_top`` in the catalog)."""
+    def _appenders(self) -> tuple[Callable[[Any], None], ...]:
+        """The current piece's column appends, bound once (the walk calls them per entry)."""
         cat = self.cat
-        paths, kinds, sizes, mtimes, modes, inodes = (
+        return (
             cat.paths.append,
             cat.kinds.append,
             cat.sizes.append,
@@ -429,6 +429,10 @@ class _Walk:
             cat.modes.append,
             cat.inodes.append,
         )
+
+    def dir(self, top: str, rel_top: str, device: int) -> None:
+        """Walk the contents of folder ``top`` (``rel_top`` in the catalog)."""
+        paths, kinds, sizes, mtimes, modes, inodes = self._appenders()
         excluded, skip, one_fs = self.excluded, self.skip, self.one_file_system
         limit = self.depth or 0
         S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
@@ -466,15 +470,7 @@ class _Walk:
                     skip(rel, "another filesystem is mounted here: kept empty (--one-file-system)")
                 elif len(stack) == limit:
                     self._defer(de.path, rel, device)
-                    cat = self.cat
-                    paths, kinds, sizes, mtimes, modes, inodes = (
-                        cat.paths.append,
-                        cat.kinds.append,
-                        cat.sizes.append,
-                        cat.mtimes.append,
-                        cat.modes.append,
-                        cat.inodes.append,
-                    )
+                    paths, kinds, sizes, mtimes, modes, inodes = self._appenders()  # the new piece's
                 else:
                     stack.append((iter(self._list(de.path, rel)), rel + "/"))
             elif other_fs:

@@ -41,6 +41,15 @@ def touch_content(path: Path) -> None:
     os.utime(path, ns=(time.time_ns(), time.time_ns()))
 
 
+def rerun_backwards(tmp_path: Path, bay, images):
+    """A re-run with the drives out of the drawer in another order: the last one first, then
+    backwards."""
+    order = list(reversed(images))
+    bay.insert(order[0])
+    bay.enqueue(*order[1:])
+    return backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+
+
 @pytest.fixture
 def first_backup(tmp_path, drives, bay):
     src = tmp_path / "src"
@@ -98,11 +107,7 @@ def test_a_rerun_writes_only_the_changes_and_every_file_keeps_its_drive(tmp_path
     )
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
-    # The drives come out of the drawer in another order: the last one first, then backwards.
-    order = list(reversed(images[:used]))
-    bay.insert(order[0])
-    bay.enqueue(*order[1:])
-    rerun = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+    rerun = rerun_backwards(tmp_path, bay, images[:used])
 
     assert rerun.returncode == 0, rerun.stderr
     # 3 new files and the renamed folder; 2 changed; the moved files; 3 files and the old folder gone
@@ -215,11 +220,8 @@ def test_a_chmod_alone_reaches_the_drive_without_copying_the_data(tmp_path, driv
     os.chmod(src / private, 0o600)  # a chmod moves neither the size nor the mtime
     os.chmod(src / folder, 0o750)
     before = inodes(drives, images[:used])
-    order = list(reversed(images[:used]))
-    bay.insert(order[0])
-    bay.enqueue(*order[1:])
 
-    rerun = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+    rerun = rerun_backwards(tmp_path, bay, images[:used])
 
     assert rerun.returncode == 0, rerun.stderr
     assert "0 new, 0 changed (0 B), 0 moved, 0 deleted, 2 with a new mode only" in rerun.stderr
