@@ -146,14 +146,14 @@ def _row_entry(row: list[Any]) -> tuple[Entry, Optional[int], Optional[str]]:
     return Entry(path, kind, int(size), int(mtime), int(mode), target, sha256), verified, stored
 
 
-def sums_line(e: Entry, stored: str) -> bytes:
-    """One line of a file ``sha256sum -c`` reads (for the name on the drive), escaped as coreutils does."""
-    assert e.sha256 is not None
-    name = os.fsencode(stored)
-    if b"\\" in name or b"\n" in name or b"\r" in name:
-        name = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
-        return b"\\" + e.sha256.encode() + b"  " + name + b"\n"
-    return e.sha256.encode() + b"  " + name + b"\n"
+def sums_line(sha256: str, stored: str) -> str:
+    """One line of a file ``sha256sum -c`` reads (for the name on the drive), escaped as
+    coreutils does; text, encoded a chunk of lines at a time as the file system's names are
+    (UTF-8, bytes that are not kept as surrogates)."""
+    if "\\" in stored or "\n" in stored or "\r" in stored:
+        stored = stored.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return f"\\{sha256}  {stored}\n"
+    return f"{sha256}  {stored}\n"
 
 
 def same_content(held: Entry, want: Entry, granularity: int) -> bool:
@@ -217,6 +217,19 @@ class Held(MutableMapping[str, Entry]):
 
     def __getitem__(self, path: str) -> Entry:
         return self._entry(path, self._rows[path])
+
+    def digests(self, paths: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(path, SHA-256) of the files among ``paths`` that have one, read straight from the
+        packed rows: the sums file of a big drive without an ``Entry`` per file."""
+        rows, aside, file, size = self._rows, self._aside, FILE.encode("ascii"), _PACKED.size
+        for path in paths:
+            raw = rows[path]
+            if raw[:1] != file:
+                continue
+            odd = aside.get(path) if aside else None
+            sha256 = odd[1] if odd is not None else raw[size:].hex()
+            if sha256:
+                yield path, sha256
 
     def get(self, path: str, default: Any = None) -> Any:
         raw = self._rows.get(path)
@@ -530,10 +543,10 @@ class Drive:
             yield b" ]\n}\n"
 
         def sums() -> Iterator[bytes]:
-            for _, part in chunks():
-                yield b"".join(
-                    sums_line(e, names.get(e.path, e.path)) for e in part if e.kind == FILE and e.sha256
-                )
+            for start in range(0, len(paths), CHUNK_ROWS):
+                part = held.digests(paths[start : start + CHUNK_ROWS])
+                text = "".join([sums_line(sha256, names.get(p, p)) for p, sha256 in part])
+                yield text.encode("utf-8", "surrogateescape")
 
         self._guard(atomic_write, self.path(SUMS), sums())
         self._guard(atomic_write, self.path(MANIFEST), manifest())

@@ -152,3 +152,21 @@ def test_names_that_are_not_utf8_hold_newlines_or_are_long_round_trip_exactly(tm
     )
     assert restored.returncode == 0, restored.stderr
     assert tree_differences(src, back) == ""
+
+
+def test_sha256sum_checks_files_whose_names_need_escaping_or_are_not_utf8(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [b"back\\slash.txt", b"new\nline.txt", b"caf\xe9 latin1.txt", b"plain \xc3\xa9.txt"]
+    for name in names:
+        with open(os.path.join(os.fsencode(src), name), "wb") as fh:
+            fh.write(name * 3)
+    (tmp_path / "usb").mkdir()
+
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    usb = tmp_path / "usb"
+    sums = subprocess.run(["sha256sum", "-c", ".mvcopy-sha256sums"], cwd=usb, capture_output=True)
+    assert sums.returncode == 0, sums.stderr
+    assert sums.stdout.count(b": OK") == len(names)
