@@ -157,30 +157,39 @@ def columns(cat):
 
 
 @pytest.fixture
-def walked_here(monkeypatch):
-    """Folders this (the test's) process walks, each made slow, so that forked helpers, which
-    the slowness does not reach, certainly take some; or told to die in every helper."""
+def walked_here(monkeypatch, tmp_path):
+    """Numbers of the folders this (the test's) process walks.  Before each, it waits until a
+    forked helper walks one too, so that helpers certainly take some however loaded the
+    machine; helpers can also be told to die."""
     from multivolumecopy import scan as scan_module
 
     me = os.getpid()
     here = Walked()
-    walk_folder = scan_module._Walk.dir
+    helper_walks = tmp_path / "a helper walks"
+    run_task = scan_module.Scan._run
 
-    def walk(self, top, rel_top, device):
+    def run(self, n):
         if os.getpid() != me:
+            helper_walks.touch()
             if here.helpers_die:
                 os._exit(3)  # as a helper killed by the OOM killer would
-        elif self.depth is None:  # a folder's whole contents, not the walk of the top levels
-            here.append(rel_top)
-            time.sleep(0.05)
-        return walk_folder(self, top, rel_top, device)
+        else:
+            here.append(n)
+            deadline = time.monotonic() + 60
+            while not helper_walks.exists() and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return run_task(self, n)
 
-    monkeypatch.setattr(scan_module._Walk, "dir", walk)
+    monkeypatch.setattr(scan_module.Scan, "_run", run)
     return here
 
 
 class Walked(list):
     helpers_die = False
+
+
+def children() -> set[int]:
+    return {p.pid for p in psutil.Process().children()}
 
 
 @pytest.mark.parametrize("processes", [2, 3, 8])
@@ -212,20 +221,22 @@ def test_a_helper_that_dies_costs_time_not_entries(tmp_path, walked_here):
     alone, _ = scanned(sources, 1)
     del walked_here[:]
     walked_here.helpers_die = True
+    before = children()
     shared, _ = scanned(sources, 2)
     assert len(walked_here) == 10  # the helper died: every folder was walked here
     assert columns(shared) == columns(alone)
-    assert psutil.Process().children() == []
+    assert children() == before
 
 
 def test_a_scan_abandoned_before_its_result_leaves_no_process_behind(tmp_path):
     from multivolumecopy.scan import Scan
 
     varied_tree(tmp_path / "src")
+    before = children()
     with Scan(resolve_sources([str(tmp_path / "src")]), processes=3) as scanning:
-        assert len(psutil.Process().children()) == 2
+        assert len(children() - before) == 2
         del scanning  # the caller failed (a bad jobfile, Ctrl-C) before asking for the result
-    assert psutil.Process().children() == []
+    assert children() == before
 
 
 def test_more_folders_than_the_pipe_holds_numbers_for_are_shared_in_runs(tmp_path, monkeypatch, walked_here):
