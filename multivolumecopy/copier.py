@@ -26,6 +26,7 @@ import os
 import queue
 import signal
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -686,6 +687,37 @@ class StopFlag:
         return bool(self._flag.value)
 
 
+class _DeferredInterrupt:
+    """While batches are out, SIGINT, SIGTERM and SIGHUP tell the workers to stop and are
+    raised as KeyboardInterrupt only at :meth:`check`, between two messages.  Raised at any
+    moment, one could land after a result was read from the queue and before it was counted:
+    that batch would be lost and the drain after the interrupt would wait for it forever."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, stop: StopFlag):
+        self.stop = stop
+        self.caught: list[int] = []
+        self.old: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.caught.append(signum)
+        self.stop.set()
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            self.old = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+    def check(self) -> None:
+        if self.caught:
+            raise KeyboardInterrupt
+
+
 class CopyPool:
     """A fixed set of worker processes; :meth:`run` copies one stream of batches."""
 
@@ -733,34 +765,37 @@ class CopyPool:
         limit = self.workers * 2
         stopping = False
         exhausted = False
-        try:
-            while True:
-                while not stopping and not exhausted and in_flight < limit:
-                    batch = next(batches, None)
-                    if batch is None:
-                        exhausted = True
+        with _DeferredInterrupt(self.stop) as interrupt:
+            try:
+                while True:
+                    interrupt.check()  # here, between messages: nothing read is lost
+                    while not stopping and not exhausted and in_flight < limit:
+                        batch = next(batches, None)
+                        if batch is None:
+                            exhausted = True
+                            break
+                        self._put(batch)
+                        in_flight += 1
+                    if in_flight == 0:
                         break
-                    self.tasks.put(batch)
-                    in_flight += 1
-                if in_flight == 0:
-                    break
-                msg = self._get()
-                if isinstance(msg, Progress):
-                    progress(msg.nbytes)
-                    continue
-                in_flight -= 1
-                if not handle(msg) and not stopping:
-                    stopping = True
-                    self.stop.set()
-        except KeyboardInterrupt:
-            self.stop.set()
-            while in_flight:
-                msg = self._get()
-                if isinstance(msg, BatchDone):
+                    msg = self._get()
+                    if isinstance(msg, Progress):
+                        progress(msg.nbytes)
+                        continue
                     in_flight -= 1
-                    handle(msg)
-            self.stop.clear()
-            raise
+                    if not handle(msg) and not stopping:
+                        stopping = True
+                        self.stop.set()
+                interrupt.check()
+            except KeyboardInterrupt:
+                self.stop.set()
+                while in_flight:
+                    msg = self._get()
+                    if isinstance(msg, BatchDone):
+                        in_flight -= 1
+                        handle(msg)
+                self.stop.clear()
+                raise
         self.stop.clear()
         return exhausted and not stopping
 
@@ -769,9 +804,21 @@ class CopyPool:
             try:
                 return self.results.get(timeout=2.0)
             except queue.Empty:
-                dead = [p for p in self.procs if not p.is_alive()]
-                if dead:
-                    raise WorkerDied(f"a copy worker died (exit code {dead[0].exitcode})") from None
+                self._check_workers()
+
+    def _put(self, batch: CopyBatch) -> None:
+        """Hand a batch out; the queue is short, so a pool whose workers died (at start-up,
+        say) would otherwise block here for ever."""
+        while True:
+            try:
+                return self.tasks.put(batch, timeout=2.0)
+            except queue.Full:
+                self._check_workers()
+
+    def _check_workers(self) -> None:
+        dead = [p for p in self.procs if not p.is_alive()]
+        if dead:
+            raise WorkerDied(f"a copy worker died (exit code {dead[0].exitcode})") from None
 
     def close(self) -> None:
         for _ in self.procs:
