@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers import Bay, Drives
@@ -27,6 +28,24 @@ def _mounts_below(top: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def _kill_runs_left_in(top: Path) -> None:
+    """Kill what a failed test left running in ``top`` (a run whose interrupt it waited for
+    in vain, and its workers): their drives could not be unmounted nor their loop devices
+    detached."""
+    me = os.getpid()
+    left = []
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
+        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
+        if proc.info["pid"] != me and (cwd.startswith(str(top)) or str(top) in cmdline):
+            left.append(proc)
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=10)
+
+
 @pytest.fixture
 def drives(tmp_path: Path):
     """Make, mount and swap small real filesystems; everything is unmounted and detached after."""
@@ -39,6 +58,7 @@ def drives(tmp_path: Path):
     try:
         yield d
     finally:
+        _kill_runs_left_in(tmp_path)  # a failed test's run still holding a drive would keep it
         for point in _mounts_below(tmp_path):
             if subprocess.call(["umount", point], stderr=subprocess.DEVNULL) != 0:
                 subprocess.call(["umount", "-l", point], stderr=subprocess.DEVNULL)
