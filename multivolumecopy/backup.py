@@ -174,10 +174,12 @@ class Backup:
             old, job, pending = self._load_and_merge(sources)
             self._check_sizes(job.catalog)
             if not job.run.in_progress and not pending and not self._unplaced_exist():
-                if old is None or _catalog_changed(old.catalog, job.catalog):
-                    jf.save(jobfile, job)
+                # ``old`` is ``job`` by now, its catalog the fresh one: compare with the one read.
+                read = self.old_catalog
+                if old is None or read is None or _catalog_changed(read, job.catalog):
+                    jf.save(jobfile, job)  # folders' times, inodes: the record must follow
                 elif not old.cached:
-                    jf.write_cache(jobfile, job)  # the next run reads the catalog from it
+                    jf.write_cache(jobfile, read)  # the next run reads the catalog from it
                 self.summary.nothing_to_do = True
                 self.emit(ev.NothingToDo(len(job.catalog), len(job.volumes)))
                 return self.summary
@@ -1208,6 +1210,7 @@ def _catalog_changed(a: Catalog, b: Catalog) -> bool:
         or a.modes != b.modes
         or a.kinds != b.kinds
         or a.targets != b.targets
+        or a.inodes != b.inodes  # how the next run tells a move: a restored source has new ones
     )
 
 

@@ -165,8 +165,9 @@ def save(path: str, job: Job) -> None:
     _write_cache(path, job.catalog, written[0], written[1])
 
 
-def write_cache(path: str, job: Job) -> None:
-    """Write the catalog cache of the jobfile at ``path`` as it is on disk (``job`` loaded from it)."""
+def write_cache(path: str, catalog: Catalog) -> None:
+    """Write the catalog cache of the jobfile at ``path`` as it is on disk; ``catalog`` must be
+    the one loaded from it, unchanged."""
     size, crc = 0, 0
     try:
         for chunk in read_chunks(path):
@@ -174,7 +175,7 @@ def write_cache(path: str, job: Job) -> None:
             crc = zlib.crc32(chunk, crc)
     except OSError:
         return
-    _write_cache(path, job.catalog, size, crc)
+    _write_cache(path, catalog, size, crc)
 
 
 def _write_cache(path: str, cat: Catalog, size: int, crc: int) -> None:

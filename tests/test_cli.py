@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -233,3 +234,21 @@ def test_counts_of_one_are_said_in_the_singular(place):
     assert "(1 entry, " in first.stderr
     again = run_mvc("src", "-o", "usb", "-f", "job.json", "--hide-progress", cwd=place)
     assert "nothing to do: 1 entry on 1 volume, all current" in again.stderr
+
+
+def test_a_source_restored_with_new_inodes_is_recorded_so_later_moves_are_still_seen(place):
+    from multivolumecopy import jobfile as jf
+
+    args = ("src", "-o", "usb", "-f", "job.json", "--hide-progress")
+    assert run_mvc(*args, cwd=place).returncode == 0
+    a = place / "src/a.txt"
+    os.link(a, place / "a copy")  # keep the old inode busy, so the new one surely differs
+    shutil.copy2(a, place / "new.tmp")  # same bytes and mtime, another inode (cp -p, a restore)
+    os.replace(place / "new.tmp", a)
+
+    again = run_mvc(*args, cwd=place)
+
+    assert "nothing to do" in again.stderr, again.stderr
+    job = jf.load(str(place / "job.json"))
+    assert job.cached  # the cache written with the jobfile is the one read
+    assert job.catalog.inodes[job.catalog.paths.index("a.txt")] == a.stat().st_ino

@@ -162,7 +162,7 @@ def test_write_cache_makes_the_next_load_use_it(tmp_path):
     jf.save(str(path), big_job(40))
     os.unlink(f"{path}{jf.CACHE_SUFFIX}")
     job = jf.load(str(path))
-    jf.write_cache(str(path), job)
+    jf.write_cache(str(path), job.catalog)
     again = jf.load(str(path))
     assert again.cached and columns(again.catalog) == columns(job.catalog)
 
