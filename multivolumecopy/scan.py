@@ -208,11 +208,10 @@ class Scan:
     def _start_helpers(self, count: int) -> None:
         if count < 1:
             return
-        per_token = -(-len(self.tasks) // MAX_TOKENS)
-        starts = range(0, len(self.tasks), per_token)
-        self.per_token = per_token
+        self.per_token = -(-len(self.tasks) // MAX_TOKENS)
+        tokens = -(-len(self.tasks) // self.per_token)
         read, write = os.pipe()
-        os.write(write, b"".join(n.to_bytes(TOKEN, "little") for n in range(len(starts))))
+        os.write(write, b"".join(n.to_bytes(TOKEN, "little") for n in range(tokens)))
         os.close(write)  # taken tokens are not put back: an empty pipe reads as the end
         self.tokens = read
         for _ in range(count):
