@@ -130,11 +130,25 @@ def fs_identity(root: str) -> str:
 def _entry_row(e: Entry, verified: Optional[int] = None, stored: Optional[str] = None) -> str:
     """A manifest or journal row as JSON text, built directly: ``json.dumps`` per row took
     twice as long, and a drive's manifest has a row for every file it holds."""
-    target = "null" if e.target is None else _jstr(e.target)
-    sha = "null" if e.sha256 is None else _jstr(e.sha256)
+    return _row(e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified, stored)
+
+
+def _row(
+    path: str,
+    kind: str,
+    size: int,
+    mtime_ns: int,
+    mode: int,
+    target: Optional[str],
+    sha256: Optional[str],
+    verified: Optional[int],
+    stored: Optional[str],
+) -> str:
+    target = "null" if target is None else _jstr(target)
+    sha = "null" if sha256 is None else _jstr(sha256)
     when = "null" if verified is None else int(verified)
     name = "null" if stored is None else _jstr(stored)
-    return f'[{_jstr(e.path)},"{e.kind}",{e.size},{e.mtime_ns},{e.mode},{target},{sha},{when},{name}]'
+    return f'[{_jstr(path)},"{kind}",{size},{mtime_ns},{mode},{target},{sha},{when},{name}]'
 
 
 def _row_entry(row: list[Any]) -> tuple[Entry, Optional[int], Optional[str]]:
@@ -172,6 +186,7 @@ def same_content(held: Entry, want: Entry, granularity: int) -> bool:
 
 
 _PACKED = struct.Struct("<cqqI")  # kind, size, mtime_ns, mode; then 32 bytes of SHA-256 or none
+_SIZE_AT = struct.Struct("<q")  # the size, at offset 1 of a packed row
 
 
 class Held(MutableMapping[str, Entry]):
@@ -207,13 +222,34 @@ class Held(MutableMapping[str, Entry]):
             self._aside.pop(path, None)
 
     def _entry(self, path: str, raw: bytes) -> Entry:
+        return Entry(path, *self._fields(path, raw))
+
+    def _fields(self, path: str, raw: bytes) -> tuple[str, int, int, int, Optional[str], Optional[str]]:
+        """kind, size, mtime_ns, mode, target, sha256 of a packed row."""
         kind, size, mtime_ns, mode = _PACKED.unpack_from(raw)
         aside = self._aside.get(path) if self._aside else None
         if aside is not None:
             target, sha256 = aside
         else:
             target, sha256 = None, raw[_PACKED.size :].hex() or None
-        return Entry(path, kind.decode("ascii"), size, mtime_ns, mode, target, sha256)
+        return kind.decode("ascii"), size, mtime_ns, mode, target, sha256
+
+    def manifest_rows(
+        self, paths: Iterable[str], verified: dict[str, int], names: dict[str, str]
+    ) -> list[str]:
+        """The manifest rows of ``paths`` as JSON text, straight from the packed rows (no
+        ``Entry`` per file: a commit writes one row for everything the drive holds)."""
+        rows, fields = self._rows, self._fields
+        return [_row(p, *fields(p, rows[p]), verified.get(p), names.get(p)) for p in paths]
+
+    def file_bytes(self, block: int) -> int:
+        """What the files take on a drive of ``block``-byte blocks, read from the packed rows."""
+        file, size_at = ord(FILE), _SIZE_AT.unpack_from
+        return sum(round_up(size_at(raw, 1)[0], block) for raw in self._rows.values() if raw[0] == file)
+
+    def paths_of_kind(self, kind: str) -> Iterator[str]:
+        code = ord(kind)
+        return (path for path, raw in self._rows.items() if raw[0] == code)
 
     def __getitem__(self, path: str) -> Entry:
         return self._entry(path, self._rows[path])
@@ -530,16 +566,11 @@ class Drive:
         if len(paths) != len(held):
             paths = sorted(held, key=sort_key)
 
-        def chunks() -> Iterator[tuple[bool, list[Entry]]]:
-            for start in range(0, len(paths), CHUNK_ROWS):
-                last = start + CHUNK_ROWS >= len(paths)
-                yield last, [held[p] for p in paths[start : start + CHUNK_ROWS]]
-
         def manifest() -> Iterator[bytes]:
             yield (head[: head.rfind("}")].rstrip() + ',\n "entries": [\n').encode("ascii")
-            for last, part in chunks():
-                rows = ",\n".join([_entry_row(e, verified.get(e.path), names.get(e.path)) for e in part])
-                yield (rows + ("\n" if last else ",\n")).encode("ascii")
+            for start in range(0, len(paths), CHUNK_ROWS):
+                rows = ",\n".join(held.manifest_rows(paths[start : start + CHUNK_ROWS], verified, names))
+                yield (rows + ("\n" if start + CHUNK_ROWS >= len(paths) else ",\n")).encode("ascii")
             yield b" ]\n}\n"
 
         def sums() -> Iterator[bytes]:
@@ -626,7 +657,7 @@ class Drive:
         return stored
 
     def used_bytes(self, block: int) -> int:
-        return sum(round_up(e.size, block) if e.kind == FILE else 0 for e in self.held.values())
+        return self.held.file_bytes(block)
 
     def occupant(
         self, rel: str, parents_ok: dict[str, bool], listings: Optional[dict[str, set[str]]] = None

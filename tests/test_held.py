@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -45,3 +46,30 @@ def test_replacing_and_removing_entries():
 def test_a_number_out_of_range_from_a_damaged_manifest_is_a_value_error():
     with pytest.raises(ValueError):
         Held()["big"] = Entry("big", FILE, 2**64, 0, 0o644)
+
+
+def test_the_packed_answers_match_the_entries():
+    held = Held()
+    for e in ENTRIES:
+        held[e.path] = e
+    paths = [e.path for e in ENTRIES]
+    verified, names = {"a/file.bin": 1_700_000_000}, {"caf\udce9/upper": "caf_upper"}
+
+    rows = [json.loads(row) for row in held.manifest_rows(paths, verified, names)]
+    assert rows[0] == [
+        "a/file.bin",
+        FILE,
+        12_345,
+        1_600_000_000_123_456_789,
+        0o4755,
+        None,
+        DIGEST,
+        1_700_000_000,
+        None,
+    ]
+    assert [row[:7] for row in rows] == [list(e[:7]) for e in ENTRIES]
+    assert rows[4][8] == "caf_upper"
+    assert held.file_bytes(4096) == 16384 + 0 + 4096 + 4096  # a file of 0 bytes takes no block
+    assert held.file_bytes(1) == 12_345 + 1 + 1
+    assert set(held.paths_of_kind(DIR)) == {"a"}
+    assert set(held.paths_of_kind(LINK)) == {"a/link"}
