@@ -155,6 +155,7 @@ class Backup:
         self.actions: dict[int, dict[str, list]] = {}  # what each volume had done to it in this run
         self._recopy: set[int] = set()
         self.written: dict[int, int] = {}  # bytes copied to each volume in this run
+        self._run_recorded = False  # the jobfile holds this run's state (see _record_run)
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.Skipped):
@@ -198,7 +199,6 @@ class Backup:
                 else {}
             )
             job.run.replace = sorted(set(job.run.replace) | set(opts.replace_volumes))
-            jf.save(jobfile, job)
             self.targets = self._place()
             files, nbytes = self._work_left()
             self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
@@ -208,13 +208,31 @@ class Backup:
                 if self.pool is not None:
                     self.pool.close()
                 self._write_report()
-            job.run.state = "done"
-            job.run.finished = jf.now_iso()
-            job.run.open_volume = None
-            job.run.moves = {}
-            job.failed = [[path, why] for path, why in self.summary.failed]
-            jf.save(jobfile, job)
+            if job.run.in_progress:  # the last volume's save finished it, unless none was written
+                self._finish_run()
+                self._save()
         return self.summary
+
+    def _save(self) -> None:
+        assert self.job is not None
+        jf.save(self.jobfile, self.job)
+        self._run_recorded = True
+
+    def _record_run(self) -> None:
+        """Save this run's state (in progress, volumes pending, moves) before the run changes a
+        drive or asks for one: done once, by the first save of the run.  A run stopped before
+        that leaves the jobfile as it was, and every drive too."""
+        if not self._run_recorded:
+            self._save()
+
+    def _finish_run(self) -> None:
+        assert self.job is not None
+        run = self.job.run
+        run.state = "done"
+        run.finished = jf.now_iso()
+        run.open_volume = None
+        run.moves = {}
+        self.job.failed = [[path, why] for path, why in self.summary.failed]
 
     def dry_run(self) -> DryRun:
         """What a run would do, volume by volume; touches no drive and writes nothing."""
@@ -283,6 +301,7 @@ class Backup:
             if not queue:
                 wanted, next_volume, message = self._wanted(last_output)
                 self.emit(ev.WaitingForDrive(last_output, message, tuple(wanted), next_volume))
+                self._record_run()  # a --new-volume-script may read it
                 self.swapper.request(
                     SwapRequest(last_output, message, finished, next_volume, self.jobfile, refusal)
                 )
@@ -476,6 +495,7 @@ class Backup:
             raise drive_error(output, err) from None
         try:
             number, new = self._identify(drive)
+            self._record_run()
             rec = job.volumes[number]
             st = os.statvfs(output)
             self.emit(ev.VolumeMounted(number, output, new, st.f_bavail * st.f_frsize, rec.uuid))
@@ -560,7 +580,7 @@ class Backup:
             if number in run.replace:
                 run.replace.remove(number)
                 run.pending_volumes = sorted(set(run.pending_volumes) | {number})
-            jf.save(self.jobfile, job)  # before the label: a crash in between leaves a volume with no files
+            self._save()  # before the label: a crash in between leaves a volume with no files
             drive.write_label(Label(job.job_id, number, rec.uuid, rec.created, job.root))
             return number, True
         if label.job_id != job.job_id:
@@ -812,7 +832,6 @@ class Backup:
 
     def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
         """Copy through the pool; returns whether the drive ran out of space."""
-        # Imported here: a run with nothing to copy starts faster without multiprocessing.
         from .copier import (
             CONFLICT,
             DRIVE_ERROR,
@@ -824,14 +843,12 @@ class Backup:
             WorkerDied,
             make_batches,
         )
-        from .copier import CopyPool as Pool
 
         job = self.job
         assert job is not None
         cat = job.catalog
         number = rec.number
-        if self.pool is None:
-            self.pool = Pool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
+        pool = self._start_pool()
         followers = self._linkable(drive, to_copy)
         paths, kinds, sizes, mtimes, modes, targets = (
             cat.paths,
@@ -915,7 +932,7 @@ class Backup:
 
         try:
             with Writeback(drive.root):
-                self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
+                pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
         except KeyboardInterrupt:
             self._save_progress(drive)
             raise Interrupted(
@@ -935,6 +952,14 @@ class Backup:
                 "check or reconnect the drive and run the same command again"
             )
         return bool(state["full"])
+
+    def _start_pool(self) -> CopyPool:
+        if self.pool is None:
+            # Imported here: a run with nothing to copy starts faster without multiprocessing.
+            from .copier import CopyPool as Pool
+
+            self.pool = Pool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
+        return self.pool
 
     def _linkable(self, drive: Drive, to_copy: list[int]) -> dict[int, int]:
         """Hard-link followers whose leader is, or is about to be, on this drive: follower -> leader."""
@@ -988,7 +1013,7 @@ class Backup:
                 drive.commit(self.job.run.number)
             except (DriveError, OutputError):
                 pass  # the journal still holds what a re-run needs
-        jf.save(self.jobfile, self.job)
+        self._save()
 
     def _close_volume(self, drive: Drive, rec: jf.VolumeRecord, full: bool, before: tuple[int, int]) -> None:
         job = self.job
@@ -1013,8 +1038,9 @@ class Backup:
         rec.capacity = rec.used + st.f_bavail * st.f_frsize
         job.run.done_volumes.append(rec.number)
         job.run.open_volume = None
-        job.updated = jf.now_iso()
-        jf.save(self.jobfile, job)
+        if not self._work_remains():
+            self._finish_run()  # in the same save (and so in the drive's copy of the jobfile)
+        self._save()
         try:
             drive.write_jobcopy(self.jobfile)  # the file just written, copied a chunk at a time
         except OSError as err:
@@ -1094,7 +1120,7 @@ class Backup:
         assert self.job is not None
         cat = self.job.catalog
         dirs = ancestors(drive.held)
-        dirs.update(p for p, e in drive.held.items() if e.kind == DIR)
+        dirs.update(drive.held.paths_of_kind(DIR))
         dir_code = ord(DIR)
         # Folders only: a map of every path would cost 100 bytes an entry of the catalog.
         index = {cat.paths[i]: i for i, k in enumerate(cat.kinds) if k == dir_code}

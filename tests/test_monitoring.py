@@ -162,6 +162,17 @@ def test_a_run_in_progress_is_reported_as_such_not_as_out_of_date(tmp_path):
     assert "longer than --max-age 35 days: is it waiting for a drive?" in late.stdout
 
 
+def test_the_last_drives_copy_of_the_jobfile_knows_the_run_finished(tmp_path, finished_job):
+    copy = json.loads((tmp_path / "usb" / ".mvcopy-jobdata.json").read_text())
+    job = json.loads((tmp_path / "job.json").read_text())
+
+    assert copy["run"]["state"] == "done"
+    assert copy["run"]["finished"] == job["run"]["finished"]
+    from_drive = run_mvc("--status", "-f", "usb/.mvcopy-jobdata.json", cwd=tmp_path)
+    assert from_drive.returncode == 0, from_drive.stdout
+    assert "in progress" not in from_drive.stdout
+
+
 def test_bwlimit_caps_the_rate_read_from_the_sources(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
