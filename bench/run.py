@@ -1,13 +1,15 @@
 """The benchmark: this tool against cp -a, rsync -a and tar | tar on the same data, in one run.
 
-    python bench/run.py [--scale 1.0] [--runs 3] [--only small,mixed,large,rerun,scan,tree,catalog,help]
-                        [--tree-entries 200000] [--catalog-entries 1000000]
+    python bench/run.py [--scale 1.0] [--runs 3] [--tree-entries 200000] [--catalog-entries 1000000]
+                        [--only small,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help]
+                        [--tmpfs /dev/shm]
 
 Datasets (sizes scaled by --scale): many small (100,000 files of 1-16 KiB in 200 folders),
 mixed (2,000 files of 4 KiB-64 MiB, about 1.5 GB), few large (4 x 256 MiB); a real tree of
 --tree-entries empty files (scan, whole runs and their peak memory); a synthetic catalog of
 --catalog-entries (jobfile save, load, memory).  Destination: a directory on the same disk as
-the data.  Prints medians and ratios; see docs/performance.rst.
+the data; small-tmpfs copies the small files to a tmpfs instead, where no method waits for a
+disk.  Prints medians, ratios paired by round, and CPU seconds; see docs/performance.rst.
 """
 
 from __future__ import annotations
@@ -60,11 +62,25 @@ def large(root: Path, scale: float, rnd: random.Random) -> None:
                 left -= 16 * 2**20
 
 
-def timed(cmd: str) -> float:
+CPU: dict[tuple[str, str], list[float]] = {}  # CPU seconds (user + system, its processes and theirs)
+
+
+def timed(cmd: str, key: tuple[str, str] | None = None) -> float:
+    """Wall seconds of ``cmd``; with ``key``, its CPU seconds are kept in CPU[key]."""
     subprocess.run("sync", shell=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, shell=True, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if key is not None:
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        CPU.setdefault(key, []).append(cpu)
+    return wall
+
+
+def record(results: dict, case: str, label: str, cmd: str) -> None:
+    results.setdefault((case, label), []).append(timed(cmd, (case, label)))
 
 
 def mvc(src: Path, dst: Path, job: Path, *extra: str) -> str:
@@ -90,14 +106,19 @@ def fresh_dir(work: Path) -> Path:
     return d
 
 
-def first_backup(name: str, src: Path, work: Path, runs: int, results: dict) -> None:
+def first_backup(name: str, src: Path, work: Path, runs: int, results: dict, memory: bool = False) -> None:
+    """Every method ``runs`` times onto fresh directories of ``work``: on the same disk as the
+    data, or (``memory``) on a tmpfs, where no method waits for a disk and what is left is the
+    cost of each tool itself."""
     variants = dict(PEERS)
-    # multivolumecopy syncs the drive before it calls a volume done; cp -a leaves its data in
-    # the page cache.  Both are shown: the plain one is the issue's yardstick.
-    variants["cp -a && sync"] = lambda s, d: f"cp -a {s}/. {d} && sync"
+    if not memory:
+        # multivolumecopy syncs the drive before it calls a volume done; cp -a leaves its data
+        # in the page cache.  Both are shown: the plain one is the issue's yardstick.
+        variants["cp -a && sync"] = lambda s, d: f"cp -a {s}/. {d} && sync"
     variants["multivolumecopy"] = lambda s, d: mvc(s, d, d.with_suffix(".json"))
     variants["multivolumecopy --no-hash"] = lambda s, d: mvc(s, d, d.with_suffix(".json"), "--no-hash")
     subprocess.run(f"find {src} -type f -exec cat {{}} + > /dev/null", shell=True)  # warm for all
+    case = f"first backup, {name}" + (" to tmpfs" if memory else "")
     outputs = []
     order = list(variants.items())
     for run in range(runs):
@@ -105,18 +126,27 @@ def first_backup(name: str, src: Path, work: Path, runs: int, results: dict) -> 
         # last dataset's copies) pays for it on a journal-less ext4.
         for label, cmd in order[run % len(order) :] + order[: run % len(order)]:
             outputs.append(fresh_dir(work))
-            results.setdefault((f"first backup, {name}", label), []).append(timed(cmd(src, outputs[-1])))
+            record(results, case, label, cmd(src, outputs[-1]))
+            if memory:  # RAM, not disk: freed at once (a tmpfs is not slower after deletions)
+                out = outputs.pop()
+                shutil.rmtree(out)
+                for job in out.parent.glob(f"{out.name}.json*"):
+                    job.unlink()
     for out in outputs:  # room for the next dataset (at scale 1 every copy of all three is 50 GB)
         shutil.rmtree(out)
 
 
 def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
-    for label in ("rsync -a", "multivolumecopy"):
-        dst = fresh_dir(work)
-        cmd = PEERS["rsync -a"](src, dst) if label == "rsync -a" else mvc(src, dst, dst.with_suffix(".json"))
+    rsync_dst, mvc_dst = fresh_dir(work), fresh_dir(work)
+    cmds = {
+        "rsync -a": PEERS["rsync -a"](src, rsync_dst),
+        "multivolumecopy": mvc(src, mvc_dst, mvc_dst.with_suffix(".json")),
+    }
+    for cmd in cmds.values():
         timed(cmd)  # populate
-        for _ in range(runs):
-            results.setdefault(("no-change re-run, small", label), []).append(timed(cmd))
+    for _ in range(runs):  # in turns, so both see the same moments of the machine
+        for label, cmd in cmds.items():
+            record(results, "no-change re-run, small", label, cmd)
 
 
 def scan_processes() -> int:
@@ -225,11 +255,26 @@ def help_time(runs: int, results: dict) -> None:
         )
 
 
+def is_tmpfs(path: str) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == real and line.split()[2] == "tmpfs" for line in mounts)
+
+
+def paired(times: list[float], base: list[float] | None) -> list[float]:
+    """Each round's time over the base's time in that round: rounds run the methods in turn,
+    so a slow minute of the disk weighs on both sides of a ratio."""
+    if not base or len(base) != len(times):
+        return []
+    return [t / b for t, b in zip(times, base)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="small,mixed,large,rerun,scan,tree,catalog,help")
+    ap.add_argument("--only", default="small,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help")
+    ap.add_argument("--tmpfs", default="/dev/shm", help="a tmpfs for the small-tmpfs case")
     ap.add_argument("--catalog-entries", type=int, default=1_000_000)
     ap.add_argument("--tree-entries", type=int, default=200_000, help="files in the real tree (not scaled)")
     args = ap.parse_args()
@@ -241,10 +286,19 @@ def main() -> None:
     notes: list[str] = []
     try:
         for name, make in (("small", small), ("mixed", mixed), ("large", large)):
-            if name in only or (name == "small" and ({"rerun", "scan"} & only)):
+            if name in only or (name == "small" and ({"rerun", "scan", "small-tmpfs"} & only)):
                 make(work / name, args.scale, rnd)
             if name in only:
                 first_backup(name, work / name, work, args.runs, results)
+        if "small-tmpfs" in only:
+            if is_tmpfs(args.tmpfs):
+                memory = Path(tempfile.mkdtemp(prefix="mvc-bench-", dir=args.tmpfs))
+                try:
+                    first_backup("small", work / "small", memory, args.runs, results, memory=True)
+                finally:
+                    shutil.rmtree(memory, ignore_errors=True)
+            else:
+                notes.append(f"small-tmpfs left out: {args.tmpfs} is not a tmpfs (see --tmpfs)")
         if "rerun" in only:
             rerun(work / "small", work, args.runs, results)
         if "scan" in only:
@@ -259,14 +313,23 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"scale {args.scale}, {args.runs} runs, medians; {os.cpu_count()} CPUs")
-    print(f"{'case':<46}{'method':<34}{'seconds':>9}{'ratio':>9}")
+    print(f"{'case':<46}{'method':<34}{'seconds':>8}{'ratio':>8}{'(range)':>14}{'to sync':>9}{'CPU s':>8}")
     base_of = {"first backup": "cp -a", "no-change": "rsync -a", "scan": "find -printf"}
     for (case, label), times in results.items():
-        med = statistics.median(times)
         base_label = next((b for k, b in base_of.items() if case.startswith(k)), None)
-        base = results.get((case, base_label)) if base_label else None
-        ratio = f"{med / statistics.median(base):.2f}x" if base else ""
-        print(f"{case:<46}{label:<34}{med:>9.2f}{ratio:>9}")
+        ratios = paired(times, results.get((case, base_label)) if base_label else None)
+        synced = paired(times, results.get((case, "cp -a && sync")))
+        ratio = f"{statistics.median(ratios):.2f}x" if ratios else ""
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else ""
+        to_sync = f"{statistics.median(synced):.2f}x" if synced else ""
+        cpu = f"{statistics.median(CPU[case, label]):.2f}" if (case, label) in CPU else ""
+        print(
+            f"{case:<46}{label:<34}{statistics.median(times):>8.2f}{ratio:>8}{spread:>14}{to_sync:>9}{cpu:>8}"
+        )
+    print(
+        "ratio: the median of each round's time over the base's in the same round (the range: "
+        "the lowest and highest); to sync: the same, over cp -a && sync"
+    )
     for note in notes:
         print(note)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
