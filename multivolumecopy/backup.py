@@ -520,7 +520,7 @@ class Backup:
             )
             before = (self.summary.copied_files, self.summary.copied_bytes)
             failed_before = len(self.failed)
-            self._apply(drive, rec, plan)
+            self._apply(drive, rec, plan, bare=new and not there_before)
             full = next(self._candidates(number, fresh), None) is not None  # it could not take them all
             if full:
                 self.emit(ev.VolumeFull(number))
@@ -662,8 +662,9 @@ class Backup:
             self.job.run.moves,
         )
 
-    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan) -> None:
-        """Carry out ``plan`` on the drive."""
+    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, bare: bool = False) -> None:
+        """Carry out ``plan`` on the drive.  ``bare``: a blank drive with no files or symlinks
+        at all (folders at most), where nothing can be in the way of a new entry."""
         job = self.job
         assert job is not None
         cat = job.catalog
@@ -693,6 +694,9 @@ class Backup:
             if stored is None:  # the drive cannot hold it (a symlink on exFAT): kept in the records
                 recorded.append(cat.entry(i))
                 cat.volumes[i] = number
+                continue
+            if bare:  # (a folder in the way of a file makes its rename fail: it is told then)
+                to_copy.append(i)
                 continue
             try:
                 occ = drive.occupant(stored, parents, listings)

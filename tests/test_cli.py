@@ -252,3 +252,18 @@ def test_a_source_restored_with_new_inodes_is_recorded_so_later_moves_are_still_
     job = jf.load(str(place / "job.json"))
     assert job.cached  # the cache written with the jobfile is the one read
     assert job.catalog.inodes[job.catalog.paths.index("a.txt")] == a.stat().st_ino
+
+
+def test_an_empty_folder_on_a_blank_drive_where_a_file_goes_is_left_and_the_file_goes_on(place):
+    (place / "src/b.txt").write_text("b")
+    (place / "usb/a.txt").mkdir()  # a blank drive holding nothing but a folder of that name
+    (place / "usb2").mkdir()
+
+    result = run_mvc("src", "-o", "usb", "-o", "usb2", "-f", "job.json", "--volume-size", "1M", cwd=place)
+
+    assert result.returncode == 0, result.stderr
+    assert "a.txt: not on volume 1: " in result.stderr  # told, then sent to the next drive
+    assert (place / "usb/a.txt").is_dir() and os.listdir(place / "usb/a.txt") == []
+    assert (place / "usb/b.txt").read_text() == "b"
+    assert (place / "usb2/a.txt").read_text() == "a"
+    assert files_on(place / "usb") == {"b.txt"}
