@@ -836,6 +836,7 @@ class Backup:
 
     def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
         """Copy through the pool; returns whether the drive ran out of space."""
+        # Imported here: a run with nothing to copy starts faster without multiprocessing.
         from .copier import (
             CONFLICT,
             DRIVE_ERROR,
@@ -847,12 +848,14 @@ class Backup:
             WorkerDied,
             make_batches,
         )
+        from .copier import CopyPool as Pool
 
         job = self.job
         assert job is not None
         cat = job.catalog
         number = rec.number
-        pool = self._start_pool()
+        if self.pool is None:
+            self.pool = Pool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
         followers = self._linkable(drive, to_copy)
         paths, kinds, sizes, mtimes, modes, targets = (
             cat.paths,
@@ -936,7 +939,7 @@ class Backup:
 
         try:
             with Writeback(drive.root):
-                pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
+                self.pool.run(batches, handle, lambda n: self.emit(ev.BytesCopied(n)))
         except KeyboardInterrupt:
             self._save_progress(drive)
             raise Interrupted(
@@ -956,14 +959,6 @@ class Backup:
                 "check or reconnect the drive and run the same command again"
             )
         return bool(state["full"])
-
-    def _start_pool(self) -> CopyPool:
-        if self.pool is None:
-            # Imported here: a run with nothing to copy starts faster without multiprocessing.
-            from .copier import CopyPool as Pool
-
-            self.pool = Pool(self.opts.workers, self.opts.bwlimit, self.opts.idle_io)
-        return self.pool
 
     def _linkable(self, drive: Drive, to_copy: list[int]) -> dict[int, int]:
         """Hard-link followers whose leader is, or is about to be, on this drive: follower -> leader."""

@@ -239,29 +239,8 @@ class Held(MutableMapping[str, Entry]):
     ) -> list[str]:
         """The manifest rows of ``paths`` as JSON text, straight from the packed rows (no
         ``Entry`` per file: a commit writes one row for everything the drive holds)."""
-        rows, aside, unpack, head = self._rows, self._aside, _PACKED.unpack_from, _PACKED.size
-        out = []
-        for path in paths:
-            raw = rows[path]
-            if aside and path in aside:
-                out.append(_row(path, *self._fields(path, raw), verified.get(path), names.get(path)))
-                continue
-            kind, size, mtime_ns, mode = unpack(raw)
-            sha256 = raw[head:].hex() or None
-            out.append(
-                _row(
-                    path,
-                    kind.decode("ascii"),
-                    size,
-                    mtime_ns,
-                    mode,
-                    None,
-                    sha256,
-                    verified.get(path),
-                    names.get(path),
-                )
-            )
-        return out
+        rows, fields = self._rows, self._fields
+        return [_row(p, *fields(p, rows[p]), verified.get(p), names.get(p)) for p in paths]
 
     def file_bytes(self, block: int) -> int:
         """What the files take on a drive of ``block``-byte blocks, read from the packed rows."""
