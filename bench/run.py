@@ -1,20 +1,23 @@
 """The benchmark: this tool against cp -a, rsync -a and tar | tar on the same data, in one run.
 
     python bench/run.py [--scale 1.0] [--runs 3] [--tree-entries 200000] [--catalog-entries 1000000]
-                        [--only small,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help]
+                        [--only small,small-ext4,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help]
                         [--tmpfs /dev/shm]
 
 Datasets (sizes scaled by --scale): many small (100,000 files of 1-16 KiB in 200 folders),
 mixed (2,000 files of 4 KiB-64 MiB, about 1.5 GB), few large (4 x 256 MiB); a real tree of
 --tree-entries empty files (scan, whole runs and their peak memory); a synthetic catalog of
 --catalog-entries (jobfile save, load, memory).  Destination: a directory on the same disk as
-the data; small-tmpfs copies the small files to a tmpfs instead, where no method waits for a
-disk.  Prints medians, ratios paired by round, and CPU seconds; see docs/performance.rst.
+the data; small-ext4 copies the small files to a new ext4 filesystem for every copy, in an image
+on the same disk (root only: another filesystem, as a backup drive is), and small-tmpfs to a
+tmpfs, where no method waits for a disk.  Prints medians, ratios paired by round, and CPU
+seconds; see docs/performance.rst.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import resource
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -106,34 +110,94 @@ def fresh_dir(work: Path) -> Path:
     return d
 
 
-def first_backup(name: str, src: Path, work: Path, runs: int, results: dict, memory: bool = False) -> None:
-    """Every method ``runs`` times onto fresh directories of ``work``: on the same disk as the
-    data, or (``memory``) on a tmpfs, where no method waits for a disk and what is left is the
-    cost of each tool itself."""
+class SameDisk:
+    """Each copy to a fresh directory (``fresh_dir``) on the same disk as the data, kept until
+    the dataset is done."""
+
+    label = ""
+    synced_peer = True  # cp -a && sync is shown beside cp -a
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.made: list[Path] = []
+
+    @contextlib.contextmanager
+    def destination(self) -> Iterator[Path]:
+        self.made.append(fresh_dir(self.work))
+        yield self.made[-1]
+
+    def close(self) -> None:
+        for out in self.made:  # room for the next dataset (every copy of all three: 50 GB)
+            shutil.rmtree(out)
+
+
+class Tmpfs(SameDisk):
+    """Each copy to a tmpfs, removed at once: RAM, where no method waits for a disk and what
+    is left is each tool's own work (a tmpfs is not slower after deletions)."""
+
+    label = " to tmpfs"
+    synced_peer = False
+
+    @contextlib.contextmanager
+    def destination(self) -> Iterator[Path]:
+        out = fresh_dir(self.work)
+        try:
+            yield out
+        finally:
+            shutil.rmtree(out)
+            for job in out.parent.glob(f"{out.name}.json*"):
+                job.unlink()
+
+
+class FreshExt4(SameDisk):
+    """Each copy to a new ext4 filesystem (with its journal, as mkfs.ext4 makes it) in an image
+    file on the same disk, loop-mounted: another filesystem, as a backup drive is, so no
+    method can copy within one filesystem (``cp -a`` does there, with copy_file_range)."""
+
+    label = " to a fresh ext4"
+
+    def __init__(self, work: Path, size: int):
+        super().__init__(work)
+        self.size = size
+
+    @contextlib.contextmanager
+    def destination(self) -> Iterator[Path]:
+        image, mount = fresh_dir(self.work) / "drive.img", fresh_dir(self.work)
+        with open(image, "wb") as fh:
+            fh.truncate(self.size)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+        try:
+            yield mount
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+            shutil.rmtree(image.parent)
+            shutil.rmtree(mount, ignore_errors=True)
+            for job in mount.parent.glob(f"{mount.name}.json*"):
+                job.unlink()
+
+
+def first_backup(name: str, src: Path, where: SameDisk, runs: int, results: dict) -> None:
+    """Every method ``runs`` times, each onto a destination of its own from ``where``."""
     variants = dict(PEERS)
-    if not memory:
+    if where.synced_peer:
         # multivolumecopy syncs the drive before it calls a volume done; cp -a leaves its data
         # in the page cache.  Both are shown: the plain one is the issue's yardstick.
         variants["cp -a && sync"] = lambda s, d: f"cp -a {s}/. {d} && sync"
     variants["multivolumecopy"] = lambda s, d: mvc(s, d, d.with_suffix(".json"))
     variants["multivolumecopy --no-hash"] = lambda s, d: mvc(s, d, d.with_suffix(".json"), "--no-hash")
     subprocess.run(f"find {src} -type f -exec cat {{}} + > /dev/null", shell=True)  # warm for all
-    case = f"first backup, {name}" + (" to tmpfs" if memory else "")
-    outputs = []
+    case = f"first backup, {name}{where.label}"
     order = list(variants.items())
-    for run in range(runs):
-        # Each round starts with a different method: whoever comes first after a deletion (the
-        # last dataset's copies) pays for it on a journal-less ext4.
-        for label, cmd in order[run % len(order) :] + order[: run % len(order)]:
-            outputs.append(fresh_dir(work))
-            record(results, case, label, cmd(src, outputs[-1]))
-            if memory:  # RAM, not disk: freed at once (a tmpfs is not slower after deletions)
-                out = outputs.pop()
-                shutil.rmtree(out)
-                for job in out.parent.glob(f"{out.name}.json*"):
-                    job.unlink()
-    for out in outputs:  # room for the next dataset (at scale 1 every copy of all three is 50 GB)
-        shutil.rmtree(out)
+    try:
+        for run in range(runs):
+            # Each round starts with a different method: whoever comes first after a deletion
+            # (the last dataset's copies) pays for it on a journal-less ext4.
+            for label, cmd in order[run % len(order) :] + order[: run % len(order)]:
+                with where.destination() as out:
+                    record(results, case, label, cmd(src, out))
+    finally:
+        where.close()
 
 
 def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
@@ -273,7 +337,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="small,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help")
+    ap.add_argument("--only", default="small,small-ext4,small-tmpfs,mixed,large,rerun,scan,tree,catalog,help")
     ap.add_argument("--tmpfs", default="/dev/shm", help="a tmpfs for the small-tmpfs case")
     ap.add_argument("--catalog-entries", type=int, default=1_000_000)
     ap.add_argument("--tree-entries", type=int, default=200_000, help="files in the real tree (not scaled)")
@@ -286,15 +350,21 @@ def main() -> None:
     notes: list[str] = []
     try:
         for name, make in (("small", small), ("mixed", mixed), ("large", large)):
-            if name in only or (name == "small" and ({"rerun", "scan", "small-tmpfs"} & only)):
+            if name in only or (name == "small" and ({"rerun", "scan", "small-tmpfs", "small-ext4"} & only)):
                 make(work / name, args.scale, rnd)
             if name in only:
-                first_backup(name, work / name, work, args.runs, results)
+                first_backup(name, work / name, SameDisk(work), args.runs, results)
+        if "small-ext4" in only:
+            if os.geteuid() == 0 and shutil.which("mkfs.ext4"):
+                size = int(2e9 * args.scale) + 2**28  # the copy (1 GB at scale 1) and room to spare
+                first_backup("small", work / "small", FreshExt4(work, size), args.runs, results)
+            else:
+                notes.append("small-ext4 left out: it needs root (mount) and mkfs.ext4 (e2fsprogs)")
         if "small-tmpfs" in only:
             if is_tmpfs(args.tmpfs):
                 memory = Path(tempfile.mkdtemp(prefix="mvc-bench-", dir=args.tmpfs))
                 try:
-                    first_backup("small", work / "small", memory, args.runs, results, memory=True)
+                    first_backup("small", work / "small", Tmpfs(memory), args.runs, results)
                 finally:
                     shutil.rmtree(memory, ignore_errors=True)
             else:
