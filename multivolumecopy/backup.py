@@ -421,11 +421,12 @@ class Backup:
     def _unplaced(self) -> Iterator[int]:
         assert self.job is not None
         vols = self.job.catalog.volumes
+        if NO_VOLUME not in vols:  # the common case after a volume, without a loop in Python
+            return iter(())
         return (i for i in range(len(vols)) if vols[i] == NO_VOLUME and i not in self.failed)
 
     def _unplaced_exist(self) -> bool:
-        assert self.job is not None
-        return NO_VOLUME in self.job.catalog.volumes and next(self._unplaced(), None) is not None
+        return next(self._unplaced(), None) is not None
 
     def _candidates(self, volume: int, fresh: bool) -> Iterator[int]:
         """Unplaced entries this volume should take, in index order: those placed on it, or for a
