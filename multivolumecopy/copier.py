@@ -5,8 +5,9 @@ Data flow::
     parent (backup.py)                         worker processes
     ------------------                         ----------------
     CopyBatch --> tasks (maxsize = workers) --> copy_batch()  -- temp file in
-                                                 .mvcopy-tmp/, fchmod, utime,
-    handle(BatchDone) <-- results <------------  rename into place
+                                                 .mvcopy-tmp/, mode, utime,
+    handle(BatchDone) <-- results <------------  rename into place (a new
+                                                 folder: built whole, then renamed)
     progress(bytes)   <-- results <------------  every 32 MiB of a large file
 
 The queue is kept short on purpose: when the drive fills, the parent sets
@@ -24,6 +25,7 @@ import hashlib
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import stat
 import threading
@@ -97,15 +99,22 @@ def make_batches(
     volume_key: str,
     hash: bool = True,
     root_id: tuple[int, int] = (0, 0),
-    max_items: int = 256,
+    max_items: int = 1024,
     max_bytes: int = 16 * 1024 * 1024,
+    fold_at: int = 256,
 ) -> Iterator[CopyBatch]:
-    """Group small files so interprocess traffic is paid per batch, not per file."""
+    """Group small files so interprocess traffic is paid per batch, not per file.  Past
+    ``fold_at`` items a batch ends where a folder does, so that a new folder is most often
+    written whole by one batch, and renamed into place once (see _commit_group)."""
     batch: list[CopyItem] = []
     size = 0
     n = 0
     for item in items:
-        if batch and (len(batch) >= max_items or size + item[3] > max_bytes):
+        if batch and (
+            len(batch) >= max_items
+            or size + item[3] > max_bytes
+            or (len(batch) >= fold_at and _folder_of(item) != _folder_of(batch[-1]))
+        ):
             yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
             n += 1
             batch, size = [], 0
@@ -113,6 +122,11 @@ def make_batches(
         size += item[3]
     if batch:
         yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
+
+
+def _folder_of(item: CopyItem) -> str:
+    dest = item[7] or item[1]
+    return dest[: dest.rfind("/") + 1]
 
 
 # -- worker side --------------------------------------------------------------------
@@ -261,15 +275,41 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
         detail = GONE if not _drive_there(batch) else err.strerror or str(err)
         first = _outcome(items[0][0], status, detail)
         return BatchDone(batch.batch_id, (first, *(_outcome(it[0], NOT_DONE) for it in items[1:])))
+    group: Optional[_Group] = None
     for pos, item in enumerate(items):
         if stop.is_set():
+            if group is not None:
+                _commit_group(batch, group, outcomes)
             outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos:])
             break
-        outcome = _copy_one(batch, tmpdir, item, stop, report)
+        dest = item[7] or item[1]
+        if group is not None and not dest.startswith(group.prefix):
+            stopped = _commit_group(batch, group, outcomes)
+            group = None
+            if stopped:
+                outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos:])
+                break
+        if group is None:
+            group = _open_group(batch, tmpdir, item)
+        if group is None:
+            outcome = _copy_one(batch, tmpdir, item, stop, report)
+        elif dest == group.rel:  # the staged folder's own entry: the staging folder is it
+            outcome = (item[0], OK, 0, item[4], "", 0, None)
+            group.done.append((len(outcomes), ""))
+        else:
+            name = dest[len(group.prefix) :]
+            outcome = _copy_one(batch, tmpdir, item, stop, report, staged=f"{group.path}/{name}")
+            if outcome[1] == OK:
+                group.done.append((len(outcomes), name))
         outcomes.append(outcome)
         if outcome[1] in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
+            if group is not None:
+                _commit_group(batch, group, outcomes)
+                group = None
             outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos + 1 :])
             break
+    if group is not None:
+        _commit_group(batch, group, outcomes)
     # The emptied folder stays until the volume is committed: on a journal-less ext4, every
     # file created after a deletion scans past the freed inode (kernel: recently_deleted), and
     # one rmdir a batch made that 10 % of the whole copy's time.
@@ -278,12 +318,19 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
 
 
 def _copy_one(
-    batch: CopyBatch, tmpdir: str, item: CopyItem, stop: Any, report: Callable[[Any], None]
+    batch: CopyBatch,
+    tmpdir: str,
+    item: CopyItem,
+    stop: Any,
+    report: Callable[[Any], None],
+    staged: Optional[str] = None,
 ) -> Outcome:
+    """Copy one entry to a temporary name and rename it into place; with ``staged`` (a file or
+    link of a staged folder), copy it to that name and leave it there for the folder's rename."""
     index, rel, kind, size, mtime_ns, mode, target, dest = item
     dest = dest or rel
     final = f"{batch.dst_root}/{dest}"
-    tmp = f"{tmpdir}/{index}"
+    tmp = staged or f"{tmpdir}/{index}"
     try:
         if kind == FILE:
             if size < len(_BUF):
@@ -292,11 +339,15 @@ def _copy_one(
                 got = None
             if got is None:  # large, sparse, or grown past the buffer since the scan
                 got = _copy_file(f"{batch.src_root}/{rel}", tmp, mode, stop, report, batch.hash)
-            _make_parents(batch.dst_root, dest)
             faults.point("before-rename")
-            os.rename(tmp, final)
+            if staged is None:
+                _make_parents(batch.dst_root, dest)
+                os.rename(tmp, final)
             return (index, OK, *got)
         if kind == DIR:
+            if staged is not None:
+                os.mkdir(staged, 0o700)
+                return (index, OK, 0, mtime_ns, "", 0, None)
             _make_parents(batch.dst_root, dest)
             try:
                 os.mkdir(final, 0o700)
@@ -307,8 +358,9 @@ def _copy_one(
         assert kind == LINK and target is not None
         os.symlink(target, tmp)
         os.utime(tmp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-        _make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
-        os.rename(tmp, final)
+        if staged is None:
+            _make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
+            os.rename(tmp, final)
         return (index, OK, 0, mtime_ns, "", 0, None)
     except _Stop:
         _unlink(tmp)
@@ -323,15 +375,150 @@ def _copy_one(
         return _outcome(index, FAILED, str(err))
     except OSError as err:
         _unlink(tmp)
-        if err.errno == errno.ENOENT and not _drive_there(batch):
-            return _outcome(index, DRIVE_ERROR, GONE)
-        if is_no_space(err):
-            return _outcome(index, NO_SPACE, err.strerror or "")
-        if is_drive_gone(err):
-            return _outcome(index, DRIVE_ERROR, err.strerror or str(err))
-        if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
-            return _outcome(index, CONFLICT, "something else is in the way on the drive")
-        return _outcome(index, FAILED, f"the drive refused it: {err.strerror or err}")
+        return _drive_refused(batch, index, err)
+
+
+def _drive_refused(batch: CopyBatch, index: int, err: OSError) -> Outcome:
+    """The Outcome of an entry whose write or rename on the drive failed with ``err``."""
+    if err.errno == errno.ENOENT and not _drive_there(batch):
+        return _outcome(index, DRIVE_ERROR, GONE)
+    if is_no_space(err):
+        return _outcome(index, NO_SPACE, err.strerror or "")
+    if is_drive_gone(err):
+        return _outcome(index, DRIVE_ERROR, err.strerror or str(err))
+    if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+        return _outcome(index, CONFLICT, "something else is in the way on the drive")
+    return _outcome(index, FAILED, f"the drive refused it: {err.strerror or err}")
+
+
+# -- staged folders ------------------------------------------------------------------
+#
+# A rename costs about as much as the rest of a small file's copy (two folders changed, and
+# a lock for the whole filesystem when they differ).  So when a batch reaches a folder the
+# drive does not have yet, what goes into it (files, links, subfolders, as deep as the
+# batch goes) is written under its own names into a staging folder in the batch's temp
+# folder, and the staging folder is renamed into place once, when the batch leaves it.
+# Nothing partial is ever under a final name: the staging folder holds only complete files
+# when it moves.  If the folder has appeared meanwhile (another batch of the same folder,
+# another worker making parents), each entry is moved into it on its own, as one copied
+# alone would be.
+
+
+@dataclass
+class _Group:
+    rel: str  # the staged folder on the drive, relative to its root
+    path: str  # the staging folder
+    done: list[tuple[int, str]]  # (position in the outcomes, path under rel) of each complete entry
+
+    @property
+    def prefix(self) -> str:
+        return self.rel + "/"
+
+
+def _open_group(batch: CopyBatch, tmpdir: str, item: CopyItem) -> Optional[_Group]:
+    """A staging folder for the folder ``item`` makes (a folder) or goes into (a file or link),
+    when the drive has no such folder yet (as far as this worker knows); else None."""
+    dest = item[7] or item[1]
+    if item[2] != DIR:
+        cut = dest.rfind("/")
+        if cut < 0:
+            return None
+        dest = dest[:cut]
+    full = f"{batch.dst_root}/{dest}"
+    if full in _MADE_DIRS:
+        return None
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None  # the copy itself will meet the error and report it
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            _MADE_DIRS.add(full)  # there already: what goes in is renamed into it one by one
+        return None
+    path = f"{tmpdir}/{item[0]}.d"
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:  # left by a killed run of the same process id and batch number
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.mkdir(path, 0o700)
+        except OSError:
+            return None
+    except OSError:
+        return None
+    return _Group(dest, path, [])
+
+
+def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> bool:
+    """Move a staged folder into place: at once if the drive still has no such folder, else
+    entry by entry.  Returns whether the batch must stop (the drive is full or failing)."""
+    if not group.done:
+        return False
+    final = f"{batch.dst_root}/{group.rel}"
+    try:
+        _make_parents(batch.dst_root, group.rel)
+        faults.point("before-folder-rename")
+        _rename_noreplace(group.path, final)
+        _MADE_DIRS.add(final)
+        return False
+    except OSError:
+        pass  # there now (or the drive refuses): one entry at a time tells each what happened
+    stop = False
+    for pos, name in group.done:  # in the batch's order: a folder before what is in it
+        index = outcomes[pos][0]
+        staged = f"{group.path}/{name}" if name else group.path
+        there = f"{final}/{name}" if name else final
+        try:
+            if stop:
+                raise _Stop()
+            if staged == group.path or os.path.isdir(staged) and not os.path.islink(staged):
+                _make_parents(batch.dst_root, there[len(batch.dst_root) + 1 :])
+                try:
+                    os.mkdir(there, 0o700)
+                except FileExistsError:
+                    if not stat.S_ISDIR(os.lstat(there).st_mode):
+                        outcomes[pos] = _outcome(index, CONFLICT, "a file is in the way on the drive")
+                        continue
+                _MADE_DIRS.add(there)
+            else:
+                _make_parents(batch.dst_root, there[len(batch.dst_root) + 1 :])
+                os.rename(staged, there)
+        except _Stop:
+            outcomes[pos] = _outcome(index, NOT_DONE)
+        except OSError as err:
+            outcomes[pos] = _drive_refused(batch, index, err)
+            stop = outcomes[pos][1] in (NO_SPACE, DRIVE_ERROR)
+    return stop
+
+
+_RENAME_NOREPLACE = 1  # renameat2(2) flag: fail with EEXIST rather than replace an empty folder
+_RENAMEAT2: list[Any] = []
+
+
+def _rename_noreplace(src: str, dst: str) -> None:
+    """Rename a folder to a name nothing has: never over an (empty) folder that appeared
+    meanwhile.  Where renameat2 or its flag is missing (FUSE, other C libraries), the
+    staged entries are moved one by one instead (raises OSError)."""
+    if not _RENAMEAT2:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _RENAMEAT2.append(fn)
+        except (ImportError, OSError, AttributeError):
+            _RENAMEAT2.append(None)
+    fn = _RENAMEAT2[0]
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if fn(-100, os.fsencode(src), -100, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), dst)
 
 
 class _SourceError(Exception):

@@ -2,7 +2,9 @@
 with SIGKILL the Nth time (default: first) a process passes point NAME, as a power cut or
 ``kill -9`` would at exactly that moment.  Unset, a point costs one comparison.
 
-Points: ``before-rename`` (a worker, a file fully written but not yet renamed into place),
+Points: ``before-rename`` (a worker, a file fully written but not yet renamed into place, or
+left in a staged folder), ``before-folder-rename`` (a worker, a staged new folder complete
+but not yet renamed into place),
 ``replace:<file name>`` (the temporary copy of a record such as ``.mvcopy-manifest.json``
 is written and synced but not yet renamed over the old one), ``after-purge`` (files
 removed from a drive, the journal not yet told).

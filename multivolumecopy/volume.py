@@ -5,7 +5,8 @@ Everything lives at the drive's root under names starting with ``.mvcopy``::
     .mvcopy-label.json     which job and volume this drive is (written once)
     .mvcopy-manifest.json  what the drive holds, as of the last commit
     .mvcopy-journal        what happened since: intents, puts, deletes, sync points
-    .mvcopy-tmp/           partial copies (a folder per batch); emptied on every open
+    .mvcopy-tmp/           partial copies and new folders being built (a folder per batch);
+                           emptied on every open
     .mvcopy-jobdata.json   a copy of the jobfile
     .mvcopy-lock           flock'd while a run uses the drive
 

@@ -1,13 +1,18 @@
-"""The copy pool on its own: an interrupt while outcomes are being recorded loses none."""
+"""The copy pool on its own: an interrupt while outcomes are being recorded loses none; new
+folders are staged and moved into place whole, and whatever appears in their way is kept."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from pathlib import Path
 
-from multivolumecopy.catalog import FILE
-from multivolumecopy.copier import BatchDone, CopyPool, WorkerDied, make_batches
+import pytest
+
+from multivolumecopy import copier
+from multivolumecopy.catalog import DIR, FILE
+from multivolumecopy.copier import CONFLICT, OK, BatchDone, CopyPool, WorkerDied, make_batches
 
 
 def test_ctrl_c_while_a_batch_is_recorded_neither_cuts_the_record_short_nor_loses_a_batch(tmp_path):
@@ -88,3 +93,140 @@ def test_workers_that_died_are_reported_not_waited_for(tmp_path):
     pool.close()
     assert len(outcome) == 1 and isinstance(outcome[0], WorkerDied)
     assert "a copy worker died" in str(outcome[0])
+
+
+def _folder_items(src: Path, folders: list[str], files: int) -> list[tuple]:
+    """Catalog order: each folder, then its files."""
+    items: list[tuple] = []
+    for folder in folders:
+        (src / folder).mkdir(parents=True)
+        st = (src / folder).stat()
+        items.append((len(items), folder, DIR, 0, st.st_mtime_ns, 0o755, None, None))
+        for n in range(files):
+            path = src / folder / f"f{n:03d}"
+            path.write_bytes(f"{folder} {n}".encode() * (n + 1))
+            st = path.stat()
+            items.append(
+                (len(items), f"{folder}/f{n:03d}", FILE, st.st_size, st.st_mtime_ns, 0o640, None, None)
+            )
+    return items
+
+
+def _same_files(src: Path, usb: Path, items: list[tuple]) -> list[str]:
+    wrong = []
+    for item in items:
+        if item[2] == FILE:
+            a, b = src / item[1], usb / item[1]
+            if not b.is_file() or b.read_bytes() != a.read_bytes() or b.stat().st_mtime_ns != item[4]:
+                wrong.append(item[1])
+        elif not (usb / item[1]).is_dir():
+            wrong.append(item[1])
+    return wrong
+
+
+def test_a_new_folder_split_over_batches_on_two_workers_arrives_whole(tmp_path):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    src.mkdir()
+    (usb / ".tmp").mkdir(parents=True)
+    items = _folder_items(src, ["photos", "photos/2024", "mail"], 60)
+    st = usb.stat()
+    batches = make_batches(
+        iter(items), str(src), str(usb), str(usb / ".tmp"), "key", root_id=(st.st_dev, st.st_ino), max_items=7
+    )
+    statuses: list[str] = []
+    pool = CopyPool(2)
+    try:
+        pool.run(batches, lambda done: statuses.extend(o[1] for o in done.outcomes) or True, lambda n: None)
+    finally:
+        pool.close()
+
+    assert statuses == [OK] * len(items)
+    assert _same_files(src, usb, items) == []
+    assert sorted(p.name for p in usb.iterdir()) == [".tmp", "mail", "photos"]
+    assert [p for p in (usb / ".tmp").rglob("*") if not p.is_dir()] == []  # nothing left staged
+
+
+class _Appears:
+    """Makes something appear where a staged folder is about to go, right after it is staged:
+    another program writing to the drive, or another worker's batch of the same folder."""
+
+    def __init__(self, monkeypatch, make):
+        self.make = make
+        self.real = copier._open_group
+        monkeypatch.setattr(copier, "_open_group", self)
+
+    def __call__(self, batch, tmpdir, item):
+        group = self.real(batch, tmpdir, item)
+        if group is not None:
+            self.make(Path(batch.dst_root) / group.rel)
+        return group
+
+
+class _NoStop:
+    def is_set(self) -> bool:
+        return False
+
+
+def _copy_in_process(src: Path, usb: Path, items: list[tuple]) -> list[tuple]:
+    (usb / ".tmp").mkdir(parents=True, exist_ok=True)
+    st = usb.stat()
+    (batch,) = make_batches(
+        iter(items), str(src), str(usb), str(usb / ".tmp"), f"k{id(items)}", root_id=(st.st_dev, st.st_ino)
+    )
+    return list(copier.copy_batch(batch, _NoStop(), lambda msg: None).outcomes)
+
+
+def test_a_file_not_ours_appearing_in_a_staged_folder_is_kept_and_ours_land_beside_it(tmp_path, monkeypatch):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    items = _folder_items(src, ["docs"], 5)
+
+    def theirs(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("the user's own")
+
+    _Appears(monkeypatch, theirs)
+    outcomes = _copy_in_process(src, usb, items)
+
+    assert [o[1] for o in outcomes] == [OK] * len(items)
+    assert (usb / "docs/notes.txt").read_text() == "the user's own"
+    assert _same_files(src, usb, items) == []
+
+
+def test_an_empty_folder_appearing_where_a_staged_one_goes_is_not_replaced(tmp_path, monkeypatch):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    items = _folder_items(src, ["docs"], 5)
+    made: list[int] = []
+
+    def empty(folder: Path) -> None:
+        folder.mkdir()
+        made.append(folder.stat().st_ino)
+
+    _Appears(monkeypatch, empty)
+    outcomes = _copy_in_process(src, usb, items)
+
+    assert [o[1] for o in outcomes] == [OK] * len(items)
+    assert (usb / "docs").stat().st_ino == made[0]  # the same folder, filled; not swapped for ours
+    assert _same_files(src, usb, items) == []
+
+
+def test_a_file_appearing_where_a_staged_folder_goes_is_kept_and_reported(tmp_path, monkeypatch):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    items = _folder_items(src, ["docs"], 3)
+    _Appears(monkeypatch, lambda folder: folder.write_text("a file, not a folder"))
+
+    outcomes = _copy_in_process(src, usb, items)
+
+    assert [o[1] for o in outcomes] == [CONFLICT] * len(items)
+    assert (usb / "docs").read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("fold_at", [4, 256])
+def test_batches_past_fold_at_end_where_a_folder_does(tmp_path, fold_at):
+    items = [
+        (n, f"{folder}/f{n}", FILE, 10, 0, 0o644, None, None)
+        for n, folder in enumerate(["a"] * 6 + ["b"] * 6)
+    ]
+    batches = list(make_batches(iter(items), "s", "d", "t", "k", max_items=8, fold_at=fold_at))
+
+    sizes = [len(b.items) for b in batches]
+    assert sizes == ([6, 6] if fold_at == 4 else [8, 4])

@@ -115,6 +115,7 @@ def test_a_second_run_on_the_same_drive_is_refused_while_the_first_holds_it(tmp_
     "fault",
     [
         "before-rename:7",  # a file complete in .mvcopy-tmp, not yet renamed into place
+        "before-folder-rename:2",  # a new folder complete in .mvcopy-tmp, not yet renamed into place
         "replace:.mvcopy-sha256sums",  # committing volume 1: hashes written, manifest not yet
         "replace:.mvcopy-manifest.json",  # the new manifest written and synced, not yet in place
         "replace:.mvcopy-jobdata.json",  # volume 1 committed, its jobfile copy half replaced
