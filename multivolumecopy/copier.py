@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 
 from . import faults
 from .catalog import DIR, FILE, LINK
-from .fsutil import die_with_parent, is_drive_gone, is_no_space
+from .fsutil import die_with_parent, is_drive_gone, is_no_space, rename_noreplace
 
 OK = "ok"
 NO_SPACE = "no-space"  # the drive is full; this file goes to the next volume
@@ -456,11 +456,16 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
     entry by entry.  Returns whether the batch must stop (the drive is full or failing)."""
     if not group.done:
         return False
+    if not _drive_there(batch):  # pulled meanwhile: make no parents on the bare mount point
+        for k, (pos, _name) in enumerate(group.done):
+            index = outcomes[pos][0]
+            outcomes[pos] = _outcome(index, DRIVE_ERROR, GONE) if k == 0 else _outcome(index, NOT_DONE)
+        return True
     final = f"{batch.dst_root}/{group.rel}"
     try:
         _make_parents(batch.dst_root, group.rel)
         faults.point("before-folder-rename")
-        _rename_noreplace(group.path, final)
+        rename_noreplace(group.path, final)
         _MADE_DIRS.add(final)
         return False
     except OSError:
@@ -491,34 +496,6 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
             outcomes[pos] = _drive_refused(batch, index, err)
             stop = outcomes[pos][1] in (NO_SPACE, DRIVE_ERROR)
     return stop
-
-
-_RENAME_NOREPLACE = 1  # renameat2(2) flag: fail with EEXIST rather than replace an empty folder
-_RENAMEAT2: list[Any] = []
-
-
-def _rename_noreplace(src: str, dst: str) -> None:
-    """Rename a folder to a name nothing has: never over an (empty) folder that appeared
-    meanwhile.  Where renameat2 or its flag is missing (FUSE, other C libraries), the
-    staged entries are moved one by one instead (raises OSError)."""
-    if not _RENAMEAT2:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            fn = libc.renameat2
-            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-            _RENAMEAT2.append(fn)
-        except (ImportError, OSError, AttributeError):
-            _RENAMEAT2.append(None)
-    fn = _RENAMEAT2[0]
-    if fn is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available")
-    if fn(-100, os.fsencode(src), -100, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), dst)
 
 
 class _SourceError(Exception):

@@ -170,6 +170,22 @@ def syncfs(path: str) -> None:
         os.close(fd)
 
 
+RENAME_NOREPLACE = 1  # renameat2(2): fail with EEXIST rather than replace what is there
+AT_FDCWD = -100
+
+
+def rename_noreplace(src: str, dst: str) -> None:
+    """``rename`` that never replaces anything at ``dst``, not even an empty folder (which a
+    plain rename of a folder would).  Raises OSError, ENOSYS or EINVAL among them where the
+    C library or the filesystem (exFAT through FUSE) lacks it: callers must have another way."""
+    func = getattr(_load_libc(), "renameat2", None)
+    if func is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", dst)
+    if func(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), dst)
+
+
 def block_size(path: str) -> int:
     st = os.statvfs(path)
     return st.f_frsize or st.f_bsize or 4096

@@ -230,3 +230,19 @@ def test_batches_past_fold_at_end_where_a_folder_does(tmp_path, fold_at):
 
     sizes = [len(b.items) for b in batches]
     assert sizes == ([6, 6] if fold_at == 4 else [8, 4])
+
+
+def test_a_drive_pulled_while_a_folder_is_staged_gets_nothing_on_the_bare_mount_point(tmp_path, monkeypatch):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    items = _folder_items(src, ["docs/deep"], 3)
+
+    def pulled(folder: Path) -> None:
+        usb.rename(tmp_path / "the drive, elsewhere")
+        usb.mkdir()  # what is left at the path: the mount point's own empty folder
+
+    _Appears(monkeypatch, pulled)
+    outcomes = _copy_in_process(src, usb, items)
+
+    assert copier.DRIVE_ERROR in [o[1] for o in outcomes]
+    assert OK not in [o[1] for o in outcomes]
+    assert list(usb.iterdir()) == []
