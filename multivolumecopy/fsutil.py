@@ -177,7 +177,8 @@ AT_FDCWD = -100
 def rename_noreplace(src: str, dst: str) -> None:
     """``rename`` that never replaces anything at ``dst``, not even an empty folder (which a
     plain rename of a folder would).  Raises OSError, ENOSYS or EINVAL among them where the
-    C library or the filesystem (exFAT through FUSE) lacks it: callers must have another way."""
+    C library or the filesystem lacks it (exFAT through FUSE has it): callers must have
+    another way."""
     func = getattr(_load_libc(), "renameat2", None)
     if func is None:
         raise OSError(errno.ENOSYS, "renameat2 is not available", dst)
