@@ -295,12 +295,12 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
             outcome = _copy_one(batch, tmpdir, item, stop, report)
         elif dest == group.rel:  # the staged folder's own entry: the staging folder is it
             outcome = (item[0], OK, 0, item[4], "", 0, None)
-            group.done.append((len(outcomes), ""))
+            group.done.append((len(outcomes), "", True))
         else:
             name = dest[len(group.prefix) :]
             outcome = _copy_one(batch, tmpdir, item, stop, report, staged=f"{group.path}/{name}")
             if outcome[1] == OK:
-                group.done.append((len(outcomes), name))
+                group.done.append((len(outcomes), name, item[2] == DIR))
         outcomes.append(outcome)
         if outcome[1] in (NO_SPACE, DRIVE_ERROR, NOT_DONE):
             if group is not None:
@@ -349,11 +349,8 @@ def _copy_one(
                 os.mkdir(staged, 0o700)
                 return (index, OK, 0, mtime_ns, "", 0, None)
             _make_parents(batch.dst_root, dest)
-            try:
-                os.mkdir(final, 0o700)
-            except FileExistsError:
-                if not stat.S_ISDIR(os.lstat(final).st_mode):
-                    return _outcome(index, CONFLICT, "a file is in the way on the drive")
+            if not _make_dir(final):
+                return _outcome(index, CONFLICT, "a file is in the way on the drive")
             return (index, OK, 0, mtime_ns, "", 0, None)
         assert kind == LINK and target is not None
         os.symlink(target, tmp)
@@ -376,6 +373,15 @@ def _copy_one(
     except OSError as err:
         _unlink(tmp)
         return _drive_refused(batch, index, err)
+
+
+def _make_dir(path: str) -> bool:
+    """Make a folder (private until the volume is closed); False if a file is in the way."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    return True
 
 
 def _drive_refused(batch: CopyBatch, index: int, err: OSError) -> Outcome:
@@ -408,7 +414,9 @@ def _drive_refused(batch: CopyBatch, index: int, err: OSError) -> Outcome:
 class _Group:
     rel: str  # the staged folder on the drive, relative to its root
     path: str  # the staging folder
-    done: list[tuple[int, str]]  # (position in the outcomes, path under rel) of each complete entry
+    # Each complete entry: its position in the outcomes, its path under rel ("": the folder
+    # itself), whether it is a folder.
+    done: list[tuple[int, str, bool]]
 
     @property
     def prefix(self) -> str:
@@ -418,12 +426,12 @@ class _Group:
 def _open_group(batch: CopyBatch, tmpdir: str, item: CopyItem) -> Optional[_Group]:
     """A staging folder for the folder ``item`` makes (a folder) or goes into (a file or link),
     when the drive has no such folder yet (as far as this worker knows); else None."""
-    dest = item[7] or item[1]
-    if item[2] != DIR:
-        cut = dest.rfind("/")
-        if cut < 0:
+    if item[2] == DIR:
+        dest = item[7] or item[1]
+    else:
+        dest = _folder_of(item)[:-1]
+        if not dest:
             return None
-        dest = dest[:cut]
     full = f"{batch.dst_root}/{dest}"
     if full in _MADE_DIRS:
         return None
@@ -457,7 +465,7 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
     if not group.done:
         return False
     if not _drive_there(batch):  # pulled meanwhile: make no parents on the bare mount point
-        for k, (pos, _name) in enumerate(group.done):
+        for k, (pos, _name, _is_dir) in enumerate(group.done):
             index = outcomes[pos][0]
             outcomes[pos] = _outcome(index, DRIVE_ERROR, GONE) if k == 0 else _outcome(index, NOT_DONE)
         return True
@@ -471,25 +479,20 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
     except OSError:
         pass  # there now (or the drive refuses): one entry at a time tells each what happened
     stop = False
-    for pos, name in group.done:  # in the batch's order: a folder before what is in it
+    for pos, name, is_dir in group.done:  # in the batch's order: a folder before what is in it
         index = outcomes[pos][0]
-        staged = f"{group.path}/{name}" if name else group.path
-        there = f"{final}/{name}" if name else final
+        rel = f"{group.rel}/{name}" if name else group.rel
+        there = f"{batch.dst_root}/{rel}"
         try:
             if stop:
                 raise _Stop()
-            if staged == group.path or os.path.isdir(staged) and not os.path.islink(staged):
-                _make_parents(batch.dst_root, there[len(batch.dst_root) + 1 :])
-                try:
-                    os.mkdir(there, 0o700)
-                except FileExistsError:
-                    if not stat.S_ISDIR(os.lstat(there).st_mode):
-                        outcomes[pos] = _outcome(index, CONFLICT, "a file is in the way on the drive")
-                        continue
+            _make_parents(batch.dst_root, rel)
+            if not is_dir:
+                os.rename(f"{group.path}/{name}", there)
+            elif _make_dir(there):
                 _MADE_DIRS.add(there)
             else:
-                _make_parents(batch.dst_root, there[len(batch.dst_root) + 1 :])
-                os.rename(staged, there)
+                outcomes[pos] = _outcome(index, CONFLICT, "a file is in the way on the drive")
         except _Stop:
             outcomes[pos] = _outcome(index, NOT_DONE)
         except OSError as err:
