@@ -483,9 +483,10 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
         index = outcomes[pos][0]
         rel = f"{group.rel}/{name}" if name else group.rel
         there = f"{batch.dst_root}/{rel}"
+        if stop:
+            outcomes[pos] = _outcome(index, NOT_DONE)
+            continue
         try:
-            if stop:
-                raise _Stop()
             _make_parents(batch.dst_root, rel)
             if not is_dir:
                 os.rename(f"{group.path}/{name}", there)
@@ -493,8 +494,6 @@ def _commit_group(batch: CopyBatch, group: _Group, outcomes: list[Outcome]) -> b
                 _MADE_DIRS.add(there)
             else:
                 outcomes[pos] = _outcome(index, CONFLICT, "a file is in the way on the drive")
-        except _Stop:
-            outcomes[pos] = _outcome(index, NOT_DONE)
         except OSError as err:
             outcomes[pos] = _drive_refused(batch, index, err)
             stop = outcomes[pos][1] in (NO_SPACE, DRIVE_ERROR)
