@@ -2,20 +2,26 @@
 
 Data flow::
 
-    parent (backup.py)                         worker processes
-    ------------------                         ----------------
-    CopyBatch --> tasks (maxsize = workers) --> copy_batch()  -- temp file in
-                                                 .mvcopy-tmp/, mode, utime,
-    handle(BatchDone) <-- results <------------  rename into place (a new
-                                                 folder: built whole, then renamed)
-    progress(bytes)   <-- results <------------  every 32 MiB of a large file
+    parent (CopyPool.run)                         worker processes (worker_main)
+    ---------------------                         ------------------------------
+    CopyBatch --> pipe of the least busy worker -> copy_batch()  -- temp file in
+                  (at most 2 batches a worker)      .mvcopy-tmp/, mode, utime,
+    handle(BatchDone) <-- the same pipe <---------  rename into place (a new
+                                                    folder: built whole, then renamed)
+    progress(bytes)   <-- the same pipe <---------  every 32 MiB of a large file
+    stop.set() ------> one shared byte ---------->  read before every file and chunk
+
+Each worker has one duplex pipe (a socketpair) of its own; the parent waits on all of them
+at once.  Nothing here is a named POSIX semaphore (as a ``multiprocessing.Queue``'s locks
+are), so a run killed with SIGKILL, whole process group and all, leaves nothing in
+``/dev/shm``.
 
 The queue is kept short on purpose: when the drive fills, the parent sets
-the shared *stop* event, stops handing out work and drains what is in
+the shared *stop* flag, stops handing out work and drains what is in
 flight; workers abandon their current file (removing its temp file) and
 return the rest of their batch as ``not-done``, so the files go to the next
 volume.  Workers only see their batch: never the catalog.  They ignore
-SIGINT; the parent decides what an interrupt means.
+SIGINT, SIGTERM and SIGHUP; the parent decides what an interrupt means.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import errno
 import hashlib
 import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import stat
@@ -32,6 +37,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Optional
 
 from . import faults
@@ -144,17 +150,26 @@ _VOLUME_KEY = [""]
 
 class Throttle:
     """``--bwlimit``: one rate for all workers.  Each chunk read books the next slot of
-    ``n / rate`` seconds on a clock shared by the pool, and waits for its slot to end."""
+    ``n / rate`` seconds on a clock shared by the pool, and waits for its slot to end.
 
-    def __init__(self, rate: float, next_free: Any):
+    The clock is a double in shared memory, guarded by a pipe that holds one byte: a worker
+    takes the byte before it books and puts it back after, so one books at a time.  (A
+    ``multiprocessing`` lock is a named semaphore, left in /dev/shm by a run killed -9.)"""
+
+    def __init__(self, rate: float, clock: Any, token: tuple[Connection, Connection]):
         self.rate = rate
-        self.next_free = next_free  # multiprocessing.Value("d"): monotonic time the next slot starts
+        self.clock = clock  # RawValue("d"): monotonic time the next slot starts
+        self.token = token  # (read end, write end), held so their descriptors stay open
+        self._take, self._give = token[0].fileno(), token[1].fileno()
 
     def __call__(self, n: int) -> None:
-        with self.next_free.get_lock():
+        os.read(self._take, 1)  # waits while another worker holds the byte
+        try:
             now = time.monotonic()
-            start = max(now, self.next_free.value)
-            self.next_free.value = end = start + n / self.rate
+            start = max(now, self.clock.value)
+            self.clock.value = end = start + n / self.rate
+        finally:
+            os.write(self._give, b"\0")
         if end > now:
             time.sleep(end - now)
 
@@ -168,9 +183,9 @@ def _read_budget(n: int) -> None:
         throttle(n)
 
 
-def worker_main(
-    tasks: Any, results: Any, stop: Any, parent: int, limits: Optional[WorkerLimits] = None
-) -> None:
+def worker_main(conn: Connection, stop: Any, parent: int, limits: Optional[WorkerLimits] = None) -> None:
+    """A copy worker: copy each batch that arrives on ``conn`` and send its BatchDone back
+    (and Progress on the way), until the parent closes its end of the pipe."""
     # Interrupts go to the parent, which decides what they mean.  A worker must never outlive
     # its parent, even one killed -9.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -179,14 +194,19 @@ def worker_main(
     os.umask(0)  # files are created with their own mode (see _create), folders 0o700
     limits = limits or WorkerLimits()
     if limits.bwlimit:
-        _THROTTLE[0] = Throttle(limits.bwlimit, limits.next_free)
+        _THROTTLE[0] = Throttle(limits.bwlimit, limits.clock, limits.token)
     if limits.idle_io:
         _idle_io()
     while True:
-        batch = tasks.get()
-        if batch is None:
-            break
-        results.put(copy_batch(batch, stop, results.put))
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):  # the pool closed its end (CopyPool.close): no more work
+            return
+        done = copy_batch(batch, stop, conn.send)
+        try:
+            conn.send(done)
+        except OSError:  # the pool is gone; nobody is left to record it
+            return
 
 
 GONE = "the drive is gone (unmounted or replaced)"
@@ -207,7 +227,8 @@ def _drive_there(batch: CopyBatch) -> bool:
 class WorkerLimits:
     bwlimit: float = 0.0  # bytes per second read from the sources, 0: no limit
     idle_io: bool = True  # idle I/O priority, where the OS has it
-    next_free: Any = None  # shared clock of the throttle
+    clock: Any = None  # the throttle's shared clock: RawValue("d")
+    token: Any = None  # the clock's lock: a pipe (read end, write end) holding one byte
 
 
 def _idle_io() -> None:
@@ -838,7 +859,9 @@ class WorkerDied(Exception):
 class StopFlag:
     """Set by the parent when the drive is full or the run is interrupted; read by the workers
     before every file and every chunk.  One byte of shared memory without a lock: a
-    ``multiprocessing.Event`` took 3 us a look, several looks a file."""
+    ``multiprocessing.Event`` took 3 us a look, several looks a file, and its lock is a named
+    semaphore.  The byte lives in a file in /dev/shm unlinked as soon as it is made, so a
+    killed run leaves nothing of it behind."""
 
     def __init__(self, ctx: Any):
         self._flag = ctx.RawValue("b", 0)
@@ -856,7 +879,7 @@ class StopFlag:
 class _DeferredInterrupt:
     """While batches are out, SIGINT, SIGTERM and SIGHUP tell the workers to stop and are
     raised as KeyboardInterrupt only at :meth:`check`, between two messages.  Raised at any
-    moment, one could land after a result was read from the queue and before it was counted:
+    moment, one could land after a result was read from a worker and before it was counted:
     that batch would be lost and the drain after the interrupt would wait for it forever."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -885,32 +908,44 @@ class _DeferredInterrupt:
 
 
 class CopyPool:
-    """A fixed set of worker processes; :meth:`run` copies one stream of batches."""
+    """A fixed set of worker processes; :meth:`run` copies one stream of batches.
+
+    Each worker has a duplex pipe of its own (a socketpair: no named semaphore, unlike a
+    ``multiprocessing.Queue``, whose locks only multiprocessing's resource tracker unlinks,
+    and which a run killed with its process group left in /dev/shm for good).  Batches go
+    to the worker with the fewest out, at most :attr:`DEPTH` each, so the queue stays short.
+    """
+
+    DEPTH = 2  # batches out at one worker: the one it copies and the next, so it never waits
 
     def __init__(self, workers: int, bwlimit: float = 0.0, idle_io: bool = True):
         ctx = multiprocessing.get_context("spawn")
         self.workers = max(1, workers)
-        # Held for the pool's life: spawned workers unpickle the shared clock after start() returns.
-        self.limits = limits = WorkerLimits(bwlimit, idle_io, ctx.Value("d", 0.0) if bwlimit else None)
+        self.limits = limits = WorkerLimits(bwlimit, idle_io)
+        if bwlimit:
+            limits.clock = ctx.RawValue("d", 0.0)
+            limits.token = ctx.Pipe(duplex=False)
+            os.write(limits.token[1].fileno(), b"\0")  # the clock's lock, free
         # Ctrl-C (and SIGTERM, SIGHUP) go to the whole process group.  An ignored signal
         # survives exec and Python leaves it ignored, so children started now cannot be killed
         # half-imported by one; the parent decides what an interrupt means.
         stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
         try:
-            self.tasks: Any = ctx.Queue(maxsize=self.workers)
-            self.results: Any = ctx.Queue()
             self.stop = StopFlag(ctx)
-            self.procs = [
-                ctx.Process(
-                    target=worker_main,
-                    args=(self.tasks, self.results, self.stop, os.getpid(), limits),
-                    daemon=True,
+            self.conns: list[Connection] = []
+            self.procs: list[Any] = []
+            for _ in range(self.workers):
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main, args=(theirs, self.stop, os.getpid(), limits), daemon=True
                 )
-                for _ in range(self.workers)
-            ]
-            for p in self.procs:
-                p.start()
+                proc.start()
+                # The worker has its own copy of its end (passed at exec); without ours, its
+                # death reads here as the end of the pipe, and a send to it fails at once.
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -927,59 +962,80 @@ class CopyPool:
         KeyboardInterrupt, in-flight batches are drained (and handled) before
         it propagates, so the caller can commit what was copied.
         """
-        in_flight = 0
-        limit = self.workers * 2
+        out = dict.fromkeys(self.conns, 0)  # batches out at each worker
         stopping = False
         exhausted = False
         with _DeferredInterrupt(self.stop) as interrupt:
             try:
                 while True:
-                    interrupt.check()  # here, between messages: nothing read is lost
-                    while not stopping and not exhausted and in_flight < limit:
-                        batch = next(batches, None)
-                        if batch is None:
-                            exhausted = True
-                            break
-                        self._put(batch)
-                        in_flight += 1
-                    if in_flight == 0:
+                    interrupt.check()
+                    if not stopping and not exhausted:
+                        exhausted = self._hand_out(batches, out)
+                    busy = [conn for conn, n in out.items() if n]
+                    if not busy:
                         break
-                    msg = self._get()
-                    if isinstance(msg, Progress):
-                        progress(msg.nbytes)
-                        continue
-                    in_flight -= 1
-                    if not handle(msg) and not stopping:
-                        stopping = True
-                        self.stop.set()
+                    for conn in self._ready(busy):
+                        interrupt.check()  # here, between messages: nothing read is lost
+                        msg = self._recv(conn)
+                        if isinstance(msg, Progress):
+                            progress(msg.nbytes)
+                            continue
+                        out[conn] -= 1
+                        if not handle(msg) and not stopping:
+                            stopping = True
+                            self.stop.set()
                 interrupt.check()
             except KeyboardInterrupt:
                 self.stop.set()
-                while in_flight:
-                    msg = self._get()
-                    if isinstance(msg, BatchDone):
-                        in_flight -= 1
-                        handle(msg)
+                while busy := [conn for conn, n in out.items() if n]:
+                    for conn in self._ready(busy):
+                        msg = self._recv(conn)
+                        if isinstance(msg, BatchDone):
+                            out[conn] -= 1
+                            handle(msg)
                 self.stop.clear()
                 raise
         self.stop.clear()
         return exhausted and not stopping
 
-    def _get(self) -> Any:
+    def _hand_out(self, batches: Iterator[CopyBatch], out: dict[Connection, int]) -> bool:
+        """Give batches to the workers with the fewest out until each has DEPTH; True when
+        there are no more batches."""
         while True:
-            try:
-                return self.results.get(timeout=2.0)
-            except queue.Empty:
-                self._check_workers()
+            conn = min(out, key=out.__getitem__)
+            if out[conn] >= self.DEPTH:
+                return False
+            batch = next(batches, None)
+            if batch is None:
+                return True
+            self._send(conn, batch)
+            out[conn] += 1
 
-    def _put(self, batch: CopyBatch) -> None:
-        """Hand a batch out; the queue is short, so a pool whose workers died (at start-up,
-        say) would otherwise block here for ever."""
+    def _ready(self, busy: list[Connection]) -> list[Any]:
+        """The pipes among ``busy`` with a message.  Waits 2 s at a time, then checks that the
+        workers live: a dead worker's pipe reads as ended, but only a busy one is waited on."""
         while True:
-            try:
-                return self.tasks.put(batch, timeout=2.0)
-            except queue.Full:
-                self._check_workers()
+            ready = wait(busy, timeout=2.0)
+            if ready:
+                return ready
+            self._check_workers()
+
+    def _recv(self, conn: Connection) -> Any:
+        try:
+            return conn.recv()
+        except (EOFError, OSError):  # the worker's end closed: it died
+            raise self._died(conn) from None
+
+    def _send(self, conn: Connection, batch: CopyBatch) -> None:
+        try:
+            conn.send(batch)
+        except OSError:  # EPIPE: the worker died (at start-up, say)
+            raise self._died(conn) from None
+
+    def _died(self, conn: Connection) -> WorkerDied:
+        proc = self.procs[self.conns.index(conn)]
+        proc.join(timeout=1.0)  # its pipe closed as it died: let it finish, for its exit code
+        return WorkerDied(f"a copy worker died (exit code {proc.exitcode})")
 
     def _check_workers(self) -> None:
         dead = [p for p in self.procs if not p.is_alive()]
@@ -987,18 +1043,20 @@ class CopyPool:
             raise WorkerDied(f"a copy worker died (exit code {dead[0].exitcode})") from None
 
     def close(self) -> None:
-        for _ in self.procs:
-            try:
-                self.tasks.put(None, timeout=1.0)
-            except queue.Full:
-                break
+        """End the workers.  Closing a worker's pipe is its sentinel; the stop flag first makes
+        one still busy (after an error in the run) abandon its batch; one still there after
+        5 s is killed."""
+        self.stop.set()
+        for conn in self.conns:
+            conn.close()
         for p in self.procs:
             p.join(timeout=5.0)
             if p.is_alive():
                 p.kill()  # workers ignore SIGTERM
                 p.join(timeout=1.0)
-        self.tasks.close()
-        self.results.close()
+        if self.limits.token is not None:
+            for end in self.limits.token:
+                end.close()
 
     def __enter__(self) -> CopyPool:
         return self

@@ -48,10 +48,12 @@ def _kill_runs_left_in(top: Path) -> None:
 
 @pytest.fixture
 def drives(tmp_path: Path):
-    """Make, mount and swap small real filesystems; everything is unmounted and detached after."""
+    """Make, mount and swap small real filesystems; after the test, pass or fail, everything
+    is unmounted and detached, and the image files are deleted (the rest of ``tmp_path`` is
+    kept or not as pytest's tmp_path_retention_policy says)."""
     if not IS_ROOT:
         pytest.skip("needs root: mounts loop-device ext4 images and tmpfs as drives")
-    for tool in ("mkfs.ext4", "losetup", "mount", "umount"):
+    for tool in ("mkfs.ext4", "losetup", "mount", "umount", "findmnt"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: install e2fsprogs and util-linux (see README.rst)")
     d = Drives(tmp_path / "drives")
@@ -62,10 +64,7 @@ def drives(tmp_path: Path):
         for point in _mounts_below(tmp_path):
             if subprocess.call(["umount", point], stderr=subprocess.DEVNULL) != 0:
                 subprocess.call(["umount", "-l", point], stderr=subprocess.DEVNULL)
-        for image in d.images:
-            out = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                subprocess.call(["losetup", "-d", line.split(":", 1)[0]], stderr=subprocess.DEVNULL)
+        d.release()
 
 
 @pytest.fixture

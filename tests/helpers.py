@@ -72,12 +72,20 @@ def restored(drives: Drives, images: list[Path], dest: Path) -> Path:
 
 
 class Drives:
-    """Small real filesystems made from image files."""
+    """Small real filesystems made from image files, each mounted through a loop device
+    attached here and detached as soon as it is unmounted.  ``mount -o loop`` leaves the
+    detach to the kernel (autoclear), which does it a little later: the next mount of the same
+    image could meet the device still being torn down ("already mounted or mount point
+    busy"), a read-only mount is refused while a read-write one is not yet gone, and a
+    read-write one can reuse a read-only device on its way out (and be read-only)."""
+
+    DEADLINE = 10.0  # seconds an image may take to be detached before mounting it fails
 
     def __init__(self, top: Path):
         self.top = top
         top.mkdir(parents=True, exist_ok=True)
         self.images: list[Path] = []
+        self.loops: dict[str, Path] = {}  # loop devices attached here, and their images
         self._n = 0
 
     def image(self, name: str, size_kib: int = 4096) -> Path:
@@ -117,20 +125,97 @@ class Drives:
     def mount_exfat(self, image: Path, point: Path) -> Path:
         """An exFAT USB stick as Linux users meet it: through FUSE (exfat-fuse) on a loop device."""
         point.mkdir(parents=True, exist_ok=True)
-        dev = subprocess.run(
-            ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        dev = self.attach(image)
         subprocess.run(["mount.exfat-fuse", dev, str(point)], check=True, stderr=subprocess.DEVNULL)
         return point
 
     def mount(self, image: Path, point: Path, readonly: bool = False) -> Path:
+        """Mount ``image`` at ``point`` through a loop device of its own."""
         point.mkdir(parents=True, exist_ok=True)
-        opts = "loop,ro" if readonly else "loop"
-        subprocess.run(["mount", "-o", opts, str(image), str(point)], check=True)
+        dev = self.attach(image, readonly)
+        try:
+            self._mount(dev, point, readonly)
+        except BaseException:
+            self.detach(dev)
+            raise
         return point
 
+    def _mount(self, dev: str, point: Path, readonly: bool) -> None:
+        cmd = ["mount", *(["-o", "ro"] if readonly else []), dev, str(point)]
+        for attempt in range(5):
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode == 0:
+                return
+            if "already mounted or mount point busy" not in result.stderr:
+                break
+            time.sleep(0.1 * (attempt + 1))  # something of the last mount not gone yet: try again
+        pytest.fail(f"cannot mount {dev} ({self.loops.get(dev)}) on {point}: {result.stderr.strip()}")
+
     def umount(self, point: Path) -> None:
+        """Unmount ``point``, detach its loop device if it is one of ours, and wait until the
+        kernel has let go of it (ours or ``mount -o loop``'s): right after ``umount`` the
+        device can still be open, and its detach is then left to happen later."""
+        sources = subprocess.run(
+            ["findmnt", "-no", "SOURCE", "--mountpoint", str(point)], capture_output=True, text=True
+        ).stdout.split()
+        dev = sources[-1] if sources else ""  # mounts stacked on one point: umount takes the top
+        backing = _backing_file(dev)
         subprocess.run(["umount", str(point)], check=True)
+        if dev in self.loops:
+            self.detach(dev)
+        deadline = time.monotonic() + self.DEADLINE
+        while backing and _backing_file(dev) == backing and time.monotonic() < deadline:
+            time.sleep(0.01)  # not there by the deadline: the next attach says so
+
+    def attach(self, image: Path, readonly: bool = False) -> str:
+        """Attach a loop device to ``image`` once no other is attached to it; returns its path."""
+        mounted = _mount_sources()
+        for dev, img in list(self.loops.items()):
+            if img == image and dev not in mounted:  # ours, unmounted by someone else (a swap script)
+                self.detach(dev)
+        left = self.wait_detached(image)
+        if left:
+            pytest.fail(
+                f"{image} is still attached to {', '.join(left)} after {self.DEADLINE:.0f} s: "
+                "it is mounted somewhere, or its last unmount is not finished"
+            )
+        cmd = ["losetup", "--find", "--show", *(["--read-only"] if readonly else []), str(image)]
+        dev = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        self.loops[dev] = image
+        return dev
+
+    def detach(self, dev: str) -> None:
+        """Detach one of our loop devices (the kernel finishes it later if it is still busy)."""
+        self.loops.pop(dev, None)
+        subprocess.call(["losetup", "-d", dev], stderr=subprocess.DEVNULL)
+
+    def attached(self, image: Path) -> list[str]:
+        """The loop devices attached to ``image``, ours or not."""
+        out = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
+        return [line.split(":", 1)[0] for line in out.splitlines()]
+
+    def wait_detached(self, image: Path) -> list[str]:
+        """Wait until no loop device is attached to ``image``: one that ``mount -o loop``
+        attached is detached by the kernel after the unmount, but not at once.  Returns the
+        devices still attached after DEADLINE seconds."""
+        deadline = time.monotonic() + self.DEADLINE
+        while True:
+            left = self.attached(image)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        """Once everything is unmounted: detach every loop device on the images and delete
+        them (a suite run kept 2.4 GB of them).  A device the kernel still holds after
+        DEADLINE (a lazy unmount still in use) is detached by force."""
+        for dev in list(self.loops):
+            self.detach(dev)
+        for image in self.images:
+            for dev in self.wait_detached(image):
+                subprocess.call(["losetup", "-d", dev], stderr=subprocess.DEVNULL)
+            image.unlink(missing_ok=True)
+        self.images.clear()
 
     def fail_read_only(self, point: Path) -> None:
         """Make the kernel find an error on the mounted ext4 drive: it turns read-only at once,
@@ -158,7 +243,24 @@ class Drives:
             yield points
         finally:
             for p in points:
-                subprocess.call(["umount", str(p)])
+                try:
+                    self.umount(p)
+                except subprocess.CalledProcessError:
+                    pass  # still busy: the drives fixture unmounts it, lazily if need be
+
+
+def _backing_file(dev: str) -> str:
+    """The file behind loop device ``dev`` ("" if it is not one, or is detached)."""
+    try:
+        return Path(f"/sys/block/{os.path.basename(dev)}/loop/backing_file").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _mount_sources() -> set[str]:
+    """What is mounted somewhere (devices, for loop mounts)."""
+    with open("/proc/self/mounts") as fh:
+        return {line.split(" ", 1)[0] for line in fh}
 
 
 SWAP_SCRIPT = """#!/bin/sh

@@ -1,18 +1,100 @@
 """The copy pool on its own: an interrupt while outcomes are being recorded loses none; new
-folders are staged and moved into place whole, and whatever appears in their way is kept."""
+folders are staged and moved into place whole, and whatever appears in their way is kept;
+nothing of the pool stays in /dev/shm, however the run ends."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from helpers import make_tree, mvc_argv, mvc_env
 from multivolumecopy import copier
 from multivolumecopy.catalog import DIR, FILE
 from multivolumecopy.copier import CONFLICT, OK, BatchDone, CopyPool, WorkerDied, make_batches
+
+
+def _named_semaphores() -> set[str]:
+    """POSIX named semaphores (multiprocessing's locks, queues and events are made of them):
+    files /dev/shm/sem.NAME, which stay until unlinked, after every process using them died."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith("sem.")}
+
+
+def _mapped_semaphores(pid: int) -> set[str]:
+    """The named semaphores process ``pid`` has open (mapped), whoever made them."""
+    with open(f"/proc/{pid}/maps") as fh:
+        return {line.split("/dev/shm/", 1)[1].split()[0] for line in fh if "/dev/shm/sem." in line}
+
+
+def _left_for_good(before: set[str]) -> set[str]:
+    """Named semaphores made since ``before`` that no process has open: nobody will unlink them.
+    Other runs on this machine may be using multiprocessing meanwhile; theirs are open while
+    those runs live, and gone soon after they end."""
+    new = _named_semaphores() - before
+    if new:
+        time.sleep(1.0)  # let runs that just ended clean up theirs
+        new &= _named_semaphores()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            new -= _mapped_semaphores(int(pid))
+        except OSError:
+            pass  # gone meanwhile
+    return new
+
+
+def test_a_pool_run_leaves_no_named_semaphore_behind(tmp_path):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    src.mkdir()
+    (usb / ".tmp").mkdir(parents=True)
+    items = []
+    for n in range(200):
+        (src / f"f{n}").write_bytes(b"x" * n)
+        st = (src / f"f{n}").stat()
+        items.append((n, f"f{n}", FILE, st.st_size, st.st_mtime_ns, 0o644, None, None))
+    before, mine = _named_semaphores(), _mapped_semaphores(os.getpid())
+    held: list[set[str]] = []
+
+    def record(done: BatchDone) -> bool:  # while the workers are there: what do they hold?
+        held.append(set().union(*(_mapped_semaphores(p.pid) for p in pool.procs)))
+        held.append(_mapped_semaphores(os.getpid()) - mine)
+        return True
+
+    pool = CopyPool(2, bwlimit=1e12)  # the --bwlimit throttle's shared clock too
+    try:
+        pool.run(
+            make_batches(iter(items), str(src), str(usb), str(usb / ".tmp"), "k", max_items=16), record, print
+        )
+    finally:
+        pool.close()
+
+    assert held and set().union(*held) == set()
+    assert _left_for_good(before) == set()
+    assert sorted(p.name for p in usb.iterdir() if p.is_file()) == sorted(p.name for p in src.iterdir())
+
+
+def test_a_backup_killed_with_its_whole_process_group_leaves_no_named_semaphore(tmp_path):
+    make_tree(tmp_path / "src")
+    (tmp_path / "usb").mkdir()
+    before = _named_semaphores()
+
+    killed = subprocess.run(  # as tests/test_faults.py kills runs: SIGKILL to the whole group, mid-copy
+        mvc_argv("src", "-o", "usb", "-f", "job.json", "-w", "2", "--bwlimit", "1G"),
+        cwd=tmp_path,
+        env=mvc_env({"MVCOPY_FAULT": "before-rename:7"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
+    )
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _left_for_good(before) == set()
 
 
 def test_ctrl_c_while_a_batch_is_recorded_neither_cuts_the_record_short_nor_loses_a_batch(tmp_path):
