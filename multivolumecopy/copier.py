@@ -301,6 +301,7 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
         if stop.is_set():
             if group is not None:
                 _commit_group(batch, group, outcomes)
+                group = None  # committed once: a second commit would find it gone
             outcomes.extend(_outcome(it[0], NOT_DONE) for it in items[pos:])
             break
         dest = item[7] or item[1]
@@ -319,6 +320,9 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
             group.done.append((len(outcomes), "", True))
         else:
             name = dest[len(group.prefix) :]
+            # Its folder may not be in the batch (that folder's own entry lives on another
+            # volume): made here, as _make_parents makes it for an entry copied alone.
+            _make_parents(group.path, name)
             outcome = _copy_one(batch, tmpdir, item, stop, report, staged=f"{group.path}/{name}")
             if outcome[1] == OK:
                 group.done.append((len(outcomes), name, item[2] == DIR))
