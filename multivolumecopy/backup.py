@@ -19,7 +19,9 @@ same command finishes the job.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -34,13 +36,24 @@ from . import faults
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, Entry, ancestors, depth_first, index_ranges
 from .changes import Changes, classify
-from .errors import DriveError, Interrupted, JobfileError, OutputError, SourceError, TooLargeError, UsageError
+from .errors import (
+    DriveError,
+    Interrupted,
+    JobfileError,
+    MvcError,
+    OutputError,
+    SourceError,
+    TooLargeError,
+    UsageError,
+)
 from .fsutil import (
     Writeback,
     atomic_write,
     block_size,
+    is_mount_point,
     is_no_space,
     mtimes_equal,
+    read_chunks,
     remove_stale_temporaries,
     round_up,
 )
@@ -51,7 +64,7 @@ from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
 from .scan import Scan, Sources, path_inside, resolve_sources, usable_cpus
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
-from .volume import CHANGES, RESERVED_PREFIX, Drive, Label, drive_error, fs_identity
+from .volume import CHANGES, JOBCOPY, RESERVED_PREFIX, Drive, Label, drive_error, fs_identity, read_label
 
 if TYPE_CHECKING:
     from .copier import BatchDone, CopyItem, CopyPool
@@ -84,7 +97,7 @@ class Options:
 class Summary:
     copied_files: int = 0
     copied_bytes: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # not saved: (path, why)
     volumes: list[ev.VolumeDone] = field(default_factory=list)
     nothing_to_do: bool = False
     skipped: int = 0
@@ -145,7 +158,10 @@ class Backup:
         self.clock = clock
         self.summary = Summary()
         self.job: Optional[jf.Job] = None
-        self.failed: set[int] = set()  # indexes that failed in this run: not offered again
+        self.failed: dict[int, str] = {}  # index -> why it failed in this run: not offered again
+        self.vanished: set[int] = set()  # gone from the sources since the scan: nothing to save
+        self.overflowed: dict[int, int] = {}  # index -> volume its old copy is on: it goes elsewhere
+        self._adopted_sha: Optional[str] = None
         self.pool: Optional[CopyPool] = None
         self._reserve = 0
         self.jobfile = os.path.abspath(opts.jobfile)
@@ -169,15 +185,19 @@ class Backup:
         sources = resolve_sources(opts.sources)
         check_outputs(opts, sources)
         jobfile = self.jobfile
-        with FileLock(jobfile + ".lock", f"the jobfile {opts.jobfile}"):
+        self._jobfile_folder()
+        with _jobfile_lock(jobfile, opts.jobfile):
             remove_stale_temporaries(jobfile)
             remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)
+            if not os.path.exists(jobfile):
+                self._pick_up_job(sources)
             old, job, pending = self._load_and_merge(sources)
             self._check_sizes(job.catalog)
             if not job.run.in_progress and not pending and not self._unplaced_exist():
                 # ``old`` is ``job`` by now, its catalog the fresh one: compare with the one read.
                 read = self.old_catalog
-                if old is None or read is None or _catalog_changed(read, job.catalog):
+                if old is None or read is None or _catalog_changed(read, job.catalog) or job.failed:
+                    job.failed = []  # all saved: what the last run could not save is gone or done
                     jf.save(jobfile, job)  # folders' times, inodes: the record must follow
                 elif not old.cached:
                     jf.write_cache(jobfile, read)  # the next run reads the catalog from it
@@ -226,13 +246,46 @@ class Backup:
             self._save()
 
     def _finish_run(self) -> None:
+        """The run is over: whatever is not, in its current version, on the volume its record
+        names is listed as not saved (and so the run does not exit 0)."""
         assert self.job is not None
         run = self.job.run
         run.state = "done"
         run.finished = jf.now_iso()
         run.open_volume = None
         run.moves = {}
+        cat = self.job.catalog
+        self.summary.failed = [
+            (cat.paths[i], self._why_unsaved(i)) for i in cat.unsaved() if i not in self.vanished
+        ]
         self.job.failed = [[path, why] for path, why in self.summary.failed]
+
+    def _why_unsaved(self, i: int) -> str:
+        assert self.job is not None
+        cat = self.job.catalog
+        if i in self.failed:
+            return self.failed[i]
+        if cat.volumes[i] != NO_VOLUME:
+            return f"volume {cat.volumes[i]} holds an older version; it was not updated"
+        return "on no drive: it was not copied in this run"
+
+    def _jobfile_folder(self) -> None:
+        """The jobfile's folder: made if missing (and said), refused in one line if unusable."""
+        folder = os.path.dirname(self.jobfile)
+        if not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise JobfileError(
+                    f"the jobfile {self.opts.jobfile} cannot be kept in {folder}: it is not a folder; "
+                    "give -f a path in a folder"
+                )
+            try:
+                os.makedirs(folder)
+            except OSError as err:
+                raise JobfileError(
+                    f"cannot make the jobfile's folder {folder} ({err.strerror}); create it, or "
+                    "give -f a path in a writable folder"
+                ) from None
+            self.emit(ev.Note(f"made the folder {folder} for the jobfile"))
 
     def dry_run(self) -> DryRun:
         """What a run would do, volume by volume; touches no drive and writes nothing."""
@@ -242,6 +295,44 @@ class Backup:
         _, job, pending = self._load_and_merge(sources)
         self.targets = self._place()
         return dry_run_report(job, self.old_catalog, self.changes, self.targets, pending)
+
+    def _pick_up_job(self, sources: Sources) -> None:
+        """No jobfile: if a drive of a job of these very sources is at an output, carry on with
+        that job from the drive's copy of its jobfile (the newest, if several drives are), so
+        a lost jobfile or a command run from another folder does not start a second job that
+        then refuses its own drives."""
+        best: Optional[tuple[tuple, str, int]] = None
+        for out in self.opts.outputs:
+            copy = os.path.join(out, JOBCOPY)
+            try:
+                label = read_label(out)
+                if label is None or not os.path.isfile(copy):
+                    continue
+                found = jf.load(copy)
+            except MvcError:
+                continue  # a damaged record is no job to carry on
+            if found.job_id != label.job_id or found.root != sources.root:
+                continue
+            if sorted(found.sources) != sorted(sources.paths):
+                continue
+            age = (found.run.number, found.updated or "", len(found.run.done_volumes))
+            if best is None or age > best[0]:
+                best = (age, out, label.volume)
+        if best is None:
+            return
+        _, out, volume = best
+        try:
+            atomic_write(self.jobfile, read_chunks(os.path.join(out, JOBCOPY)))
+        except OSError as err:
+            raise JobfileError(
+                f"cannot write the jobfile {self.opts.jobfile} ({err.strerror}); give -f a writable place"
+            ) from None
+        self.emit(
+            ev.Note(
+                f"the jobfile {self.opts.jobfile} was missing: continuing the job from the copy on "
+                f"volume {volume} at {out}"
+            )
+        )
 
     def _load_and_merge(self, sources: Sources) -> tuple[Optional[jf.Job], jf.Job, set[int]]:
         # The scan's helpers walk the tree while this process reads the jobfile, then it joins them.
@@ -393,9 +484,13 @@ class Backup:
     # -- what is left to do --------------------------------------------------------------
 
     def _place(self) -> dict[int, int]:
-        """Target volumes for the unplaced entries, from each volume's recorded room."""
+        """Where the unplaced entries go, from each volume's recorded room: the run's plan, and
+        the one ``--dry-run`` shows.  A volume whose rewrites no longer fit it (a file that
+        grew past the room left) gives some of them up first: they become unplaced and go
+        elsewhere, their old copies are removed when the volume is visited."""
         assert self.job is not None
         job = self.job
+        cat = job.catalog
         room: dict[int, int] = {}
         block: dict[int, int] = {}
         done = set(job.run.done_volumes) if job.run.in_progress else set()  # (a dry run sees the last run)
@@ -407,23 +502,39 @@ class Backup:
                 room[v] = min(room[v], self.opts.volume_size - rec.used)
             block[v] = rec.block_size
         old = self.old_catalog
+        growth: dict[int, list[int]] = {}  # volume -> its rewrites, in index order
         if old is not None:  # what the deletions free and the changes take, per volume
             for j in self.changes.deleted:
                 if old.volumes[j] in room and j not in self.changes.moved.values():
                     room[old.volumes[j]] += round_up(old.sizes[j], block[old.volumes[j]])
-            cat = job.catalog
             for i in self.changes.changed:
                 was = old.index_of(cat.paths[i])
-                if cat.volumes[i] in room and was is not None:
-                    room[cat.volumes[i]] -= cat.sizes[i] - old.sizes[was]
-        return place_new(job.catalog, self._unplaced(), room, block)
+                v = cat.volumes[i]
+                if v in room and was is not None:
+                    room[v] -= round_up(cat.sizes[i], block[v]) - round_up(old.sizes[was], block[v])
+                    growth.setdefault(v, []).append(i)
+        for v, rewrites in growth.items():
+            for i in reversed(rewrites):
+                if room[v] >= 0:
+                    break
+                if cat.kinds[i] != FILE_CODE:
+                    continue
+                room[v] += round_up(cat.sizes[i], block[v])  # its old copy goes, the new one is not written
+                cat.volumes[i] = NO_VOLUME
+                cat.stale[i] = 0
+                self.overflowed[i] = v
+        return place_new(cat, self._unplaced(), room, block)
 
     def _unplaced(self) -> Iterator[int]:
         assert self.job is not None
         vols = self.job.catalog.volumes
         if NO_VOLUME not in vols:  # the common case after a volume, without a loop in Python
             return iter(())
-        return (i for i in range(len(vols)) if vols[i] == NO_VOLUME and i not in self.failed)
+        return (
+            i
+            for i in range(len(vols))
+            if vols[i] == NO_VOLUME and i not in self.failed and i not in self.vanished
+        )
 
     def _unplaced_exist(self) -> bool:
         return next(self._unplaced(), None) is not None
@@ -489,6 +600,9 @@ class Backup:
         """Bring one drive up to date; returns (volume number, was blank, wrote anything)."""
         assert self.job is not None
         job = self.job
+        missing = self._no_drive_at(output)
+        if missing:
+            raise _Refused(missing)
         drive = Drive(output)
         try:
             drive.open()
@@ -520,7 +634,7 @@ class Backup:
                 )
             )
             before = (self.summary.copied_files, self.summary.copied_bytes)
-            failed_before = len(self.failed)
+            failed_before = len(self.failed) + len(self.vanished)
             self._apply(drive, rec, plan, bare=new and not there_before)
             full = next(self._candidates(number, fresh), None) is not None  # it could not take them all
             if full:
@@ -533,11 +647,24 @@ class Backup:
                     self.emit(ev.ForeignData(number, len(foreign), sum(foreign)))
             self._close_volume(drive, rec, full, before)
             progressed = (
-                bool(plan.keep) or self.summary.copied_files > before[0] or len(self.failed) > failed_before
+                bool(plan.keep)
+                or self.summary.copied_files > before[0]
+                or len(self.failed) + len(self.vanished) > failed_before
             )
             return number, new, progressed
         finally:
             drive.close()
+
+    def _no_drive_at(self, output: str) -> Optional[str]:
+        """A job whose volumes are drives never takes a bare mount point (a plain folder on the
+        filesystem of its parent) for one: that is a bay with no drive in it, and writing
+        there would fill the server's own disk."""
+        assert self.job is not None
+        if is_mount_point(output) or not any(
+            rec.mounted and not rec.forgotten for rec in self.job.volumes.values()
+        ):
+            return None
+        return f"no drive is mounted at {output} (it is a plain folder on the filesystem of its parent)"
 
     def _identify(self, drive: Drive) -> tuple[int, bool]:
         """Which volume the drive is, from its label; label a blank drive.  Raises _Refused."""
@@ -575,8 +702,16 @@ class Backup:
                 block_size=block_size(drive.root),
                 fs_id=ident,
                 capabilities=caps.to_json(),
+                mounted=is_mount_point(drive.root),
             )
             job.volumes[number] = rec
+            if not rec.mounted:
+                self.emit(
+                    ev.Note(
+                        f"{drive.root} is a folder, not a mounted drive: volume {number} is that folder "
+                        "(a job whose volumes are drives refuses a bare mount point)"
+                    )
+                )
             run.open_volume = number
             if number in run.replace:
                 run.replace.remove(number)
@@ -618,9 +753,12 @@ class Backup:
                 block_size=block_size(drive.root),
                 fs_id=fs_identity(drive.root),
                 capabilities=caps.to_json(),
+                mounted=is_mount_point(drive.root),
             )
         elif known.capabilities is None:
             known.capabilities = self._probe(drive).to_json()
+        if known.mounted is None:  # a volume labelled before this was recorded
+            known.mounted = is_mount_point(drive.root)
         drive.caps = Capabilities.from_json(known.capabilities)
         return number, False
 
@@ -652,6 +790,7 @@ class Backup:
                 dirty[path] = os.lstat(drive.path(stored)).st_size if stored else 0
             except OSError:
                 dirty[path] = 0  # never written, or already gone
+        want = NEW_DRIVE if fresh else rec.number
         return plan_volume(
             self.job.catalog,
             rec.number,
@@ -661,26 +800,42 @@ class Backup:
             rec.granularity_ns,
             self._candidates(rec.number, fresh),
             self.job.run.moves,
+            comes_here=lambda i: i not in self.failed and self.targets.get(i, NEW_DRIVE) == want,
         )
 
     def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, bare: bool = False) -> None:
         """Carry out ``plan`` on the drive.  ``bare``: a blank drive with no files or symlinks
-        at all (folders at most), where nothing can be in the way of a new entry."""
+        at all (folders at most), where nothing can be in the way of a new entry.
+
+        Order: files and symlinks that go are removed first (a file that became a folder
+        leaves its place), then moves are renamed, then emptied folders removed (a folder that
+        became a file leaves its place), then modes set, then everything new or changed is
+        written.  Nothing is written, removed or changed through a symlink or file that is not
+        ours (``safe`` caches which folders on the drive are real ones)."""
         job = self.job
         assert job is not None
         cat = job.catalog
         number = rec.number
         for i in plan.keep:
             cat.volumes[i] = number
-        self._chmod(drive, plan)
-        to_copy: list[int] = self._rename(drive, plan)
-        self._purge(drive, plan)
+        safe: dict[str, bool] = {}
+        folders = {p for p in plan.purge if _held_kind(drive, p) == DIR}
+        self._purge(drive, plan.volume, [p for p in plan.purge if p not in folders], safe)
+        again = self._rename(drive, plan, safe)
+        self._purge(drive, plan.volume, sorted(folders), safe)
+        self._chmod(drive, plan, safe)
+        for i in plan.overflow:  # it no longer fits here: its old copy went with the purge
+            cat.volumes[i] = NO_VOLUME
+            cat.stale[i] = 0
+            self.targets[i] = NEW_DRIVE
+        to_copy: list[int] = []
         parents: dict[str, bool] = {}
         listings: dict[str, set[str]] = {}
         adopted: list[Entry] = []
         too_big = drive.caps.max_file
         recorded: list[Entry] = []
-        for i in plan.writes:
+        blocked: set[str] = set()  # told once each
+        for i in sorted(plan.writes + again):
             path = cat.paths[i]
             if too_big is not None and cat.sizes[i] > too_big:
                 self._fail(
@@ -688,30 +843,43 @@ class Backup:
                     f"larger than volume {number}'s filesystem can hold in one file ({format_size(too_big)})",
                 )
                 continue
-            if path in drive.held or path in drive.dirty:
-                to_copy.append(i)
-                continue
             stored = drive.name_for(path, cat.kind(i))
             if stored is None:  # the drive cannot hold it (a symlink on exFAT): kept in the records
                 recorded.append(cat.entry(i))
                 cat.volumes[i] = number
+                cat.stale[i] = 1  # until the drive's commit settles it
                 continue
-            if bare:  # (a folder in the way of a file makes its rename fail: it is told then)
+            if not bare:
+                blocker = drive.blocker(stored, safe)
+                if blocker is not None:
+                    what = drive.what_is(blocker)
+                    self._fail(
+                        i,
+                        f"a {what} not put there by multivolumecopy is in the way at "
+                        f"{drive.path(blocker)} (volume {number}); move it away and run the same "
+                        "command again",
+                        tell=blocker not in blocked,
+                    )
+                    blocked.add(blocker)
+                    continue
+            if bare or path in drive.held or path in drive.dirty:
+                # (on a bare drive, a folder in the way of a file makes its rename fail: told then)
                 to_copy.append(i)
                 continue
-            try:
-                occ = drive.occupant(stored, parents, listings)
-            except NotADirectoryError:
-                self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is in its way there"))
-                continue
+            occ = drive.occupant(stored, parents, listings)
             if occ is None:
                 to_copy.append(i)
-            elif _adoptable(occ, cat, i, drive, rec.granularity_ns):
-                adopted.append(cat.entry(i))
+            elif self._adopt(drive, occ, i, rec.granularity_ns):
+                adopted.append(cat.entry(i)._replace(sha256=self._adopted_sha))
                 cat.volumes[i] = number
+                cat.stale[i] = 1  # until the drive's commit settles it
                 self.emit(ev.Adopted(number, path))
             else:
-                self.emit(ev.Skipped(path, f"not on volume {number}: a file not ours is already there"))
+                self._fail(
+                    i,
+                    f"a {drive.what_is(stored)} not put there by multivolumecopy is already at "
+                    f"{drive.path(stored)} (volume {number}); move it away and run the same command again",
+                )
         if adopted or recorded:
             drive.put(adopted + recorded)
             drive.sync_point()
@@ -719,15 +887,32 @@ class Backup:
         if to_copy:
             self._copy(drive, rec, to_copy)
 
-    def _fail(self, i: int, why: str) -> None:
-        """A file that cannot be copied in this run: not offered again, summed up, told."""
+    def _adopt(self, drive: Drive, occ: os.stat_result, i: int, granularity: int) -> bool:
+        """Whether what is already at entry ``i``'s place on the drive (a drive seeded by
+        ``cp -a``, or a copy a killed run finished and never recorded) is a copy of it: the
+        same kind, size and time, and for a file the same bytes as the source (both read and
+        hashed, so the drive's record gets its SHA-256 like any copy)."""
         assert self.job is not None
-        path = self.job.catalog.paths[i]
-        self.failed.add(i)
-        self.summary.failed.append((path, why))
-        self.emit(ev.FileFailed(path, why))
+        cat = self.job.catalog
+        self._adopted_sha = None
+        if not _adoptable(occ, cat, i, drive, granularity):
+            return False
+        if cat.kinds[i] != FILE_CODE:
+            return True
+        there = _sha256_of(drive.path(drive.on_drive(cat.paths[i]) or cat.paths[i]))
+        if there is None or there != _sha256_of(os.path.join(self.job.root, cat.paths[i])):
+            return False
+        self._adopted_sha = there
+        return True
 
-    def _chmod(self, drive: Drive, plan: VolumePlan) -> None:
+    def _fail(self, i: int, why: str, tell: bool = True) -> None:
+        """An entry that cannot be saved in this run: not offered again, summed up, told."""
+        assert self.job is not None
+        self.failed[i] = why
+        if tell:
+            self.emit(ev.FileFailed(self.job.catalog.paths[i], why))
+
+    def _chmod(self, drive: Drive, plan: VolumePlan, safe: dict[str, bool]) -> None:
         """Entries whose mode alone changed in the source (a chmod) get the new mode on the
         drive, their data left alone; the records follow.  A drive that keeps no modes (exFAT)
         has it in its records only, for ``--restore``."""
@@ -741,13 +926,17 @@ class Backup:
             held = drive.held[path]
             stored = drive.on_drive(path)
             if stored is not None:
+                if drive.blocker(stored, safe) is not None:
+                    continue  # not reachable without going through something not ours: stays stale
                 _set_mode(drive, drive.path(stored), cat.modes[i])
             updated.append(held._replace(mode=cat.modes[i]))
         drive.put(updated)
 
-    def _rename(self, drive: Drive, plan: VolumePlan) -> list[int]:
-        """Files moved in the source are moved on the drive; returns those that must be copied
-        after all (their old copy was not where the records said)."""
+    def _rename(self, drive: Drive, plan: VolumePlan, safe: dict[str, bool]) -> list[int]:
+        """Files moved in the source are moved on the drive, once the drive's copy is known to
+        hold the source file's bytes (its recorded SHA-256 against the source, read now: a
+        new file can have a deleted one's inode, size and time).  Returns the entries to write
+        after all; the old copies of those are removed."""
         if not plan.rename:
             return []
         assert self.job is not None
@@ -756,11 +945,22 @@ class Backup:
         moved: list[Entry] = []
         gone: list[str] = []
         again: list[int] = []
+        unconfirmed: list[str] = []
         for old, k in plan.rename:
+            held = drive.held[old]
             src = drive.on_drive(old)
             dst = drive.name_for(cat.paths[k], cat.kind(k))
-            if src is None or dst is None:
+            if (
+                src is None
+                or dst is None
+                or not held.sha256
+                or held.sha256 != _sha256_of(os.path.join(self.job.root, cat.paths[k]))
+            ):
                 again.append(k)
+                unconfirmed.append(old)
+                continue
+            if drive.blocker(src, safe) is not None or drive.blocker(dst, safe) is not None:
+                again.append(k)  # the writes tell what is in the way
                 continue
             try:
                 os.makedirs(os.path.dirname(drive.path(dst)), exist_ok=True)
@@ -770,28 +970,33 @@ class Backup:
                 continue
             except OSError as err:
                 raise drive_error(drive.root, err) from None
-            if drive.held[old].mode != cat.modes[k]:  # moved and chmod-ed
+            if held.mode != cat.modes[k]:  # moved and chmod-ed
                 _set_mode(drive, drive.path(dst), cat.modes[k])
-            moved.append(cat.entry(k)._replace(sha256=drive.held[old].sha256))
+            moved.append(cat.entry(k)._replace(sha256=held.sha256))
             gone.append(old)
             cat.volumes[k] = plan.volume
             self.actions[plan.volume]["renamed"].append([old, cat.paths[k]])
         drive.put(moved)
         drive.forget(gone)
         self._remove_empty_parents(drive, gone)
-        self.emit(ev.Renamed(plan.volume, tuple((o, e.path) for o, e in zip(gone, moved))))
+        if moved:
+            self.emit(ev.Renamed(plan.volume, tuple((o, e.path) for o, e in zip(gone, moved))))
+        self._purge(drive, plan.volume, unconfirmed, safe)
         return again
 
-    def _purge(self, drive: Drive, plan: VolumePlan) -> None:
-        if not plan.purge:
+    def _purge(self, drive: Drive, volume: int, paths: list[str], safe: dict[str, bool]) -> None:
+        """Remove entries of ours from the drive.  A folder is removed only once empty: what
+        is left in it is not ours and stays (the folder with it).  Nothing is removed through
+        a symlink or file that took a folder's place."""
+        if not paths:
             return
         removed: list[str] = []
         dirs: list[str] = []
-        for path in plan.purge:
+        for path in paths:
             held = drive.held.get(path)
             stored = drive.on_drive(path)
-            if stored is None:  # held only in the records
-                removed.append(path)
+            if stored is None or drive.blocker(stored, safe) is not None:
+                removed.append(path)  # held only in the records, or not reachable as ours
                 continue
             full = drive.path(stored)
             if held is not None and held.kind == DIR:
@@ -818,13 +1023,13 @@ class Backup:
             except FileNotFoundError:
                 pass
             except OSError:
-                pass  # not empty: something not ours lives there; stop tracking it, leave it
+                pass  # not empty (something not ours lives there), or not a folder: left alone
             removed.append(path)
         faults.point("after-purge")
-        self.actions[plan.volume]["deleted"].extend(removed)
+        self.actions[volume]["deleted"].extend(removed)
         drive.forget(removed)
         self._remove_empty_parents(drive, removed)
-        self.emit(ev.Purged(plan.volume, len(removed), tuple(removed)))
+        self.emit(ev.Purged(volume, len(removed), tuple(removed)))
 
     def _remove_empty_parents(self, drive: Drive, removed: list[str]) -> None:
         """Directories left empty by the purge, that nothing of ours needs, go too."""
@@ -906,6 +1111,7 @@ class Backup:
                     else:
                         puts.append(cat.entry(i))
                     cat.volumes[i] = number
+                    cat.stale[i] = 1  # until the drive's commit settles it
                     nbytes += size
                     (rewritten if i in self._recopy else copied).append(cat.paths[i])
                     told += reported
@@ -916,10 +1122,15 @@ class Backup:
                 elif status == FAILED:
                     self._fail(i, detail)
                 elif status == VANISHED:
-                    self.failed.add(i)
+                    self.vanished.add(i)
                     self.emit(ev.Skipped(cat.paths[i], detail))
                 elif status == CONFLICT:
-                    self.emit(ev.Skipped(cat.paths[i], f"not on volume {number}: {detail}"))
+                    where = drive.path(drive.on_drive(paths[i]) or paths[i])
+                    self._fail(
+                        i,
+                        f"something not put there by multivolumecopy is in its way at {where} "
+                        f"(volume {number}); move it away and run the same command again",
+                    )
                 else:
                     assert status == NOT_DONE, status
             if puts:
@@ -980,9 +1191,10 @@ class Backup:
         assert self.job is not None
         cat = self.job.catalog
         puts: list[Entry] = []
+        rec = self.job.volumes[number]
         for i, leader in followers.items():
             held = drive.held.get(cat.paths[leader])
-            if held is None or cat.volumes[leader] != number:
+            if held is None or cat.volumes[leader] != number or not self._current_on(drive, rec, leader):
                 continue  # the leader did not make it onto this drive: the follower waits too
             tmp = os.path.join(drive.tmpdir, f"link-{i}")
             final = drive.path(drive.on_drive(cat.paths[i]) or cat.paths[i])
@@ -997,9 +1209,17 @@ class Backup:
                     pass
                 if is_no_space(err) or err.errno in (errno.EMLINK, errno.EPERM, errno.EOPNOTSUPP):
                     continue  # a drive that cannot link (or is full): the next volume copies it
+                if err.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    self._fail(
+                        i,
+                        f"something not put there by multivolumecopy is in its way at {final} "
+                        f"(volume {number}); move it away and run the same command again",
+                    )
+                    continue
                 raise drive_error(drive.root, err) from None
             puts.append(held._replace(path=cat.paths[i], target=cat.paths[leader]))
             cat.volumes[i] = number
+            cat.stale[i] = 1  # until the drive's commit settles it
         if puts:
             drive.put(puts)
             self.summary.copied_files += len(puts)
@@ -1010,22 +1230,24 @@ class Backup:
         assert self.job is not None
         if commit:
             try:
+                drive.mark_unfinished()
                 drive.commit(self.job.run.number)
             except (DriveError, OutputError):
                 pass  # the journal still holds what a re-run needs
+            else:
+                rec = self.job.volumes[drive.label.volume] if drive.label else None
+                if rec is not None:
+                    self._settle(drive, rec)
         self._save()
 
     def _close_volume(self, drive: Drive, rec: jf.VolumeRecord, full: bool, before: tuple[int, int]) -> None:
         job = self.job
         assert job is not None
         cat = job.catalog
+        self._give_up_unwritten(drive, rec, full)
         self._set_dir_metadata(drive)
         drive.commit(job.run.number, (p for p, v in zip(cat.paths, cat.volumes) if v == rec.number))
-        # What did not fit (a drive holding less than its record said) goes to a new drive.
-        for i, v in enumerate(cat.volumes):
-            if v == rec.number and cat.paths[i] not in drive.held:
-                cat.volumes[i] = NO_VOLUME
-                self.targets[i] = NEW_DRIVE
+        self._settle(drive, rec)
         for i, v in self.targets.items():
             if v == rec.number and cat.volumes[i] == NO_VOLUME:
                 self.targets[i] = NEW_DRIVE
@@ -1070,6 +1292,58 @@ class Backup:
             renamed = sum(1 for p, n in drive.names.items() if n and p in drive.held)
             recorded = sum(1 for p, n in drive.names.items() if n == "" and p in drive.held)
             self.emit(ev.Adapted(rec.number, tuple(limits), renamed, recorded))
+
+    def _give_up_unwritten(self, drive: Drive, rec: jf.VolumeRecord, full: bool) -> None:
+        """Before the commit: a rewrite the full drive could not take gives up its place here
+        (its old copy is removed, it goes to another drive), and the old copy of a file that
+        vanished from the sources goes.  A rewrite that failed for another reason (an
+        unreadable source, something in the way) keeps its old copy, marked stale."""
+        assert self.job is not None
+        cat = self.job.catalog
+        gone: list[str] = []
+        for i in cat.stale_indexes():
+            if cat.volumes[i] != rec.number or (i in self.failed and i not in self.vanished):
+                continue
+            if i not in self.vanished and (not full or self._current_on(drive, rec, i)):
+                continue
+            if cat.paths[i] in drive.held:
+                gone.append(cat.paths[i])
+            cat.volumes[i] = NO_VOLUME
+            cat.stale[i] = 0
+            if i not in self.vanished:
+                self.targets[i] = NEW_DRIVE
+        if gone:
+            self._purge(drive, rec.number, gone, {})
+
+    def _settle(self, drive: Drive, rec: jf.VolumeRecord) -> None:
+        """After the commit, the one place that records what the volume holds: each entry on
+        it is current or stale by what the drive committed, and one it does not hold at all
+        (a drive holding less than its record said) is on no volume and goes elsewhere."""
+        assert self.job is not None
+        cat = self.job.catalog
+        held = drive.held
+        for i in cat.indexes_on(rec.number):
+            if cat.paths[i] not in held:
+                cat.volumes[i] = NO_VOLUME
+                cat.stale[i] = 0
+                if i not in self.failed:
+                    self.targets[i] = NEW_DRIVE
+            else:
+                cat.stale[i] = 0 if self._current_on(drive, rec, i) else 1
+
+    def _current_on(self, drive: Drive, rec: jf.VolumeRecord, i: int) -> bool:
+        """Whether the drive's record of entry ``i`` is of its current version, mode included."""
+        assert self.job is not None
+        cat = self.job.catalog
+        return drive.held.current(
+            cat.paths[i],
+            chr(cat.kinds[i]),
+            cat.sizes[i],
+            cat.mtimes[i],
+            cat.modes[i],
+            cat.targets.get(i) if cat.kinds[i] == LINK_CODE else None,
+            rec.granularity_ns,
+        )
 
     def _report(self, only: Optional[int] = None) -> dict:
         """The change report: what changed in the sources, and what each volume had done."""
@@ -1116,7 +1390,8 @@ class Backup:
         atomic_write(self.jobfile + ".changes.json", _json(self._report()))
 
     def _set_dir_metadata(self, drive: Drive) -> None:
-        """Directories get their source's mode and mtime once their contents are written."""
+        """Directories get their source's mode and mtime once their contents are written (never
+        through a symlink or file that took a folder's place)."""
         assert self.job is not None
         cat = self.job.catalog
         dirs = ancestors(drive.held)
@@ -1124,12 +1399,16 @@ class Backup:
         dir_code = ord(DIR)
         # Folders only: a map of every path would cost 100 bytes an entry of the catalog.
         index = {cat.paths[i]: i for i, k in enumerate(cat.kinds) if k == dir_code}
+        safe: dict[str, bool] = {}
         for path in depth_first(dirs):
             i = index.get(path)
             if i is None or path.startswith(RESERVED_PREFIX):
                 continue
-            full = drive.path(drive.on_drive(path) or path)
+            stored = drive.on_drive(path) or path
+            full = drive.path(stored)
             try:
+                if drive.blocker(stored, safe) is not None or not stat.S_ISDIR(os.lstat(full).st_mode):
+                    continue
                 os.chmod(full, cat.modes[i])
                 os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
             except FileNotFoundError:
@@ -1148,6 +1427,22 @@ class Backup:
                 bytes=catalog.total_bytes(),
             )
         )
+
+
+@contextlib.contextmanager
+def _jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
+    """The jobfile's lock, with a one-line error where its folder refuses a file."""
+    lock = FileLock(jobfile + ".lock", f"the jobfile {given}")
+    try:
+        lock.acquire()
+    except OSError as err:
+        raise JobfileError(
+            f"cannot write beside the jobfile {given} ({err.strerror}); give -f a path in a writable folder"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _volumes_text(wanted: list[int], still: str = "") -> str:
@@ -1216,6 +1511,27 @@ def _files_on(root: str) -> dict[str, int]:
     return found
 
 
+def _held_kind(drive: Drive, path: str) -> Optional[str]:
+    held = drive.held.get(path)
+    return None if held is None else held.kind
+
+
+def _sha256_of(path: str) -> Optional[str]:
+    """A file's SHA-256, read without following a symlink; None if it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def _set_mode(drive: Drive, full: str, mode: int) -> None:
     """chmod on the drive (never a symlink: their modes are not compared).  A drive that
     keeps no modes refuses quietly: its records keep the mode."""
@@ -1241,6 +1557,7 @@ def _catalog_changed(a: Catalog, b: Catalog) -> bool:
 
 
 FILE_CODE = ord(FILE)
+LINK_CODE = ord(LINK)
 
 
 def _adoptable(occ: os.stat_result, cat: Catalog, i: int, drive: Drive, granularity: int) -> bool:

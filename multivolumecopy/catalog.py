@@ -40,9 +40,26 @@ class Entry(NamedTuple):
 
 
 class Catalog:
-    """Parallel arrays of entries; ``volumes[i]`` is the volume entry ``i`` was placed on (0 = none)."""
+    """Parallel arrays of entries.
 
-    __slots__ = ("paths", "kinds", "sizes", "mtimes", "modes", "volumes", "inodes", "targets", "_index")
+    ``volumes[i]`` is the volume entry ``i`` lives on (0: none yet); ``stale[i]`` is 1 while
+    that volume does not hold this version of it (changed, moved or re-moded in the source
+    since, or a rewrite that failed): the volume must be updated before the entry counts as
+    backed up.  An entry is *saved* when it has a volume and is not stale.
+    """
+
+    __slots__ = (
+        "paths",
+        "kinds",
+        "sizes",
+        "mtimes",
+        "modes",
+        "volumes",
+        "stale",
+        "inodes",
+        "targets",
+        "_index",
+    )
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -51,6 +68,7 @@ class Catalog:
         self.mtimes = array("q")
         self.modes = array("I")
         self.volumes = array("i")
+        self.stale = bytearray()
         self.inodes = array("Q")
         self.targets: dict[int, str] = {}
         self._index: Optional[dict[str, int]] = None
@@ -66,6 +84,7 @@ class Catalog:
         self.mtimes.append(entry.mtime_ns)
         self.modes.append(entry.mode)
         self.volumes.append(volume)
+        self.stale.append(0)
         self.inodes.append(entry.ino)
         if entry.target is not None:
             self.targets[i] = entry.target
@@ -86,6 +105,7 @@ class Catalog:
             return
         self.paths = [self.paths[i] for i in order]
         self.kinds = bytearray(self.kinds[i] for i in order)
+        self.stale = bytearray(self.stale[i] for i in order)
         for name in ("sizes", "mtimes", "modes", "volumes", "inodes"):
             column = getattr(self, name)
             setattr(self, name, array(column.typecode, (column[i] for i in order)))
@@ -123,6 +143,25 @@ class Catalog:
     def total_bytes(self) -> int:
         return sum(self.sizes)
 
+    def saved(self, i: int) -> bool:
+        """Whether entry ``i`` is, in this version, on the volume it is recorded on."""
+        return self.volumes[i] != NO_VOLUME and not self.stale[i]
+
+    def unsaved(self) -> list[int]:
+        """Entries that are on no volume, or not in this version on theirs."""
+        if NO_VOLUME not in self.volumes and 1 not in self.stale:
+            return []  # the common case, without a loop in Python
+        return [i for i, v in enumerate(self.volumes) if v == NO_VOLUME or self.stale[i]]
+
+    def stale_indexes(self) -> list[int]:
+        """Entries whose volume holds an older version of them (or none yet)."""
+        found = []
+        at = self.stale.find(1)
+        while at >= 0:
+            found.append(at)
+            at = self.stale.find(1, at + 1)
+        return found
+
     def indexes_on(self, volume: int) -> array[int]:
         """Indexes of the entries on ``volume``, as an array: 8 bytes an index where a list
         takes 36 (a million files on one drive)."""
@@ -141,13 +180,15 @@ def same_version(
     granularity: int,
 ) -> bool:
     """Whether two records describe the same version of an entry: a directory is always the
-    same, a symlink by its target, a file by size and mtime (at the drive's granularity)."""
+    same (its time is metadata, set on its drive without a copy), a symlink by its target and
+    time (a re-made link is written again), a file by size and mtime (at the drive's
+    granularity)."""
     if kind != other_kind:
         return False
     if kind == DIR:
         return True
     if kind == LINK:
-        return target == other_target
+        return target == other_target and mtimes_equal(mtime_ns, other_mtime_ns, granularity)
     return size == other_size and mtimes_equal(mtime_ns, other_mtime_ns, granularity)
 
 

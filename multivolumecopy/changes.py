@@ -2,14 +2,20 @@
 
 Every entry of the fresh scan is compared with the jobfile's catalog by path:
 
-* unchanged: same kind, size and mtime (at the granularity of the drive it is on) or the
-  same symlink target: it stays where it is, untouched; if only its mode changed (a chmod),
-  its volume is visited and the mode set there, the data left alone;
+* unchanged: same kind, size and mtime (at the granularity of the drive it is on), or the
+  same symlink target and time: it stays where it is, untouched; if only its metadata changed
+  (a chmod, or a folder's time), its volume is visited and the metadata set there, the data
+  left alone;
 * changed: rewritten on its own volume;
 * new: placed by :mod:`multivolumecopy.placement`;
 * deleted: purged from its volume;
 * moved: a new path whose size, mtime and source inode are those of a deleted file on a
-  volume: renamed there instead of copied (a renamed folder moves all its files this way).
+  volume: renamed there instead of copied (a renamed folder moves all its files this way),
+  once the volume's copy is confirmed by content (see backup.py).
+
+Changed, re-moded and moved entries keep their volume and are marked *stale* (the volume
+holds an older version); an entry already stale stays so.  A volume is visited in a run when
+it holds a stale entry or a deleted one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .catalog import FILE, LINK, NO_VOLUME, Catalog, same_version, sort_key
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, same_version, sort_key
 
 
 @dataclass
@@ -27,13 +33,13 @@ class Changes:
     changed: list[int] = field(default_factory=list)  # indexes in the new catalog
     new: list[int] = field(default_factory=list)
     moved: dict[int, int] = field(default_factory=dict)  # new index -> old index
-    modes: list[int] = field(default_factory=list)  # unchanged but for the mode (new indexes)
+    modes: list[int] = field(default_factory=list)  # unchanged but for metadata (new indexes)
     deleted: list[int] = field(default_factory=list)  # indexes in the old catalog
 
     def volumes_touched(self, old: Catalog, new: Catalog) -> set[int]:
-        """Volumes that hold a change: they must be inserted in this run."""
-        touched = {new.volumes[i] for i in self.changed}
-        touched |= {new.volumes[i] for i in self.modes}
+        """Volumes that hold a change, or an entry a past run could not update (stale): they
+        must be inserted in this run."""
+        touched = {new.volumes[i] for i in new.stale_indexes()}
         touched |= {old.volumes[j] for j in self.moved.values()}
         touched |= {old.volumes[j] for j in self.deleted if j not in self.moved.values()}
         touched.discard(NO_VOLUME)
@@ -56,6 +62,7 @@ def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> C
         new.targets,
     ):
         new.volumes = array("i", old.volumes)  # nothing changed at all
+        new.stale = bytearray(old.stale)
         placed = sum(1 for v in old.volumes if v != NO_VOLUME)
         return Changes(unchanged=placed, new=list(old.indexes_on(NO_VOLUME)))
     ch, matched = _walk_together(old, new, granularity)
@@ -79,8 +86,9 @@ def _walk_together(
     op, np_ = old.paths, new.paths
     ok, nk, osz, nsz, om, nm = old.kinds, new.kinds, old.sizes, new.sizes, old.mtimes, new.mtimes
     ovol, nvol = old.volumes, new.volumes
+    ostale, nstale = old.stale, new.stale
     omode, nmode = old.modes, new.modes
-    link = ord(LINK)
+    link, folder = ord(LINK), ord(DIR)
     i = j = 0
     n_new, n_old = len(np_), len(op)
     while i < n_new and j < n_old:
@@ -95,18 +103,22 @@ def _walk_together(
         matched[j] = 1
         vol = ovol[j]
         nvol[i] = vol
+        nstale[i] = ostale[j]
         if vol == NO_VOLUME:
             ch.new.append(i)
         elif ok[j] == nk[i] and osz[j] == nsz[i] and om[j] == nm[i] and nk[i] != link:
             ch.unchanged += 1  # the common case, without a call
             if omode[j] != nmode[i]:
                 ch.modes.append(i)
+                nstale[i] = 1
         elif _same(old, j, new, i, granularity(vol)):
             ch.unchanged += 1
-            if omode[j] != nmode[i] and nk[i] != link:
-                ch.modes.append(i)
+            if (omode[j] != nmode[i] and nk[i] != link) or (nk[i] == folder and om[j] != nm[i]):
+                ch.modes.append(i)  # a chmod, or a folder's new time: metadata only
+                nstale[i] = 1
         else:
             ch.changed.append(i)
+            nstale[i] = 1
         i += 1
         j += 1
     ch.new.extend(range(i, n_new))
@@ -133,6 +145,7 @@ def _match_moves(old: Catalog, new: Catalog, gone: list[int], ch: Changes) -> No
         else:
             ch.moved[i] = j
             new.volumes[i] = old.volumes[j]
+            new.stale[i] = 1  # on its volume under the old path, until it is renamed there
     ch.new = still_new
 
 

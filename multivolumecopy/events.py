@@ -20,6 +20,13 @@ class ScanDone:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something the operator should know that needs no action (a folder made, a record used)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A source entry left out or not copied this time (special file, vanished, in the way)."""
 
@@ -184,6 +191,7 @@ class RestoreStarted:
 
 
 Event = Union[
+    Note,
     Renamed,
     ChangesFound,
     Adapted,

@@ -187,6 +187,30 @@ def rename_noreplace(src: str, dst: str) -> None:
         raise OSError(err, os.strerror(err), dst)
 
 
+def is_mount_point(path: str) -> bool:
+    """Whether ``path`` is where a filesystem is mounted (a drive), not a plain folder on the
+    filesystem of its parent: an unmounted USB bay is such a folder, on the server's disk."""
+    if os.path.ismount(path):
+        return True
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                point = line.split(" ", 5)[4]
+                if _unescape_mount(point) == real:
+                    return True  # a bind mount of a folder of the same filesystem
+    except OSError:
+        pass
+    return False
+
+
+def _unescape_mount(field: str) -> str:
+    """The kernel writes spaces, tabs, newlines and backslashes in mount points as octal."""
+    if "\\" not in field:
+        return field
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
 def block_size(path: str) -> int:
     st = os.statvfs(path)
     return st.f_frsize or st.f_bsize or 4096

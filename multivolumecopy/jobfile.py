@@ -26,9 +26,11 @@ from .errors import JobfileError
 from .fsutil import atomic_write, read_chunks
 
 FORMAT = "multivolumecopy-jobfile"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1 had no "stale" column: every placed entry was taken as current
 DEFAULT_NAME = ".mvcopy-jobdata.json"
-COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino")
+COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale")
+COLUMNS_V1 = COLUMNS[:-1]
 
 
 def now_iso() -> str:
@@ -65,6 +67,7 @@ class VolumeRecord:
     last_verified: Optional[str] = None  # last complete --verify --checksum of the volume
     capabilities: Optional[dict[str, Any]] = None  # what the drive can hold (probe.Capabilities)
     forgotten: bool = False  # given up with --forget-volume: its files were placed again
+    mounted: Optional[bool] = None  # a filesystem of its own (a drive), not a folder: see is_mount_point
 
 
 @dataclass
@@ -129,7 +132,7 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
     yield (text[: text.rfind("}")].rstrip() + ",\n").encode("ascii") + FILES_LINE
     cat = job.catalog
     dump = encode_basestring_ascii  # what json.dumps does with a str, without its overhead
-    targets, kinds, sizes, mtimes, modes, volumes, inodes = (
+    targets, kinds, sizes, mtimes, modes, volumes, inodes, stale = (
         cat.targets,
         cat.kinds,
         cat.sizes,
@@ -137,12 +140,13 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         cat.modes,
         cat.volumes,
         cat.inodes,
+        cat.stale,
     )
     paths = cat.paths
     for start in range(0, len(paths), ROWS_PER_CHUNK):
         rows = [
             f'[{dump(paths[i])},"{chr(kinds[i])}",{sizes[i]},{mtimes[i]},{modes[i]},{volumes[i]},'
-            f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]}]"
+            f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]},{stale[i]}]"
             for i in range(start, min(start + ROWS_PER_CHUNK, len(paths)))
         ]
         last = start + ROWS_PER_CHUNK >= len(paths)
@@ -252,7 +256,7 @@ def _parse(fh: IO[bytes], path: str, cached: Optional[Catalog] = None) -> Job:
 
 CACHE_SUFFIX = ".cache"
 CACHE_FORMAT = "multivolumecopy-catalog-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _COLUMNS = (("sizes", "q"), ("mtimes", "q"), ("modes", "I"), ("volumes", "i"), ("inodes", "Q"))
 
 
@@ -263,6 +267,7 @@ def _cache_sections(cat: Catalog) -> Iterator[tuple[str, Union[bytes, memoryview
     for start in range(0, len(cat.paths), ROWS_PER_CHUNK):
         yield "paths", _joined(cat.paths[start : start + ROWS_PER_CHUNK])
     yield "kinds", memoryview(cat.kinds)
+    yield "stale", memoryview(cat.stale)
     for name, typecode in _COLUMNS:
         column = getattr(cat, name)
         assert column.typecode == typecode
@@ -346,6 +351,8 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Opti
             cat.paths.extend(_split(data))
         elif name == "kinds":
             cat.kinds = bytearray(data)
+        elif name == "stale":
+            cat.stale = bytearray(data)
         elif name == "target_indexes":
             target_indexes.frombytes(data)
         elif name == "targets":
@@ -354,7 +361,7 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Opti
             column = array(dict(_COLUMNS)[name])
             column.frombytes(data)
             setattr(cat, name, column)
-    columns = [cat.kinds] + [getattr(cat, name) for name, _ in _COLUMNS]
+    columns = [cat.kinds, cat.stale] + [getattr(cat, name) for name, _ in _COLUMNS]
     if (
         body_crc != header["body_crc32"]
         or cache.tell() != body_end
@@ -392,13 +399,13 @@ def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise JobfileError(f"{path} is not a multivolumecopy jobfile; check -f/--jobfile")
     version = doc.get("version")
-    if version != VERSION:
+    if version not in READS:
         raise JobfileError(
-            f"jobfile {path} has format version {version!r}, this multivolumecopy reads version "
-            f"{VERSION}; use the multivolumecopy that wrote it (or a newer one)"
+            f"jobfile {path} has format version {version!r}, this multivolumecopy reads versions "
+            f"{' and '.join(map(str, READS))}; use the multivolumecopy that wrote it (or a newer one)"
         )
     try:
-        if list(doc["columns"]) != list(COLUMNS):
+        if list(doc["columns"]) != list(COLUMNS if version == VERSION else COLUMNS_V1):
             raise ValueError("unknown columns")
         if cat is None:
             cat = Catalog()
@@ -410,8 +417,9 @@ def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
 
 def _add_rows(cat: Catalog, rows: list[Any]) -> None:
     """Append rows to the catalog column by column: an object per row would cost more time and
-    memory than the file."""
-    if any(len(r) != len(COLUMNS) for r in rows):
+    memory than the file.  Rows of version 1 have no "stale" column."""
+    width = len(rows[0]) if rows else len(COLUMNS)
+    if width not in (len(COLUMNS), len(COLUMNS_V1)) or any(len(r) != width for r in rows):
         raise ValueError("row")
     paths = [r[0] for r in rows]
     if not all(isinstance(p, str) for p in paths):
@@ -429,6 +437,13 @@ def _add_rows(cat: Catalog, rows: list[Any]) -> None:
     cat.volumes.extend([r[5] or 0 for r in rows])
     cat.targets.update({base + k: str(r[6]) for k, r in enumerate(rows) if r[6] is not None})
     cat.inodes.extend([r[7] for r in rows])
+    if width == len(COLUMNS):
+        flags = bytes([r[8] for r in rows])  # refuses anything but 0-255
+        if flags.translate(None, b"\x00\x01"):
+            raise ValueError("stale")
+        cat.stale.extend(flags)
+    else:
+        cat.stale.extend(bytes(len(rows)))
 
 
 def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:

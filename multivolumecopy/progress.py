@@ -12,6 +12,8 @@ from . import events as ev
 from .catalog import format_ranges
 from .sizes import format_size
 
+SUMMARY_LINES = 50  # entries not saved listed by path at the end; the jobfile lists them all
+
 
 class TextRenderer:
     def __init__(self, stream: IO[str], bars: bool, verbose: int = 0):
@@ -130,6 +132,8 @@ class TextRenderer:
         elif isinstance(event, ev.Adopted):
             if self.verbose:
                 self.say(f"adopted {event.path} (already on volume {event.volume})")
+        elif isinstance(event, ev.Note):
+            self.say(f"note: {event.text}")
         elif isinstance(event, ev.Skipped):
             self.say(f"skipped {event.path}: {event.reason}")
         elif isinstance(event, ev.FileFailed):
@@ -182,8 +186,17 @@ class TextRenderer:
         if event.skipped:
             lines.append(f"  {event.skipped} skipped (listed above)")
         if event.failed:
-            lines.append(f"  {len(event.failed)} failed:")
-            lines.extend(f"    {path}: {why}" for path, why in event.failed)
+            n = len(event.failed)
+            now = "it is" if n == 1 else "they are"
+            lines.append(
+                f"  {count(n, 'entry', 'entries')} not saved (on no drive as {now} now; the run exits 1):"
+            )
+            lines.extend(f"    {path}: {why}" for path, why in event.failed[:SUMMARY_LINES])
+            if len(event.failed) > SUMMARY_LINES:
+                lines.append(
+                    f"    ... and {len(event.failed) - SUMMARY_LINES} more, listed in the jobfile "
+                    '("failed"); --status counts them'
+                )
         self.say("\n".join(lines))
 
 

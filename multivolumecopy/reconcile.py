@@ -13,7 +13,7 @@ contiguous run of indexes (the earlier tool's "last index that fits").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -54,6 +54,7 @@ class VolumePlan:
     rename: list[tuple[str, int]] = field(default_factory=list)  # (old path, new index): moved here
     chmod: list[int] = field(default_factory=list)  # of those kept, ones whose mode alone changed
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
+    overflow: list[int] = field(default_factory=list)  # rewrites that no longer fit: go elsewhere
     capacity: int = 0  # usable bytes for new data after the purge
     used: int = 0  # bytes the job keeps here after the plan
 
@@ -90,13 +91,20 @@ def plan_volume(
     granularity: int = 1,
     unplaced: Optional[Iterable[int]] = None,
     moves: Optional[Mapping[str, str]] = None,
+    comes_here: Optional[Callable[[int], bool]] = None,
 ) -> VolumePlan:
     """Plan one volume.
 
     ``held`` is what the drive's manifest says it holds, ``dirty`` paths that
     are ours but of unknown content (a mapping to their size on the drive, when known, so
     the space they take counts as coming back).  ``unplaced`` are the candidates for new
-    files in index order (None: take none).
+    files in index order (None: take none).  ``comes_here(i)`` says whether an entry on no
+    volume yet is meant for this one (its old copy here is then rewritten, else removed);
+    None: every one is.
+
+    An entry whose kind changed (a folder that became a file...) is removed and written
+    again, never written over.  Rewrites that do not fit the space left give up their place
+    here (``overflow``): their old copy is removed and they go to another volume.
     """
     plan = VolumePlan(volume)
     block = space.block
@@ -119,7 +127,8 @@ def plan_volume(
                 kept_bytes += cost(catalog, k, block)
                 continue
         i = catalog.index_of(path)
-        if i is None or catalog.volumes[i] not in (NO_VOLUME, volume):
+        home = NO_VOLUME if i is None else catalog.volumes[i]
+        if i is None or home not in (NO_VOLUME, volume):
             plan.purge.append(path)  # gone from the source, or it lives on another volume
             freed += round_up(have.size, block) if have.kind == FILE else 0
             continue
@@ -128,11 +137,16 @@ def plan_volume(
             if have.kind != LINK and have.mode != catalog.modes[i]:
                 plan.chmod.append(i)
             kept_bytes += cost(catalog, i, block)
-            if catalog.volumes[i] == NO_VOLUME:
+            if home == NO_VOLUME:
                 plan.adopt.append(i)
-        else:
-            plan.recopy.append(i)  # rewritten in place (tmp + rename); old blocks freed then
-            freed += round_up(have.size, block) if have.kind == FILE else 0
+            continue
+        freed += round_up(have.size, block) if have.kind == FILE else 0
+        if home == NO_VOLUME and comes_here is not None and not comes_here(i):
+            plan.purge.append(path)  # an old copy of an entry that now goes elsewhere
+            continue
+        if have.kind != catalog.kind(i):
+            plan.purge.append(path)  # another kind now: removed first, then written anew
+        plan.recopy.append(i)  # rewritten in place (tmp + rename); old blocks freed then
     held_paths = set(held)
     for i in catalog.indexes_on(volume):
         if catalog.paths[i] not in held_paths and i not in renamed:
@@ -145,14 +159,27 @@ def plan_volume(
     if isinstance(dirty, Mapping):
         freed += sum(round_up(size, block) for path, size in dirty.items() if path not in held)
     # Two budgets: what the disk can take (our records included), and what --volume-size
-    # allows of job data.
+    # allows of job data.  The rewrites come first, in index order; one that does not fit
+    # overflows to another volume.
     records = sum(record_cost(catalog.paths[i], False) for i in plan.keep)
-    recopy_bytes = sum(cost(catalog, i, block) for i in plan.recopy)
-    recopy_records = sum(record_cost(catalog.paths[i], True) for i in plan.recopy)
-    disk_left = space.free + freed - space.padding - space.reserve - records - recopy_bytes - recopy_records
-    size_left = disk_left if space.volume_size is None else space.volume_size - kept_bytes - recopy_bytes
+    disk_left = space.free + freed - space.padding - space.reserve - records
+    size_left = disk_left if space.volume_size is None else space.volume_size - kept_bytes
+    rewrites, plan.recopy = plan.recopy, []
+    for i in rewrites:
+        need = cost(catalog, i, block)
+        extra = record_cost(catalog.paths[i], True)
+        if need + extra > disk_left or need > size_left:
+            plan.overflow.append(i)
+            path = catalog.paths[i]
+            if path in held and path not in plan.purge:
+                plan.purge.append(path)
+            continue
+        disk_left -= need + extra
+        size_left -= need
+        kept_bytes += need
+        plan.recopy.append(i)
     plan.capacity = max(min(disk_left, size_left), 0)
-    plan.used = kept_bytes + recopy_bytes
+    plan.used = kept_bytes
     # Every new entry takes an inode; keep a few for our own records and temporary files.
     inodes_left = None if space.inodes is None else space.inodes + len(plan.purge) - INODE_RESERVE
     here = set(plan.keep) if catalog.targets else set()  # hard-link leaders on this volume

@@ -312,6 +312,7 @@ class Scan:
                 self.skip(path, why)
             base = end
         cat.volumes = array("i", bytes(4 * base))
+        cat.stale = bytearray(base)
         return cat
 
     def close(self) -> None:

@@ -255,6 +255,31 @@ class Held(MutableMapping[str, Entry]):
     def __getitem__(self, path: str) -> Entry:
         return self._entry(path, self._rows[path])
 
+    def current(
+        self,
+        path: str,
+        kind: str,
+        size: int,
+        mtime_ns: int,
+        mode: int,
+        target: Optional[str],
+        granularity: int,
+    ) -> bool:
+        """Whether the drive holds this version of ``path`` (kind, size, time, mode and a
+        symlink's target; a folder's time is not compared).  Read from the packed row: the
+        close of a volume asks it of every entry the volume holds."""
+        raw = self._rows.get(path)
+        if raw is None:
+            return False
+        if granularity <= 1 and kind == FILE and not self._aside:
+            return raw[: _PACKED.size] == _PACKED.pack(b"f", size, mtime_ns, mode)
+        have, have_size, have_mtime, have_mode, have_target, _ = self._fields(path, raw)
+        if kind != LINK and have_mode != mode:
+            return False
+        return same_version(
+            have, have_size, have_mtime, have_target, kind, size, mtime_ns, target, granularity
+        )
+
     def digests(self, paths: Iterable[str]) -> Iterator[tuple[str, str]]:
         """(path, SHA-256) of the files among ``paths`` that have one, read straight from the
         packed rows: the sums file of a big drive without an ``Entry`` per file."""
@@ -523,6 +548,31 @@ class Drive:
         if paths:
             self._append({"t": "del", "paths": paths})
 
+    def mark_unfinished(self) -> None:
+        """After a copy that was cut short (an interrupt, a worker that died): a path the journal
+        says was about to be written and that no put records may sit on the drive, complete,
+        with nobody having heard of it.  It is ours, of unknown content (dirty), as a crash's
+        replay would say: rewritten if it still belongs here, else removed."""
+        if self._journal is None:
+            return
+        self._flush(durable=False)
+        try:
+            with open(self.path(JOURNAL), "rb") as fh:
+                lines = fh.read().split(b"\n")
+        except OSError:
+            return  # the commit that follows says what is wrong with the drive
+        intended: set[str] = set()
+        for line in lines[1:]:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break
+            if rec.get("t") == "intent":
+                intended.update(rec["paths"])
+            elif rec.get("t") == "del":
+                intended.difference_update(rec["paths"])
+        self.dirty |= {p for p in intended if p not in self.held}
+
     def sync_point(self) -> None:
         """Make every put so far durable and trusted."""
         if self._journal is None:
@@ -659,6 +709,29 @@ class Drive:
 
     def used_bytes(self, block: int) -> int:
         return self.held.file_bytes(block)
+
+    def blocker(self, rel: str, cache: dict[str, bool]) -> Optional[str]:
+        """The first folder above ``rel`` (a path on the drive) that is not a real folder there
+        (a symlink, or a file not ours), or None when the way is clear (missing folders are
+        made).  Nothing is ever written, removed or changed through such a thing."""
+        parts = rel.split("/")[:-1]
+        for n in range(1, len(parts) + 1):
+            parent = "/".join(parts[:n])
+            if not _parent_is_dir(self.root, parent, cache):
+                return parent
+        return None
+
+    def what_is(self, rel: str) -> str:
+        """What sits at ``rel`` on the drive, in a word, for a person."""
+        try:
+            mode = os.lstat(self.path(rel)).st_mode
+        except OSError:
+            return "nothing"
+        if stat.S_ISLNK(mode):
+            return "symlink"
+        if stat.S_ISDIR(mode):
+            return "folder"
+        return "file" if stat.S_ISREG(mode) else "special file"
 
     def occupant(
         self, rel: str, parents_ok: dict[str, bool], listings: Optional[dict[str, set[str]]] = None

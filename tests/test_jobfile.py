@@ -61,8 +61,8 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
     jf.save(str(path), sample_job())
     text = path.read_text()
     doc = json.loads(text)
-    assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 1
-    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino"]
+    assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 2
+    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale"]
     assert sum(1 for line in text.splitlines() if line.startswith('["dir')) == 3
 
 
@@ -70,7 +70,7 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
     "mangle,message",
     [
         (lambda t: t[: len(t) // 2], "corrupt or truncated"),
-        (lambda t: t.replace('"version": 1', '"version": 99'), "format version 99"),
+        (lambda t: t.replace('"version": 2', '"version": 99'), "format version 99"),
         (lambda t: t.replace('"multivolumecopy-jobfile"', '"x"'), "not a multivolumecopy"),
         (lambda t: t.replace('"job_id"', '"jab_id"'), "damaged"),
         (lambda t: t.replace(",12,1600000000123456789,", ',"12",1600000000123456789,'), "damaged"),
@@ -142,7 +142,7 @@ def test_a_jobfile_edited_by_hand_is_read_as_edited_not_from_its_cache(tmp_path)
         lambda b: b[:100] + b[101:],  # a byte lost
         lambda b: b[: len(b) // 2],  # cut short (a crash while it was written)
         lambda b: b"",  # empty
-        lambda b: b.replace(b'"version": 1', b'"version": 2', 1),  # from another version
+        lambda b: b.replace(b'"version": 2', b'"version": 3', 1),  # from another version
         lambda b: b"\x00\xff" * 40,  # not a cache at all
     ],
 )
@@ -195,3 +195,38 @@ def test_reports_written_in_chunks_are_one_valid_json_document():
     chunks = list(_json(doc))
     assert len(chunks) > 1
     assert json.loads(b"".join(chunks)) == doc
+
+
+def test_a_version_1_jobfile_is_read_with_every_placed_entry_current(tmp_path):
+    """Version 1 had no "stale" column: what it placed is taken as on its volume, and the next
+    save writes version 2."""
+    job = sample_job()
+    job.catalog.volumes[1] = 2
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    doc = json.loads(path.read_text())
+    doc["version"] = 1
+    doc["columns"] = doc["columns"][:-1]
+    doc["files"] = [row[:-1] for row in doc["files"]]
+    path.write_text(json.dumps(doc))
+    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
+    back = jf.load(str(path))
+    assert list(back.catalog.volumes) == list(job.catalog.volumes)
+    assert not any(back.catalog.stale)
+    jf.save(str(path), back)
+    assert json.loads(path.read_text())["version"] == 2
+
+
+def test_the_stale_mark_survives_a_save_and_its_cache(tmp_path):
+    job = big_job(50)
+    for i in (3, 17, 49):
+        job.catalog.volumes[i] = 1
+        job.catalog.stale[i] = 1
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    cached = jf.load(str(path))
+    assert cached.cached and cached.catalog.stale_indexes() == [3, 17, 49]
+    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
+    parsed = jf.load(str(path))
+    assert not parsed.cached and parsed.catalog.stale_indexes() == [3, 17, 49]
+    assert parsed.catalog.unsaved() == sorted({i for i in range(50) if i % 3 == 0} | {17, 49})

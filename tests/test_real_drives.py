@@ -27,6 +27,7 @@ from helpers import (
     union_of,
     wait_for_partial_copy,
 )
+from multivolumecopy.errors import ExitCode
 
 pytestmark = needs_root
 
@@ -120,21 +121,32 @@ def test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted(tmp_pa
 
     result = backup(tmp_path, bay, "-v")
 
-    assert result.returncode == 0, result.stderr
-    assert "top-level file.txt: not on volume 1: a file not ours is already there" in result.stderr
+    # The file in the way is neither replaced nor worked around on another drive (copied back,
+    # the drives would disagree about that path): the run says what and where, and exits 1.
+    assert result.returncode == ExitCode.FILES_FAILED, result.stderr
+    assert (
+        "top-level file.txt: a file not put there by multivolumecopy is already at "
+        f"{bay.point}/top-level file.txt (volume 1); move it away" in result.stderr
+    )
     assert "the drive already holds 2 files (42 B) that are not part of this backup" in result.stderr
-    assert bay.swaps() == [("1", "2")]  # the file in the way went to the next drive
-    assert (bay.point / "top-level file.txt").read_text() == "at the root\n"
-    bay.insert(image)
+    assert bay.swaps() == []
     assert (bay.point / "holiday photos/beach.jpg").read_bytes() == b"not ours"
     assert (bay.point / "top-level file.txt").read_text() == "a different file of the same name\n"
     assert {p: os.lstat(bay.point / p).st_ino for p in seeded} == seeded  # adopted, not copied
-    # A re-run (sources unchanged) still leaves the foreign files alone.
+    status = run_mvc("--status", "-f", str(tmp_path / "job.json"), cwd=tmp_path)
+    assert status.returncode == 1 and "could not" in status.stdout, status.stdout
+    # A re-run with the sources unchanged still leaves the foreign files alone, and still
+    # does not call the job done.
     again = backup(tmp_path, bay)
-    assert again.returncode == 0, again.stderr
-    assert "nothing to do" in again.stderr
+    assert again.returncode == ExitCode.FILES_FAILED, again.stderr
     assert (bay.point / "holiday photos/beach.jpg").read_bytes() == b"not ours"
     assert (bay.point / "top-level file.txt").read_text() == "a different file of the same name\n"
+    # Moved away, the file is saved by the next run.
+    (bay.point / "top-level file.txt").rename(bay.point / "holiday photos/theirs.txt")
+    done = backup(tmp_path, bay)
+    assert done.returncode == 0, done.stderr
+    assert (bay.point / "top-level file.txt").read_text() == "at the root\n"
+    assert (bay.point / "holiday photos/beach.jpg").read_bytes() == b"not ours"
 
 
 @pytest.mark.parametrize(
