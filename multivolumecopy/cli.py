@@ -431,31 +431,54 @@ def _status(args: argparse.Namespace, stdout: IO[str]) -> int:
     return st.code
 
 
-def _locate(args: argparse.Namespace, stdout: IO[str]) -> int:
+def _locate(args: argparse.Namespace, stdout: IO[str], stderr: Optional[IO[str]] = None) -> int:
     from .jobfile import load
     from .locate import locate, render
+    from .records import newest_record
 
     if not args.sources:
         raise UsageError("--locate needs at least one PATTERN (a glob or part of a path)")
-    found = list(locate(load(args.jobfile).catalog, args.sources))
+    err = stderr or sys.stderr
+    if args.output:
+        # The drives mounted there carry records of their own: answer from the newest.
+        job, notes = newest_record(args.jobfile, args.output)
+    else:
+        job, notes = load(args.jobfile), []
+    if job.run.in_progress:
+        notes.append(
+            f"warning: the record in use was saved while run {job.run.number} was still going: "
+            "files written after that may be missing from it, or shown on no drive"
+        )
+    for note in notes:
+        err.write(f"multivolumecopy: {note}\n")
+    err.flush()
+    found = list(locate(job.catalog, args.sources))
     stdout.write(render(found, args.json))
     stdout.flush()
     return int(ExitCode.OK if found else ExitCode.NOT_FOUND)
 
 
 def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
-    from .restore import Restore, RestoreOptions
+    from .restore import Restore, RestoreOptions, render_event
 
     if not args.to:
         raise UsageError("--restore needs --to DIR: where to put the files")
     if not args.output:
         raise UsageError("--restore reads the drives: name the mount point with -o/--output")
     renderer, swapper = _person(args, stdin, stderr)
+
+    def person(event: Any) -> None:
+        text = render_event(event)  # the restore's own events (a newer record, one in progress)
+        if text is None:
+            renderer(event)
+        else:
+            renderer.say(text)
+
     start = time.monotonic()
     opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources)
     outside = _outside(args, renderer)
     try:
-        summary = Restore(opts, outside.emit_to(renderer), swapper).run()
+        summary = Restore(opts, outside.emit_to(person), swapper).run()
     except MvcError as err:
         outside.finish(int(err.exit_code), str(err))
         raise

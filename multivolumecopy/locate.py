@@ -1,7 +1,10 @@
-"""Which volume holds a file (``--locate``), answered from the jobfile alone.
+"""Which volume holds a file (``--locate``), answered from the record alone.
 
-The jobfile may be the one next to the operator or any drive's copy of it
-(``-f /mnt/usb/.mvcopy-jobdata.json``) when the fileserver is gone.
+The record is the jobfile next to the operator or any drive's copy of it
+(``-f /mnt/usb/.mvcopy-jobdata.json``) when the fileserver is gone; with
+``-o``, the newest among it and the copies on the drives mounted there (see
+:func:`multivolumecopy.records.newest_record`).  An entry the record places on
+no volume is shown as on no drive.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Found:
 
 
 def locate(catalog: Catalog, patterns: Iterable[str]) -> Iterator[Found]:
+    """The catalog's entries that match any of ``patterns``, in index order."""
     match = Matcher(patterns)
     for i, path in enumerate(catalog.paths):
         if match(path):
@@ -72,7 +76,7 @@ def render(found: list[Found], as_json: bool) -> str:
         return json.dumps(doc, indent=1) + "\n"
     lines = []
     for f in found:
-        where = f"volume {f.volume}" if f.volume else "not on a volume yet"
+        where = f"volume {f.volume}" if f.volume else "on no drive"
         size = format_size(f.size) if f.kind == FILE else {"d": "folder", "l": "symlink"}[f.kind]
         lines.append(f"{where:<20} {size:>10}  {f.mtime}  {f.path}")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -3,30 +3,43 @@
 ``flock`` on a small side file, not a pid file: the kernel drops the lock when
 its holder dies, so a stale lock from a killed run never blocks the next one.
 The file holds a line describing the holder, quoted when the lock is refused.
+
+A run that writes takes the lock exclusively.  One that only reads (``--verify``,
+``--restore``) takes it shared: readers do not block each other, and a backup
+is refused while they look, as they are while it writes.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
 import sys
 from typing import Optional
 
-from .errors import LockedError
+from .errors import LockedError, OutputError
 from .jobfile import now_iso
+
+# A lock file is never opened through a symlink: run as root, truncating "the lock" would
+# truncate whatever a planted link names.
+_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+# Errors that mean "this process may not write here" rather than "something is wrong".
+_NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class FileLock:
-    def __init__(self, path: str, what: str):
+    def __init__(self, path: str, what: str, shared: bool = False):
         self.path = path
         self.what = what
+        self.shared = shared
         self.fd: Optional[int] = None
+        self.created = False  # this lock made the file (the caller may remove it after)
 
     def acquire(self) -> FileLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
@@ -37,18 +50,37 @@ class FileLock:
         except OSError:
             os.close(fd)
             raise
-        me = f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}: {' '.join(sys.argv[:3])}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me.encode("utf-8", "replace"), 0)
+        if not self.shared:  # a shared holder leaves the line to the one a writer is told about
+            me = f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}: {' '.join(sys.argv[:3])}"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me.encode("utf-8", "replace"), 0)
         self.fd = fd
         return self
 
+    def _open(self) -> int:
+        existed = os.path.lexists(self.path)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise OutputError(
+                    f"{self.path} is a symlink, not a lock file; remove it and run the same command again"
+                ) from None
+            if not (self.shared and err.errno in _NOT_WRITABLE):
+                raise
+            # A reader that may not write the file can still lock it: flock does not care how
+            # the file was opened.  (FileNotFoundError passes up: there is nothing to lock.)
+            return os.open(self.path, os.O_RDONLY | _FLAGS)
+        self.created = not existed
+        return fd
+
     def release(self) -> None:
         if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-            except OSError:
-                pass  # the drive may be gone; closing drops the lock anyway
+            if not self.shared:
+                try:
+                    os.ftruncate(self.fd, 0)
+                except OSError:
+                    pass  # the drive may be gone; closing drops the lock anyway
             os.close(self.fd)
             self.fd = None
 
@@ -57,3 +89,19 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def reading_lock(path: str, what: str) -> Optional[FileLock]:
+    """A shared lock on ``path`` for a process that only reads what it guards, or None where
+    the lock file does not exist and cannot be made (a drive mounted read-only, or not ours
+    to write): then nobody is writing there through this tool either.  Raises
+    :class:`LockedError` while a writer holds it."""
+    lock = FileLock(path, what, shared=True)
+    try:
+        return lock.acquire()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno in _NOT_WRITABLE:
+            return None
+        raise

@@ -1,37 +1,48 @@
 """Restoring (``--restore --to DIR [PATTERN...]``): the drives back into a tree.
 
-Directories and symlinks are recreated from the jobfile; regular files are
-read from the volume that holds them, in whatever order the drives come,
-through the same swap mechanism as a backup (prompt, ``--new-volume-script``,
-or stop and run again).  Each file is written under a temporary name, its
-SHA-256 checked against the one recorded when it was backed up, and only then
-given its mode and times and renamed into place: a damaged file never sits
-under its final name.  Files already restored and intact are skipped, so a
-stopped restore continues where it left off.  An existing file that differs is
-never overwritten: it is reported.
+Directories and symlinks are recreated from the record (the jobfile, or a
+drive's newer copy of it); regular files are read from the drives that hold
+them, in whatever order the drives come, through the same swap mechanism as a
+backup (prompt, ``--new-volume-script``, or stop and run again).
+
+Every drive carries its own record.  When a drive's copy of the jobfile is
+newer than the record in use (see :mod:`multivolumecopy.records`), the restore
+switches to it and says so: a restore started from an early drive's copy learns
+of the volumes written after it.  Which wanted files a drive can give is read
+from its manifest (what that drive holds, exactly), not only from the record's
+volume column.
+
+Each file is written under a temporary name, its SHA-256 checked against the
+one recorded when it was backed up, and only then given its mode and times and
+renamed into place: a damaged file never sits under its final name.  Files
+already restored and intact are skipped, so a stopped restore continues where
+it left off.  Nothing already in ``--to`` is overwritten: it is reported.
+
+Nothing is ever written, chmod-ed, timed or renamed through a symlink: below
+``--to`` every folder is entered by descriptor without following links (see
+:mod:`multivolumecopy.nofollow`), and so is every folder on the drives.  An
+entry blocked by a link, or anything else in its way, is reported.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
-import stat
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from . import events as ev
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK, Catalog, Entry, ancestors, depth_first
-from .errors import DriveError, OutputError
-from .fsutil import mtimes_equal, probe_mtime_granularity
+from .catalog import DIR, FILE, LINK, ancestors, depth_first
+from .destination import Destination, NotPlaced, Unreadable
+from .errors import LockedError, OutputError, SwapNeeded
+from .fsutil import mtimes_equal
 from .locate import Matcher
+from .lock import reading_lock
+from .nofollow import Blocked, Tree
+from .records import Head, head_of, load_record, newer, peek, standing
 from .scan import path_inside
 from .swap import Swapper, SwapRequest
-from .volume import Drive
-
-CHUNK = 1024 * 1024
+from .volume import LOCKFILE, Drive
 
 
 @dataclass
@@ -51,18 +62,64 @@ class RestoreSummary:
     volumes: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RecordInProgress:
+    """The record in use was saved while its run was still going: files written after that
+    may be missing from it."""
+
+    source: str  # where it was read: "the jobfile job.json"
+    run: int
+    updated: Optional[str]
+
+
+@dataclass(frozen=True)
+class NewerRecord:
+    """A drive's copy of the jobfile is newer than the record in use: the restore goes by it."""
+
+    volume: int
+    output: str
+    record: str  # the newer record, for a person: "run 3, finished, saved ..."
+    previous: str  # the record it replaces, alike
+
+
+def render_event(event: object) -> Optional[str]:
+    """The line a person is shown for a restore's own events; None for any other event."""
+    if isinstance(event, NewerRecord):
+        return (
+            f"{event.output}: using the newer record on volume {event.volume} ({event.record}) "
+            f"instead of the one in use ({event.previous})"
+        )
+    if isinstance(event, RecordInProgress):
+        return (
+            f"warning: the record in use ({event.source}: run {event.run}, saved {event.updated}) "
+            "describes a run that did not finish: files written after it was saved may be missing "
+            "from it; a drive written later carries a newer record"
+        )
+    return None
+
+
 class _Refused(Exception):
     pass
 
 
+Version = tuple[int, int]  # size, mtime_ns: which version of a file a problem was about
+
+
 class Restore:
-    def __init__(self, opts: RestoreOptions, emit: ev.Emit, swapper: Swapper):
+    def __init__(self, opts: RestoreOptions, emit: Callable[[object], None], swapper: Swapper):
         self.opts = opts
         self.emit = emit
         self.swapper = swapper
         self.summary = RestoreSummary()
         self.to = os.path.abspath(opts.to)
-        self.granularity = 1
+        self.job: jf.Job
+        self.head: Head
+        self.dest: Destination
+        self.dirs: set[str] = set()
+        self.wanted: set[int] = set()  # catalog indexes of the files still to restore
+        self.problems: dict[str, str] = {}  # path -> why, in the order found
+        self.failed: dict[str, Version] = {}  # files a drive could not give, in that version
+        self.visited: set[int] = set()  # volumes read under the record in use
 
     def run(self) -> RestoreSummary:
         job = jf.load(self.opts.jobfile)
@@ -71,233 +128,325 @@ class Restore:
                 raise OutputError(f"output {out} is not a directory; give the mount point of a backup drive")
             if path_inside(self.to, out):
                 raise OutputError(f"--to {self.opts.to} is on the backup drive {out}; restore somewhere else")
+        self.dest = Destination(self.opts.to, lambda n: self.emit(ev.BytesCopied(n)))
         try:
-            os.makedirs(self.to, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create --to {self.opts.to}: {err.strerror}") from None
-        self.granularity = probe_mtime_granularity(self.to)
+            if job.run.in_progress:
+                self.emit(RecordInProgress(f"the jobfile {self.opts.jobfile}", job.run.number, job.updated))
+            self._use(job)
+            self.emit(
+                ev.RestoreStarted(
+                    tuple(self._volumes_wanted()),
+                    len(self.wanted),
+                    sum(job.catalog.sizes[i] for i in self.wanted),
+                    self.summary.intact,
+                )
+            )
+            self._drive_loop()
+            self._finish()
+        finally:
+            self.dest.close()
+        return self.summary
+
+    # -- the record --------------------------------------------------------------------
+
+    def _use(self, job: jf.Job) -> None:
+        """Go by ``job``: make its folders and symlinks, and find the files still to restore."""
+        self.job = job
+        self.head = head_of(job)
+        self.visited = set()
         cat = job.catalog
+        dest = self.dest
         match = Matcher(self.opts.patterns)
         selected = [i for i, p in enumerate(cat.paths) if match(p)]
-        todo: dict[int, list[int]] = defaultdict(list)
-        dirs = {cat.paths[i] for i in selected if cat.kinds[i] == ord(DIR)}
-        dirs |= ancestors(cat.paths[i] for i in selected)
-        for path in depth_first(dirs)[::-1]:
-            self._make_dir(path)
+        # Problems of folders and symlinks are found again below; a file's stands while the
+        # record wants the version that failed.
+        shown, self.problems = self.problems, {p: why for p, why in self.problems.items() if p in self.failed}
+        self.dirs = {cat.paths[i] for i in selected if cat.kinds[i] == ord(DIR)}
+        self.dirs |= ancestors(cat.paths[i] for i in selected)
+        for path in depth_first(self.dirs)[::-1]:
+            try:
+                dest.make_dir(path)
+            except NotPlaced as why:
+                self._problem(path, str(why), shown)
+        intact = 0
+        self.wanted = set()
         for i in selected:
-            kind = cat.kinds[i]
+            kind, path = cat.kinds[i], cat.paths[i]
             if kind == ord(LINK):
-                self._restore_link(cat, i)
+                try:
+                    if dest.link(path, cat.targets.get(i) or "", cat.mtimes[i], i):
+                        intact += path not in dest.mine
+                    else:
+                        self.summary.restored += 1
+                except NotPlaced as why:
+                    self._problem(path, str(why), shown)
             elif kind == ord(FILE):
-                if self._intact(cat.entry(i)):
-                    self.summary.intact += 1
-                elif cat.volumes[i] == 0:
-                    self._problem(cat.paths[i], "it was never copied to a volume")
-                else:
-                    todo[cat.volumes[i]].append(i)
-        files = sum(len(v) for v in todo.values())
-        nbytes = sum(cat.sizes[i] for v in todo.values() for i in v)
-        self.emit(ev.RestoreStarted(tuple(sorted(todo)), files, nbytes, self.summary.intact))
-        self._drive_loop(job, todo)
-        self._dir_metadata(cat, dirs)
-        return self.summary
+                version = (cat.sizes[i], cat.mtimes[i])
+                failed = self.failed.get(path)
+                if failed == version:
+                    continue
+                if failed is not None:
+                    del self.failed[path]
+                    self.problems.pop(path, None)
+                if dest.intact(path, *version):
+                    intact += path not in dest.mine
+                    continue
+                try:
+                    dest.check_free(path)  # known now, whichever drive holds it
+                except NotPlaced as why:
+                    self._fail(i, str(why))
+                    continue
+                self.wanted.add(i)
+        self.summary.intact = intact
+
+    def _volumes_wanted(self) -> list[int]:
+        """The volumes the record places the wanted files on."""
+        volumes = self.job.catalog.volumes
+        return sorted({volumes[i] for i in self.wanted} - {0})
+
+    def _later_volumes(self) -> list[int]:
+        """For files a record saved mid-run places on no volume: the drives its run was still to
+        write (updated ones, a new one), where they may be, unless already looked at."""
+        run = self.job.run
+        volumes = self.job.catalog.volumes
+        if not run.in_progress or not any(volumes[i] == 0 for i in self.wanted):
+            return []
+        later = set(run.pending_volumes) - set(run.done_volumes)
+        later |= set(run.replace) | {self.job.next_volume_number()}
+        if run.open_volume:
+            later.add(run.open_volume)
+        return sorted(later - self.visited)
 
     # -- drives ------------------------------------------------------------------------
 
-    def _drive_loop(self, job: jf.Job, todo: dict[int, list[int]]) -> None:
+    def _drive_loop(self) -> None:
         queue = list(self.opts.outputs)
         last = queue[-1] if queue else ""
         finished: Optional[int] = None
         refusal: Optional[str] = None
-        while todo:
+        while True:
+            wanted = self._volumes_wanted()
+            later = not wanted
+            if later:
+                wanted = self._later_volumes()
+            if not wanted:
+                return
             if not queue:
-                wanted = sorted(todo)
-                if len(wanted) == 1:
-                    message = f"insert volume {wanted[0]} at {last}"
-                else:
-                    names = ", ".join(str(v) for v in wanted[:-1]) + f" or {wanted[-1]}"
-                    message = f"volumes {names} are still needed: insert any of them at {last}"
+                message = self._ask(wanted, later, last)
                 self.emit(ev.WaitingForDrive(last, message, tuple(wanted), wanted[0]))
-                self.swapper.request(
-                    SwapRequest(
-                        last, message, finished, wanted[0], os.path.abspath(self.opts.jobfile), refusal
-                    )
+                request = SwapRequest(
+                    last, message, finished, wanted[0], os.path.abspath(self.opts.jobfile), refusal
                 )
+                try:
+                    self.swapper.request(request)
+                except SwapNeeded:
+                    if later:
+                        return  # such a drive may not exist: finish, and say where those files are
+                    raise
                 queue = [last]
             out = queue.pop(0)
             last = out
             try:
-                finished = self._from_drive(job, out, todo)
+                finished = self._from_drive(out)
                 refusal = None
             except _Refused as why:
                 refusal = str(why)
                 self.emit(ev.DriveRefused(out, refusal))
 
-    def _from_drive(self, job: jf.Job, out: str, todo: dict[int, list[int]]) -> int:
+    def _ask(self, wanted: list[int], later: bool, out: str) -> str:
+        if len(wanted) == 1:
+            which = f"volume {wanted[0]}"
+        else:
+            which = "volumes " + ", ".join(str(v) for v in wanted[:-1]) + f" or {wanted[-1]}"
+        if later:
+            return (
+                f"the record in use ({self.head.describe()}) places {len(self.wanted)} files on no "
+                f"volume: insert a drive written after it ({which}) at {out}"
+            )
+        if len(wanted) == 1:
+            return f"insert {which} at {out}"
+        return f"{which} are still needed: insert any of them at {out}"
+
+    def _from_drive(self, out: str) -> int:
         drive = Drive(out)
+        lock_path = os.path.join(drive.root, LOCKFILE)
+        try:
+            lock = reading_lock(lock_path, f"the drive at {drive.root}")
+        except (LockedError, OutputError) as err:
+            raise _Refused(str(err)) from None
+        try:
+            return self._read_drive(drive, out)
+        finally:
+            if lock is not None:
+                lock.release()
+                if lock.created and drive.label is None:
+                    try:
+                        os.unlink(lock_path)  # a drive that is not ours keeps nothing of ours
+                    except OSError:
+                        pass
+
+    def _read_drive(self, drive: Drive, out: str) -> int:
         try:
             drive.read_state()
         except OSError as err:
             raise _Refused(f"cannot read it ({err.strerror})") from None
+        except OutputError as err:
+            raise _Refused(str(err)) from None
         label = drive.label
         if label is None:
             raise _Refused("it is not a drive of this backup (no multivolumecopy label)")
-        if label.job_id != job.job_id:
+        if label.job_id != self.job.job_id:
             raise _Refused(f"it is volume {label.volume} of another job ({label.job_id[:8]})")
+        head = peek(drive.root)
+        if head is not None and newer(head, self.head):
+            record = load_record(drive.root)
+            if record is not None and record.job_id == self.job.job_id:
+                self.emit(NewerRecord(label.volume, out, head.describe(), self.head.describe()))
+                self._use(record)
+        why = standing(self.job, label)
+        if why:
+            raise _Refused(f"it is {why}; set it aside")
         number = label.volume
-        if number not in todo:
+        self.visited.add(number)
+        cat = self.job.catalog
+        gives = self._givable(drive)
+        if not gives and not any(cat.volumes[i] == number for i in self.wanted):
             raise _Refused(f"volume {number} holds nothing still to restore")
         st = os.statvfs(out)
         self.emit(ev.VolumeMounted(number, out, False, st.f_bavail * st.f_frsize, label.volume_uuid))
-        cat = job.catalog
-        for i in todo.pop(number):
-            self._restore_file(drive, number, cat, i)
+        try:
+            source = Tree(drive.root)
+        except OSError as err:
+            raise _Refused(f"cannot read it ({err.strerror})") from None
+        with source:
+            for i in gives:
+                why = self._restore_file(source, drive, number, i)
+                if why is not None:
+                    self._fail(i, why)
+        for i in sorted(self.wanted):
+            if cat.volumes[i] == number:  # the record says it is here, the drive does not
+                path = cat.paths[i]
+                if path in drive.dirty:
+                    why = "its copy there was never confirmed complete (the backup writing it was cut short)"
+                    self._fail(i, f"on volume {number}, {why}; run the backup again to rewrite it")
+                elif path not in drive.held:
+                    self._fail(i, f"missing on volume {number}")
+                else:
+                    self._fail(i, f"volume {number} holds another version of it (size or time differ)")
         self.summary.volumes.append(number)
         return number
 
-    # -- entries -----------------------------------------------------------------------
+    def _givable(self, drive: Drive) -> list[int]:
+        """The wanted files this drive holds, in the version the record wants (its manifest
+        says exactly what it holds)."""
+        cat = self.job.catalog
+        gran = drive.caps.granularity_ns
+        gives = []
+        for i in sorted(self.wanted):
+            held = drive.held.get(cat.paths[i])
+            if (
+                held is not None
+                and held.kind == FILE
+                and held.size == cat.sizes[i]
+                and mtimes_equal(held.mtime_ns, cat.mtimes[i], gran)
+            ):
+                gives.append(i)
+        return gives
 
-    def _restore_file(self, drive: Drive, volume: int, cat: Catalog, i: int) -> None:
+    def _restore_file(self, source: Tree, drive: Drive, volume: int, i: int) -> Optional[str]:
+        """Restore file ``i`` from this drive; returns why it could not be, or None."""
+        cat = self.job.catalog
         path = cat.paths[i]
-        want = drive.held.get(path) or cat.entry(i)  # the manifest says what was written there
-        src = drive.path(drive.on_drive(path) or path)
-        final = os.path.join(self.to, path)
-        if os.path.lexists(final):
-            self._problem(path, "a different file is already at that place; move it away to restore it")
-            return
-        tmp = os.path.join(os.path.dirname(final), f".mvcopy-restore-{i}.tmp")
-        if self._link_to_leader(cat, i, tmp, final, want):
-            return
+        dest = self.dest
         try:
-            with open(src, "rb", buffering=0) as fin:
-                digest, size = self._copy_out(fin, tmp, want.mode)
-        except FileNotFoundError:
-            self._problem(path, f"missing on volume {volume}")
-            return
-        except OSError as err:
-            _unlink(tmp)
-            if err.filename == tmp or err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutputError(f"cannot write {final}: {err.strerror}; free space or check --to") from None
-            self._problem(path, f"cannot read it from volume {volume}: {err.strerror}")
-            return
-        except BaseException:
-            _unlink(tmp)
-            raise
-        if want.sha256 and digest != want.sha256:
-            _unlink(tmp)
-            self._problem(path, f"damaged on volume {volume}: its content differs from what was backed up")
-            return
-        if size != want.size:
-            _unlink(tmp)
-            self._problem(path, f"damaged on volume {volume}: {size} bytes, {want.size} were backed up")
-            return
-        os.utime(tmp, ns=(want.mtime_ns, want.mtime_ns))
-        os.rename(tmp, final)
-        self.summary.restored += 1
-        self.summary.restored_bytes += size
-        self.emit(ev.Copied(volume, 1, size, 0))
+            dest.check_free(path)
+            if self._link_to_leader(i):
+                return None
+            want = drive.held[path]  # the manifest: the hash of what was written to this drive
+            stored = drive.on_drive(path) or path
+            try:
+                fin = source.open_regular(stored)
+            except Blocked as b:
+                if b.where == stored:
+                    return f"on volume {volume}, {b.what} is where this file should be{_unfollowed(b.what)}"
+                return f"on volume {volume}, {b.where} is {b.what}, not a folder{_unfollowed(b.what)}"
+            except FileNotFoundError:
+                return f"missing on volume {volume}"
+            except OSError as err:
+                return f"cannot read it from volume {volume}: {err.strerror}"
 
-    def _link_to_leader(self, cat: Catalog, i: int, tmp: str, final: str, want: Entry) -> bool:
+            def check(digest: str, size: int) -> Optional[str]:
+                if want.sha256 and digest != want.sha256:
+                    return f"damaged on volume {volume}: its content differs from what was backed up"
+                if size != want.size:
+                    return f"damaged on volume {volume}: {size} bytes, {want.size} were backed up"
+                return None
+
+            try:
+                size = dest.put_file(path, fin, cat.modes[i], cat.mtimes[i], i, check)
+            finally:
+                os.close(fin)
+        except NotPlaced as why:
+            return str(why)
+        except Unreadable as err:
+            return f"cannot read it from volume {volume}: {err}"
+        self._placed(i, size)
+        self.emit(ev.Copied(volume, 1, size, 0))
+        return None
+
+    def _link_to_leader(self, i: int) -> bool:
         """A hard-linked file whose first link is already restored, intact, is linked to it."""
+        cat = self.job.catalog
         leader = cat.leader(i)
-        if leader is None or not self._intact(cat.entry(leader)):
+        if leader is None or not self.dest.intact(cat.paths[leader], cat.sizes[leader], cat.mtimes[leader]):
             return False
-        _unlink(tmp)
-        try:
-            os.link(os.path.join(self.to, cat.paths[leader]), tmp)
-            os.rename(tmp, final)
-        except OSError:
-            _unlink(tmp)
+        if not self.dest.hard_link(cat.paths[i], cat.paths[leader], i):
             return False  # a target that cannot link: copy it instead
-        self.summary.restored += 1
+        self._placed(i, 0)
         return True
 
-    def _copy_out(self, fin, tmp: str, mode: int) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        size = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            while True:
-                n = fin.readinto(view)
-                if not n:
-                    break
-                digest.update(view[:n])
-                done = 0
-                while done < n:
-                    done += os.write(fd, view[done:n])
-                size += n
-                self.emit(ev.BytesCopied(n))
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        return digest.hexdigest(), size
+    def _finish(self) -> None:
+        """Report what no drive gave, then give the folders their modes and times."""
+        cat = self.job.catalog
+        run = self.job.run
+        for i in sorted(self.wanted):
+            if cat.volumes[i]:
+                why = f"volume {cat.volumes[i]} was not inserted"
+            elif run.in_progress:
+                why = (
+                    f"on no drive the record in use knows of (run {run.number} had not finished when it "
+                    "was saved); a drive written later may hold it: restore again with that drive"
+                )
+            else:
+                why = "on no drive: it was never copied to a volume"
+            self._problem(cat.paths[i], why, {})
+        for path in depth_first(self.dirs):
+            d = cat.index_of(path)
+            if d is not None and path not in self.problems:
+                self.dest.finish_dir(path, cat.modes[d], cat.mtimes[d])
+        self.summary.problems = list(self.problems.items())
 
-    def _restore_link(self, cat: Catalog, i: int) -> None:
-        path = cat.paths[i]
-        final = os.path.join(self.to, path)
-        target = cat.targets.get(i) or ""
-        try:
-            if os.readlink(final) == target:
-                self.summary.intact += 1
-                return
-            self._problem(path, "a different file is already at that place; move it away to restore it")
-            return
-        except FileNotFoundError:
-            pass
-        except OSError:
-            self._problem(path, "a different file is already at that place; move it away to restore it")
-            return
-        tmp = os.path.join(os.path.dirname(final), f".mvcopy-restore-{i}.tmp")
-        _unlink(tmp)
-        try:
-            os.symlink(target, tmp)
-            os.utime(tmp, ns=(cat.mtimes[i], cat.mtimes[i]), follow_symlinks=False)
-            os.rename(tmp, final)
-        except OSError as err:
-            _unlink(tmp)
-            self._problem(path, f"cannot make the symlink: {err.strerror}")
-            return
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _placed(self, i: int, size: int) -> None:
+        self.wanted.discard(i)
         self.summary.restored += 1
+        self.summary.restored_bytes += size
 
-    def _make_dir(self, path: str) -> None:
-        full = os.path.join(self.to, path)
-        try:
-            os.mkdir(full, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(full) or os.path.islink(full):
-                self._problem(path, "a file is in the way of this folder")
-        except OSError as err:
-            raise DriveError(f"cannot create {full}: {err.strerror}; check --to") from None
+    def _fail(self, i: int, why: str) -> None:
+        """File ``i`` cannot be restored in the version the record wants."""
+        cat = self.job.catalog
+        path = cat.paths[i]
+        self.wanted.discard(i)
+        self.failed[path] = (cat.sizes[i], cat.mtimes[i])
+        self._problem(path, why, {})
 
-    def _dir_metadata(self, cat: Catalog, dirs: set[str]) -> None:
-        for path in depth_first(dirs):
-            i = cat.index_of(path)
-            full = os.path.join(self.to, path)
-            if i is None or not os.path.isdir(full) or os.path.islink(full):
-                continue
-            os.chmod(full, cat.modes[i])
-            os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
-
-    def _intact(self, e: Entry) -> bool:
-        try:
-            st = os.lstat(os.path.join(self.to, e.path))
-        except OSError:
-            return False
-        return (
-            stat.S_ISREG(st.st_mode)
-            and st.st_size == e.size
-            and mtimes_equal(st.st_mtime_ns, e.mtime_ns, self.granularity)
-        )
-
-    def _problem(self, path: str, why: str) -> None:
-        self.summary.problems.append((path, why))
-        self.emit(ev.FileFailed(path, why))
+    def _problem(self, path: str, why: str, shown: dict[str, str]) -> None:
+        """Record a problem; shown once (``shown``: those already told under an earlier record)."""
+        self.problems[path] = why
+        if shown.get(path) != why:
+            self.emit(ev.FileFailed(path, why))
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def _unfollowed(what: str) -> str:
+    return "; it was not followed" if what.startswith("a symlink") else ""

@@ -10,11 +10,19 @@ Plain ``--verify`` compares kind, size and mtime and reads no content.
 one recorded when it was written; ``--max-age`` and ``--time-budget`` limit a
 scrub so a big drive can be checked a bit each night, oldest-checked first.
 The drive's manifest remembers when each file was last checked, the jobfile
-when the whole volume was.
+when the whole volume was: only after a complete scrub that found nothing wrong
+(and no file it could not check for want of a recorded hash).
+
+A verify takes the drive's lock, so it is refused while a backup writes the
+drive (a scrub, which records its check times, exclusively; a plain verify
+shared).  A drive mounted read-only is checked all the same, without the lock
+(nobody can be writing it) and without recording anything on it.  Paths on the
+drive are reached without following symlinks (:mod:`multivolumecopy.nofollow`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,16 +30,19 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Callable, Optional
 
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, Catalog, ancestors
-from .errors import OutputError, UsageError
+from .errors import LockedError, OutputError, UsageError
 from .fsutil import mtimes_equal
-from .lock import FileLock
+from .lock import FileLock, reading_lock
+from .nofollow import Blocked, Tree
+from .records import head_of, load_record, newer, peek, standing
 from .scan import path_inside
 from .sizes import format_size
-from .volume import RESERVED_PREFIX, Drive
+from .volume import JOBCOPY, LOCKFILE, RESERVED_PREFIX, Drive, Label
 
 READ_CHUNK = 1024 * 1024
 
@@ -54,10 +65,13 @@ class Report:
     unhashed: list[tuple[int, str]] = field(default_factory=list)  # no hash recorded: size/mtime only
     recent: int = 0  # left out by --max-age: checked lately
     not_reached: int = 0  # left for next time by --time-budget
+    read_only: bool = False  # the scrub could not record its check times on the drive
+    notes: list[str] = field(default_factory=list)  # for a person: what else happened
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.different or self.extra or self.corrupt)
+        # A file a scrub could not check (no recorded hash) is not known to be good.
+        return not (self.missing or self.different or self.extra or self.corrupt or self.unhashed)
 
 
 @dataclass(frozen=True)
@@ -77,39 +91,68 @@ def verify(
 ) -> Report:
     """Check the drive at ``output``; with ``scrub``, read its content back too.
 
-    ``progress(bytes_done, bytes_total)`` is called as a scrub reads.
+    ``progress(bytes_done, bytes_total)`` is called as a scrub reads.  Raises
+    :class:`LockedError` while a backup holds the drive.
     """
     job = jf.load(jobfile)
     if not os.path.isdir(output):
         raise OutputError(f"output {output} is not a directory; give the drive's mount point")
     drive = Drive(output)
-    if scrub is not None:
-        drive.open()  # a scrub records what it checked: lock the drive
-    else:
-        drive.read_state()
+    writable = scrub is not None and not _mounted_read_only(drive.root) and _open_to_record(drive)
+    lock = None
     try:
-        return _verify(job, jobfile, drive, first, stop, scrub, progress, clock)
+        if not writable:
+            lock = reading_lock(os.path.join(drive.root, LOCKFILE), f"the drive at {drive.root}")
+            drive.read_state()
+        try:
+            tree = Tree(drive.root)
+        except OSError as err:
+            raise OutputError(f"cannot read the drive at {drive.root}: {err.strerror}") from None
+        with tree:
+            return _verify(job, jobfile, drive, tree, first, stop, scrub, writable, progress, clock)
     finally:
         drive.close()
+        if lock is not None:
+            lock.release()
+            if lock.created and drive.label is None:
+                _unlink(lock.path)  # a drive that is not ours keeps nothing of ours
+
+
+def _mounted_read_only(root: str) -> bool:
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open_to_record(drive: Drive) -> bool:
+    """Open the drive for a scrub that records its check times (locked exclusively); False
+    when this process may not write it, and the scrub goes on reading only."""
+    try:
+        drive.open()
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return False
+        raise OutputError(f"cannot open the drive at {drive.root}: {err.strerror}") from None
+    return True
 
 
 def _verify(
     job: jf.Job,
     jobfile: str,
     drive: Drive,
+    tree: Tree,
     first: Optional[int],
     stop: Optional[int],
     scrub: Optional[Scrub],
+    writable: bool,
     progress: Callable[[int, int], None],
     clock: Callable[[], float],
 ) -> Report:
     output = drive.root
     label = drive.label
-    if label is not None and label.job_id != job.job_id:
-        raise OutputError(
-            f"the drive at {output} belongs to another job ({label.job_id[:8]}); "
-            "give the jobfile of that job with -f"
-        )
+    if label is not None:
+        _check_label(job, jobfile, output, label)
     cat = job.catalog
     ranged = first is not None or stop is not None
     lo = 0 if first is None else first
@@ -140,13 +183,15 @@ def _verify(
         if stored is None:
             continue  # the drive cannot hold it (a symlink on exFAT): it lives in the records
         expected.add(stored)
-        full = os.path.join(output, stored)
         try:
-            st = os.lstat(full)
+            st = tree.lstat(stored)
         except (FileNotFoundError, NotADirectoryError):
             report.missing.append((i, path))
             continue
-        why = _difference(cat, i, st, full, gran)
+        except Blocked as b:
+            report.different.append((i, path, f"{b.where} on the drive is {b.what}, not a folder"))
+            continue
+        why = _difference(cat, i, st, partial(tree.readlink, stored), gran)
         if why:
             report.different.append((i, path, why))
         elif cat.kinds[i] == ord(FILE):
@@ -154,16 +199,47 @@ def _verify(
     if not ranged:
         report.extra = _extras(output, expected)
     if scrub is not None:
-        complete = _scrub(cat, drive, present, scrub, report, progress, clock)
-        drive.commit()
-        if complete and rec is not None and not ranged and not path_inside(jobfile, output):
-            _remember_verified(jobfile, job, rec.number, clock)
+        complete = _scrub(cat, drive, tree, present, scrub, report, progress, clock)
+        if writable:
+            drive.commit()
+        else:
+            report.read_only = True
+        if complete and report.ok and rec is not None and not ranged and not path_inside(jobfile, output):
+            # Every file of the volume has been read back and found intact since the oldest of
+            # their checks (this one, or one --max-age left alone): that is when it was verified.
+            when = min((drive.verified.get(cat.paths[i], clock()) for i in present), default=clock())
+            note = _remember_verified(jobfile, job, rec.number, when)
+            if note:
+                report.notes.append(note)
     return report
+
+
+def _check_label(job: jf.Job, jobfile: str, output: str, label: Label) -> None:
+    """Refuse a drive of another job, an old copy of a replaced volume, or one given up."""
+    if label.job_id != job.job_id:
+        raise OutputError(
+            f"the drive at {output} belongs to another job ({label.job_id[:8]}); "
+            "give the jobfile of that job with -f"
+        )
+    why = standing(job, label)
+    if why is None:
+        return
+    head = peek(output)
+    if head is not None and newer(head, head_of(job)):
+        own = load_record(output)
+        if own is not None and standing(own, label) is None:
+            raise OutputError(
+                f"the jobfile {jobfile} is older than the drive at {output}, which it does not know "
+                f"as volume {label.volume}; give the jobfile of the last run, or the drive's own "
+                f"copy (-f {os.path.join(output, JOBCOPY)})"
+            )
+    raise OutputError(f"the drive at {output} is {why}; set it aside")
 
 
 def _scrub(
     cat: Catalog,
     drive: Drive,
+    tree: Tree,
     present: list[int],
     scrub: Scrub,
     report: Report,
@@ -194,7 +270,7 @@ def _scrub(
             return False
         path = cat.paths[i]
         held = drive.held[path]
-        digest = _sha256(drive.path(drive.on_drive(path) or path), progress, done, total)
+        digest = _sha256(tree, drive.on_drive(path) or path, progress, done, total)
         done += cat.sizes[i]
         report.scrubbed += 1
         report.scrubbed_bytes += cat.sizes[i]
@@ -205,42 +281,63 @@ def _scrub(
     return True
 
 
-def _sha256(path: str, progress: Callable[[int, int], None], offset: int, total: int) -> Optional[str]:
-    """The file's SHA-256 (None if it cannot be read), telling ``progress`` as it reads."""
+def _sha256(
+    tree: Tree, stored: str, progress: Callable[[int, int], None], offset: int, total: int
+) -> Optional[str]:
+    """The file's SHA-256 (None if it cannot be read, or is reached only through a symlink),
+    telling ``progress`` as it reads."""
     digest = hashlib.sha256()
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
     read = 0
     try:
-        with open(path, "rb", buffering=0) as fh:
-            while True:
-                n = fh.readinto(view)
-                if not n:
-                    break
-                digest.update(view[:n])
-                read += n
-                progress(offset + read, total)
-    except OSError:
+        fd = tree.open_regular(stored)
+    except (OSError, Blocked):
         return None  # unreadable counts as corrupt
+    try:
+        while True:
+            n = os.readv(fd, [view])
+            if not n:
+                break
+            digest.update(view[:n])
+            read += n
+            progress(offset + read, total)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
-def _remember_verified(jobfile: str, job: jf.Job, volume: int, clock: Callable[[], float]) -> None:
-    with FileLock(jobfile + ".lock", f"the jobfile {jobfile}"):
-        fresh = jf.load(jobfile)
-        if fresh.job_id == job.job_id and volume in fresh.volumes:
-            fresh.volumes[volume].last_verified = jf.iso(clock())
-            jf.save(jobfile, fresh)
+def _remember_verified(jobfile: str, job: jf.Job, volume: int, when: float) -> Optional[str]:
+    """Record in the jobfile when the volume was verified; returns why it could not be."""
+    try:
+        with FileLock(jobfile + ".lock", f"the jobfile {jobfile}"):
+            fresh = jf.load(jobfile)
+            if fresh.job_id == job.job_id and volume in fresh.volumes:
+                fresh.volumes[volume].last_verified = jf.iso(when)
+                jf.save(jobfile, fresh)
+    except (LockedError, OSError) as err:
+        why = err.strerror if isinstance(err, OSError) else "a backup is using it"
+        return f"the verification was not recorded in the jobfile {jobfile} ({why})"
+    return None
 
 
-def _difference(cat: Catalog, i: int, st: os.stat_result, full: str, gran: int) -> str:
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _difference(cat: Catalog, i: int, st: os.stat_result, readlink: Callable[[], str], gran: int) -> str:
     kind = cat.kind(i)
     if kind == DIR:
         return "" if stat.S_ISDIR(st.st_mode) else "not a directory on the drive"
     if kind == LINK:
         if not stat.S_ISLNK(st.st_mode):
             return "not a symlink on the drive"
-        target = os.readlink(full)
+        target = readlink()
         return "" if target == cat.targets.get(i) else f"points to {target!r}, not {cat.targets.get(i)!r}"
     assert kind == FILE
     if not stat.S_ISREG(st.st_mode):
@@ -303,6 +400,17 @@ def render_report(report: Report, as_json: bool = False) -> str:
         if report.not_reached:
             line += f", {report.not_reached} left for next time (time budget)"
         if report.unhashed:
-            line += f", {len(report.unhashed)} with no recorded hash (size and time checked only)"
+            line += f", {len(report.unhashed)} not checked"
         lines.append(line)
+    if report.unhashed:
+        n = report.volume or "N"
+        lines.append(
+            f"{len(report.unhashed)} files have no recorded hash (backed up with --no-hash, or adopted "
+            "from a drive that already held them), so their content could not be checked, only their "
+            f"size and time; to give them hashes, back the volume up again onto a blank drive "
+            f"(--replace-volume {n}, without --no-hash)"
+        )
+    if report.read_only:
+        lines.append("the drive is read-only here: the check times were not recorded on it")
+    lines.extend(report.notes)
     return "\n".join(lines) + "\n"

@@ -6,6 +6,9 @@ import json
 import os
 import re
 import subprocess
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -257,3 +260,209 @@ def test_restore_reports_a_file_its_drive_lost_and_restores_the_rest(tmp_path):
     (src / "beta/run.sh").unlink()
     os.utime(src / "beta", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert tree_differences(src, tmp_path / "restored") == ""
+
+
+def one_volume_job(tmp_path, *extra: str, n_files: int = 8) -> Path:
+    """A small tree backed up onto one directory volume ``usb``; returns the source."""
+    src = tmp_path / "src"
+    make_tree(src, n_files=n_files, big=0)
+    (tmp_path / "usb").mkdir(exist_ok=True)
+    result = run_mvc("src", "-o", "usb", "-f", "job.json", *extra, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return src
+
+
+def regular_files(root: Path) -> list[str]:
+    return sorted(p for p in files_on(root) if (root / p).is_file() and not (root / p).is_symlink())
+
+
+def last_verified(tmp_path) -> list:
+    return [v["last_verified"] for v in json.loads((tmp_path / "job.json").read_text())["volumes"]]
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "deleted file", "stray file"])
+def test_a_failed_scrub_records_no_verification_and_status_shows_none(tmp_path, damage):
+    one_volume_job(tmp_path)
+    usb = tmp_path / "usb"
+    victim = next(p for p in regular_files(usb) if (usb / p).stat().st_size > 0)
+    if damage == "flipped byte":
+        flip_a_byte(usb / victim)
+    elif damage == "deleted file":
+        os.unlink(usb / victim)
+    else:
+        (usb / "stray.txt").write_text("not from the backup")
+
+    scrub = verify(tmp_path, usb, "--checksum")
+    status = run_mvc("--status", "-f", "job.json", cwd=tmp_path)
+
+    assert scrub.returncode == ExitCode.VERIFY_FAILED, scrub.stdout
+    assert last_verified(tmp_path) == [None]
+    assert "last verified never" in status.stdout, status.stdout
+
+
+def test_a_complete_clean_scrub_records_the_time_every_file_was_last_checked(tmp_path):
+    one_volume_job(tmp_path)
+    usb = tmp_path / "usb"
+    before = int(time.time())
+
+    verify(tmp_path, usb, "--checksum")
+    first = last_verified(tmp_path)[0]
+    time.sleep(1.1)
+    again = verify(tmp_path, usb, "--checksum", "--max-age", "1")  # every file checked lately: none read
+
+    assert again.returncode == 0, again.stdout
+    assert json.loads(verify(tmp_path, usb, "--checksum", "--max-age", "1", "--json").stdout)["scrubbed"] == 0
+    # What is recorded is when the oldest check of a file was made, not when this run ended.
+    assert last_verified(tmp_path)[0] == first
+    assert datetime.fromisoformat(first).timestamp() >= before
+
+
+@pytest.mark.parametrize("how", ["--no-hash", "adopted, no hash in the manifest"])
+def test_a_scrub_that_cannot_check_files_by_hash_says_so_and_fails(tmp_path, how):
+    src = tmp_path / "src"
+    make_tree(src, n_files=8, big=0)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    extra = ("--no-hash",) if how == "--no-hash" else ()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", *extra, cwd=tmp_path).returncode == 0
+    if how != "--no-hash":
+        # What a drive seeded with cp -a and adopted by a version that did not hash what it
+        # adopted holds: files in place, their rows with no SHA-256.
+        manifest = json.loads((usb / ".mvcopy-manifest.json").read_text())
+        for row in manifest["entries"]:
+            row[6] = None
+        (usb / ".mvcopy-manifest.json").write_text(json.dumps(manifest))
+    files = len(regular_files(usb))
+
+    scrub = verify(tmp_path, usb, "--checksum")
+    as_json = json.loads(verify(tmp_path, usb, "--checksum", "--json").stdout)
+    plain = verify(tmp_path, usb)
+
+    assert scrub.returncode == ExitCode.VERIFY_FAILED, scrub.stdout
+    assert scrub.stdout.startswith("PROBLEMS: volume 1"), scrub.stdout
+    assert f"{files} files have no recorded hash" in scrub.stdout
+    assert "--replace-volume 1" in scrub.stdout  # what to do about it
+    assert as_json["ok"] is False and len(as_json["unhashed"]) == files
+    assert last_verified(tmp_path) == [None]
+    assert plain.returncode == 0, plain.stdout  # without --checksum, size and time are all it checks
+
+
+@needs_root
+def test_a_scrub_of_a_drive_mounted_read_only_reports_and_records_nothing_on_it(tmp_path, drives):
+    src = tmp_path / "src"
+    make_tree(src, n_files=10, big=1)
+    image = drives.image("d1", 2048)
+    point = drives.mount(image, tmp_path / "usb")
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    os.unlink(point / ".mvcopy-lock")  # read-only, the lock file cannot be created either
+    drives.umount(point)
+    drives.mount(image, point, readonly=True)
+
+    scrub = verify(tmp_path, point, "--checksum")
+    plain = verify(tmp_path, point)
+
+    assert scrub.returncode == 0, scrub.stdout + scrub.stderr
+    assert "Traceback" not in scrub.stderr
+    assert scrub.stdout.startswith("OK: volume 1"), scrub.stdout
+    assert scrub.stdout.count("read-only") == 1
+    assert "the check times were not recorded on it" in scrub.stdout
+    assert f"read back {len(regular_files(point))} files" in scrub.stdout
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert not (point / ".mvcopy-lock").exists()
+    drives.umount(point)
+    drives.mount(image, point)
+    rows = json.loads((point / ".mvcopy-manifest.json").read_text())["entries"]
+    assert all(row[7] is None for row in rows)  # the manifest was not touched
+
+
+def test_a_replaced_drive_is_refused_by_verify_and_restore(tmp_path):
+    src = one_volume_job(tmp_path)
+    os.rename(tmp_path / "usb", tmp_path / "old")
+    (tmp_path / "usb").mkdir()
+    assert (
+        run_mvc("src", "-o", "usb", "-f", "job.json", "--replace-volume", "1", cwd=tmp_path).returncode == 0
+    )
+
+    checked = verify(tmp_path, tmp_path / "old")
+    scrubbed = verify(tmp_path, tmp_path / "old", "--checksum")
+    restore = run_mvc("--restore", "--to", "back", "-o", "old", "-f", "job.json", cwd=tmp_path)
+
+    for result in (checked, scrubbed):
+        assert result.returncode == ExitCode.OUTPUT_ERROR, result.stdout
+        line = result.stderr.strip()
+        assert "\n" not in line and "Traceback" not in line
+        assert "is an old copy of volume 1, replaced by another drive" in line
+        assert line.endswith("set it aside"), line
+    assert restore.returncode == ExitCode.SWAP_NEEDED, restore.stderr
+    assert "drive refused: it is an old copy of volume 1, replaced by another drive" in restore.stderr
+    assert "insert volume 1 at" in restore.stderr.strip().splitlines()[-1]
+    assert not [p for p in files_on(tmp_path / "back") if (tmp_path / "back" / p).is_file()]
+    good = run_mvc("--restore", "--to", "back", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert tree_differences(src, tmp_path / "back") == ""
+
+
+def test_a_forgotten_drive_is_refused_by_verify_and_restore(tmp_path):
+    one_volume_job(tmp_path)
+    (tmp_path / "usb2").mkdir()
+    assert (
+        run_mvc("src", "-o", "usb2", "-f", "job.json", "--forget-volume", "1", cwd=tmp_path).returncode == 0
+    )
+
+    checked = verify(tmp_path, tmp_path / "usb")
+    restore = run_mvc("--restore", "--to", "back", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert checked.returncode == ExitCode.OUTPUT_ERROR, checked.stdout
+    assert "is volume 1, which was given up (--forget-volume)" in checked.stderr
+    assert checked.stderr.strip().endswith("set it aside"), checked.stderr
+    assert restore.returncode == ExitCode.SWAP_NEEDED, restore.stderr
+    assert "drive refused: it is volume 1, which was given up (--forget-volume)" in restore.stderr
+    assert "insert volume 2 at" in restore.stderr.strip().splitlines()[-1]
+
+
+def hold_drive_lock(drive: Path) -> subprocess.Popen:
+    """Another process holding the drive's lock, as a backup writing to it does."""
+    code = (
+        "import fcntl, sys, time\n"
+        "f = open(sys.argv[1], 'a+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "f.truncate(0); f.write('pid 4242 on nas, a backup'); f.flush()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(drive / ".mvcopy-lock")], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.mark.parametrize("extra", [(), ("--checksum",)], ids=["plain", "checksum"])
+def test_verify_is_refused_while_a_backup_holds_the_drive(tmp_path, extra):
+    one_volume_job(tmp_path)
+    holder = hold_drive_lock(tmp_path / "usb")
+    try:
+        result = verify(tmp_path, tmp_path / "usb", *extra)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert result.returncode == ExitCode.LOCKED, result.stdout + result.stderr
+    assert "is in use by another multivolumecopy run (pid 4242 on nas" in result.stderr
+    assert result.stdout == ""
+    assert verify(tmp_path, tmp_path / "usb", *extra).returncode == 0  # once it is gone
+
+
+@pytest.mark.parametrize("extra", [(), ("--checksum",)], ids=["plain", "checksum"])
+def test_a_lock_file_planted_as_a_symlink_is_refused_not_followed(tmp_path, extra):
+    one_volume_job(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.unlink(tmp_path / "usb/.mvcopy-lock")
+    os.symlink(victim, tmp_path / "usb/.mvcopy-lock")
+
+    result = verify(tmp_path, tmp_path / "usb", *extra)
+
+    assert result.returncode == ExitCode.OUTPUT_ERROR, result.stdout + result.stderr
+    assert ".mvcopy-lock is a symlink, not a lock file; remove it" in result.stderr
+    assert victim.read_text() == "precious\n"
