@@ -60,7 +60,7 @@ from .fsutil import (
 from .lock import FileLock
 from .placement import NEW_DRIVE, place_new
 from .probe import Capabilities, probe
-from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume
+from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume, record_cost
 from .scan import Scan, Sources, path_inside, resolve_sources, usable_cpus
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
@@ -205,21 +205,7 @@ class Backup:
                 self.emit(ev.NothingToDo(len(job.catalog), len(job.volumes)))
                 return self.summary
             resumed = job.run.in_progress
-            if not resumed:
-                job.run = jf.RunState(
-                    number=job.run.number + 1,
-                    id=jf.new_id(),
-                    state="in-progress",
-                    started=jf.now_iso(),
-                )
-            job.run.pending_volumes = sorted(set(job.run.pending_volumes) | pending)
-            job.run.moves.update(
-                {job.catalog.paths[i]: self.old_catalog.paths[j] for i, j in self.changes.moved.items()}
-                if self.old_catalog is not None
-                else {}
-            )
-            job.run.replace = sorted(set(job.run.replace) | set(opts.replace_volumes))
-            self.targets = self._place()
+            self._plan_run(job, pending)
             files, nbytes = self._work_left()
             self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
             try:
@@ -287,14 +273,77 @@ class Backup:
                 ) from None
             self.emit(ev.Note(f"made the folder {folder} for the jobfile"))
 
+    def _plan_run(self, job: jf.Job, pending: set[int]) -> None:
+        """The run's state and plan (the same for ``--dry-run``): a new run unless one is in
+        progress, the volumes it must visit, the moves, where unplaced entries go."""
+        if not job.run.in_progress:
+            job.run = jf.RunState(
+                number=job.run.number + 1,
+                id=jf.new_id(),
+                state="in-progress",
+                started=jf.now_iso(),
+            )
+        job.run.pending_volumes = sorted(set(job.run.pending_volumes) | pending)
+        if self.old_catalog is not None:
+            old = self.old_catalog
+            job.run.moves.update({job.catalog.paths[i]: old.paths[j] for i, j in self.changes.moved.items()})
+        job.run.replace = sorted(set(job.run.replace) | set(self.opts.replace_volumes))
+        self.targets = self._place()
+
     def dry_run(self) -> DryRun:
-        """What a run would do, volume by volume; touches no drive and writes nothing."""
+        """What a run would do, volume by volume; touches no drive and writes nothing.
+
+        The same plan as the run's (placement, then :func:`plan_volume` for each volume to
+        visit), fed with what each volume holds and offers by its record instead of by the
+        drive: the run differs only where a drive differs from its record."""
         from .dryrun import dry_run_report
 
         sources = resolve_sources(self.opts.sources)
         _, job, pending = self._load_and_merge(sources)
-        self.targets = self._place()
-        return dry_run_report(job, self.old_catalog, self.changes, self.targets, pending)
+        number = job.run.number if job.run.in_progress else job.run.number + 1
+        plans: dict[int, VolumePlan] = {}
+        if job.run.in_progress or pending or self._unplaced_exist():
+            self._plan_run(job, pending)
+            visit = set(self._pending_volumes()) | ({job.run.open_volume} if job.run.open_volume else set())
+            for v in sorted(visit):
+                rec = job.volumes[v]
+                if rec.capacity == 0:
+                    continue  # never finished: it is filled like a new drive
+                plan = plans[v] = self._recorded_plan(rec)
+                for i in plan.fill:
+                    job.catalog.volumes[i] = v
+                for i in plan.overflow:
+                    job.catalog.volumes[i] = NO_VOLUME
+        return dry_run_report(job, number, plans, list(self._unplaced()))
+
+    def _recorded_plan(self, rec: jf.VolumeRecord) -> VolumePlan:
+        """A volume's plan from its record: what the jobfile says it holds (an entry marked
+        stale there in some other version), and the room the record gives it."""
+        assert self.job is not None
+        old = self.old_catalog
+        held: dict[str, Entry] = {}
+        if old is not None:
+            for j in old.indexes_on(rec.number):
+                e = old.entry(j)
+                held[e.path] = e._replace(mtime_ns=-1) if old.stale[j] else e
+        space = Space(
+            free=rec.capacity - rec.used,
+            block=rec.block_size,
+            padding=self.opts.device_padding,
+            volume_size=self.opts.volume_size,
+            reserve=self._reserve,
+        )
+        return plan_volume(
+            self.job.catalog,
+            rec.number,
+            held,
+            {},
+            space,
+            rec.granularity_ns,
+            self._candidates(rec.number, False),
+            self.job.run.moves,
+            comes_here=lambda i: i not in self.failed and self.targets.get(i, NEW_DRIVE) == rec.number,
+        )
 
     def _pick_up_job(self, sources: Sources) -> None:
         """No jobfile: if a drive of a job of these very sources is at an output, carry on with
@@ -501,6 +550,12 @@ class Backup:
             if self.opts.volume_size is not None:
                 room[v] = min(room[v], self.opts.volume_size - rec.used)
             block[v] = rec.block_size
+        if room:  # the records of what each volume keeps, as plan_volume counts them
+            vols = cat.volumes
+            for i, path in enumerate(cat.paths):
+                v = vols[i]
+                if v in room:
+                    room[v] -= record_cost(path, False)
         old = self.old_catalog
         growth: dict[int, list[int]] = {}  # volume -> its rewrites, in index order
         if old is not None:  # what the deletions free and the changes take, per volume
@@ -513,6 +568,10 @@ class Backup:
                 if v in room and was is not None:
                     room[v] -= round_up(cat.sizes[i], block[v]) - round_up(old.sizes[was], block[v])
                     growth.setdefault(v, []).append(i)
+            for i in self.changes.changed + list(self.changes.moved):  # journalled as they are written
+                v = cat.volumes[i]
+                if v in room:
+                    room[v] -= record_cost(cat.paths[i], True) - record_cost(cat.paths[i], False)
         for v, rewrites in growth.items():
             for i in reversed(rewrites):
                 if room[v] >= 0:
@@ -621,7 +680,9 @@ class Backup:
             job.run.open_volume = number
             fresh = new or rec.capacity == 0  # a blank drive, or one never finished
             plan = self._plan(drive, rec, fresh)
-            self.actions.setdefault(number, {"copied": [], "rewritten": [], "renamed": [], "deleted": []})
+            self.actions.setdefault(
+                number, {"copied": [], "rewritten": [], "renamed": [], "deleted": [], "chmod": []}
+            )
             self._recopy = set(plan.recopy)
             self.emit(
                 ev.VolumePlanned(
@@ -680,8 +741,11 @@ class Backup:
             if run.open_volume:
                 # A crash between recording a new volume and labelling its drive leaves a volume
                 # with nothing on record: a blank drive may take its place (under a new id, so a
-                # drive labelled in that window is later refused as an old copy).
-                if job.catalog.volumes.count(run.open_volume):
+                # drive labelled in that window is later refused as an old copy).  Once its
+                # drive is labelled (and so may hold files no record names yet), only that
+                # drive finishes it.
+                opened = job.volumes[run.open_volume]
+                if opened.labelled or job.catalog.volumes.count(run.open_volume):
                     raise _Refused(f"it is a blank drive, but volume {run.open_volume} is not finished")
                 number = run.open_volume
             elif run.replace:
@@ -718,6 +782,8 @@ class Backup:
                 run.pending_volumes = sorted(set(run.pending_volumes) | {number})
             self._save()  # before the label: a crash in between leaves a volume with no files
             drive.write_label(Label(job.job_id, number, rec.uuid, rec.created, job.root))
+            rec.labelled = True
+            self._save()  # after it: from now on only this drive may finish the volume
             return number, True
         if label.job_id != job.job_id:
             raise _Refused(
@@ -754,6 +820,7 @@ class Backup:
                 fs_id=fs_identity(drive.root),
                 capabilities=caps.to_json(),
                 mounted=is_mount_point(drive.root),
+                labelled=True,
             )
         elif known.capabilities is None:
             known.capabilities = self._probe(drive).to_json()
@@ -775,8 +842,13 @@ class Backup:
     def _plan(self, drive: Drive, rec: jf.VolumeRecord, fresh: bool) -> VolumePlan:
         assert self.job is not None
         st = os.statvfs(drive.root)
+        free = st.f_bavail * st.f_frsize
+        if not fresh:
+            # One capacity model with --dry-run: what the record says the volume offers (our
+            # files and records, see _close_volume), unless the drive now has less.
+            free = min(rec.capacity - rec.used, free + drive.records_bytes(rec.block_size))
         space = Space(
-            free=st.f_bavail * st.f_frsize,
+            free=free,
             block=rec.block_size,
             padding=self.opts.device_padding,
             volume_size=self.opts.volume_size,
@@ -867,8 +939,8 @@ class Backup:
                 to_copy.append(i)
                 continue
             occ = drive.occupant(stored, parents, listings)
-            if occ is None:
-                to_copy.append(i)
+            if occ is None or (cat.kinds[i] == DIR_CODE and stat.S_ISDIR(occ.st_mode)):
+                to_copy.append(i)  # (a folder there already, made by a move a moment ago: kept)
             elif self._adopt(drive, occ, i, rec.granularity_ns):
                 adopted.append(cat.entry(i)._replace(sha256=self._adopted_sha))
                 cat.volumes[i] = number
@@ -930,6 +1002,7 @@ class Backup:
                     continue  # not reachable without going through something not ours: stays stale
                 _set_mode(drive, drive.path(stored), cat.modes[i])
             updated.append(held._replace(mode=cat.modes[i]))
+            self.actions[plan.volume]["chmod"].append(path)
         drive.put(updated)
 
     def _rename(self, drive: Drive, plan: VolumePlan, safe: dict[str, bool]) -> list[int]:
@@ -1192,6 +1265,7 @@ class Backup:
         cat = self.job.catalog
         puts: list[Entry] = []
         rec = self.job.volumes[number]
+        linked: list[int] = []
         for i, leader in followers.items():
             held = drive.held.get(cat.paths[leader])
             if held is None or cat.volumes[leader] != number or not self._current_on(drive, rec, leader):
@@ -1218,11 +1292,14 @@ class Backup:
                     continue
                 raise drive_error(drive.root, err) from None
             puts.append(held._replace(path=cat.paths[i], target=cat.paths[leader]))
+            linked.append(i)
             cat.volumes[i] = number
             cat.stale[i] = 1  # until the drive's commit settles it
         if puts:
             drive.put(puts)
             self.summary.copied_files += len(puts)
+            for i in linked:
+                self.actions[number]["rewritten" if i in self._recopy else "copied"].append(cat.paths[i])
             self.emit(ev.Copied(number, len(puts), 0, 0, tuple(e.path for e in puts)))
 
     def _save_progress(self, drive: Drive, commit: bool = True) -> None:
@@ -1257,7 +1334,9 @@ class Backup:
         rec.last_run = job.run.number
         rec.updated = jf.now_iso()
         st = os.statvfs(drive.root)
-        rec.capacity = rec.used + st.f_bavail * st.f_frsize
+        # What the volume offers to our files and our records: free space plus both (the sum
+        # stays when the records are rewritten below, larger or smaller).
+        rec.capacity = rec.used + st.f_bavail * st.f_frsize + drive.records_bytes(rec.block_size)
         job.run.done_volumes.append(rec.number)
         job.run.open_volume = None
         if not self._work_remains():
@@ -1558,6 +1637,7 @@ def _catalog_changed(a: Catalog, b: Catalog) -> bool:
 
 FILE_CODE = ord(FILE)
 LINK_CODE = ord(LINK)
+DIR_CODE = ord(DIR)
 
 
 def _adoptable(occ: os.stat_result, cat: Catalog, i: int, drive: Drive, granularity: int) -> bool:

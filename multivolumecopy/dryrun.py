@@ -1,16 +1,21 @@
-"""``--dry-run``: what a run would do to each volume, computed the way the run computes it
-(the change classification and the placement), touching no drive and writing nothing."""
+"""``--dry-run``: what a run would do to each volume, touching no drive and writing nothing.
+
+The run's own plan (the change classification, the placement, then
+:func:`multivolumecopy.reconcile.plan_volume` for each volume it must visit), fed with what
+each volume holds and offers according to its record, where the run asks the drive: the two
+differ only where a drive differs from its record (files changed on it by hand, a move whose
+content turns out to differ, a drive that has less room than recorded).  Entries no existing
+volume takes are what a new drive (or the volume being filled for the first time) gets.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional
 
 from . import jobfile as jf
-from .catalog import FILE, NO_VOLUME, Catalog
-from .changes import Changes
-from .placement import NEW_DRIVE
+from .catalog import FILE
+from .reconcile import VolumePlan
 from .sizes import format_size
 
 
@@ -20,53 +25,39 @@ class VolumeWork:
     rewrite: list[str] = field(default_factory=list)
     rename: list[list[str]] = field(default_factory=list)  # [old, new]
     delete: list[str] = field(default_factory=list)
+    chmod: list[str] = field(default_factory=list)  # kept; only the mode is set
     bytes: int = 0  # to be written
 
 
 @dataclass
 class DryRun:
     run: int
-    volumes: dict[int, VolumeWork]
+    volumes: dict[int, VolumeWork]  # every volume the run would ask for
     new_drive: VolumeWork  # what needs a drive this job does not have yet
 
     def insert(self) -> list[int]:
-        return sorted(v for v, w in self.volumes.items() if w.copy or w.rewrite or w.rename or w.delete)
+        return sorted(self.volumes)
 
 
-def dry_run_report(
-    job: jf.Job, old: Optional[Catalog], ch: Changes, targets: dict[int, int], pending: set[int]
-) -> DryRun:
+def dry_run_report(job: jf.Job, run: int, plans: dict[int, VolumePlan], unplaced: list[int]) -> DryRun:
+    """The report of ``plans`` (volume -> its plan); ``unplaced``: the entries left for a new
+    drive."""
     cat = job.catalog
-    vols: dict[int, VolumeWork] = {v: VolumeWork() for v in sorted(pending)}
-    new_drive = VolumeWork()
 
-    def work(v: int) -> VolumeWork:
-        return new_drive if v == NEW_DRIVE else vols.setdefault(v, VolumeWork())
+    def written(indexes: list[int]) -> int:
+        return sum(cat.sizes[i] for i in indexes if cat.kinds[i] == ord(FILE))
 
-    for i, v in targets.items():
-        w = work(v)
-        w.copy.append(cat.paths[i])
-        w.bytes += cat.sizes[i] if cat.kinds[i] == ord(FILE) else 0
-    for i in ch.changed:
-        w = work(cat.volumes[i])
-        w.rewrite.append(cat.paths[i])
-        w.bytes += cat.sizes[i]
-    for i in cat.indexes_on(NO_VOLUME):  # no existing volume has room: a new drive
-        if i not in targets:
-            new_drive.copy.append(cat.paths[i])
-            new_drive.bytes += cat.sizes[i] if cat.kinds[i] == ord(FILE) else 0
-    if old is not None:
-        moved_from = set(ch.moved.values())
-        for i, j in ch.moved.items():
-            work(old.volumes[j]).rename.append([old.paths[j], cat.paths[i]])
-        for j in ch.deleted:
-            if j not in moved_from:
-                work(old.volumes[j]).delete.append(old.paths[j])
-    for w in (*vols.values(), new_drive):
-        w.copy.sort()
-        w.rewrite.sort()
-        w.delete.sort()
-    run = job.run.number if job.run.in_progress else job.run.number + 1
+    vols = {}
+    for v, plan in sorted(plans.items()):
+        vols[v] = VolumeWork(
+            copy=sorted(cat.paths[i] for i in plan.fill),
+            rewrite=sorted(cat.paths[i] for i in plan.recopy),
+            rename=sorted([old, cat.paths[k]] for old, k in plan.rename),
+            delete=sorted(plan.purge),
+            chmod=sorted(cat.paths[i] for i in plan.chmod),
+            bytes=written(plan.fill) + written(plan.recopy),
+        )
+    new_drive = VolumeWork(copy=sorted(cat.paths[i] for i in unplaced), bytes=written(unplaced))
     return DryRun(run, vols, new_drive)
 
 
@@ -74,7 +65,7 @@ def render(dry: DryRun, as_json: bool) -> str:
     if as_json:
         doc = {
             "format": "multivolumecopy-dry-run",
-            "version": 1,
+            "version": 2,
             "run": dry.run,
             "insert": dry.insert(),
             "volumes": {str(v): w.__dict__ for v, w in sorted(dry.volumes.items())},
@@ -85,7 +76,7 @@ def render(dry: DryRun, as_json: bool) -> str:
     for v, w in sorted(dry.volumes.items()):
         lines.append(
             f"volume {v}: copy {len(w.copy)}, rewrite {len(w.rewrite)}, rename {len(w.rename)}, "
-            f"delete {len(w.delete)} ({format_size(w.bytes)} to write)"
+            f"delete {len(w.delete)}, set the mode of {len(w.chmod)} ({format_size(w.bytes)} to write)"
         )
     if dry.new_drive.copy:
         lines.append(

@@ -68,6 +68,7 @@ class VolumeRecord:
     capabilities: Optional[dict[str, Any]] = None  # what the drive can hold (probe.Capabilities)
     forgotten: bool = False  # given up with --forget-volume: its files were placed again
     mounted: Optional[bool] = None  # a filesystem of its own (a drive), not a folder: see is_mount_point
+    labelled: bool = False  # its drive got its label: only that drive may finish it
 
 
 @dataclass

@@ -112,6 +112,7 @@ def plan_volume(
     kept_bytes = 0
     moved_from = {old: new for new, old in (moves or {}).items()}
     renamed: set[int] = set()
+    moved_records = 0
     for path, have in held.items():
         new_path = moved_from.get(path)
         if new_path is not None:
@@ -125,6 +126,7 @@ def plan_volume(
                 plan.rename.append((path, k))  # moved in the source: renamed here, not copied
                 renamed.add(k)
                 kept_bytes += cost(catalog, k, block)
+                moved_records += record_cost(new_path, True)
                 continue
         i = catalog.index_of(path)
         home = NO_VOLUME if i is None else catalog.volumes[i]
@@ -161,7 +163,7 @@ def plan_volume(
     # Two budgets: what the disk can take (our records included), and what --volume-size
     # allows of job data.  The rewrites come first, in index order; one that does not fit
     # overflows to another volume.
-    records = sum(record_cost(catalog.paths[i], False) for i in plan.keep)
+    records = sum(record_cost(catalog.paths[i], False) for i in plan.keep) + moved_records
     disk_left = space.free + freed - space.padding - space.reserve - records
     size_left = disk_left if space.volume_size is None else space.volume_size - kept_bytes
     rewrites, plan.recopy = plan.recopy, []

@@ -710,6 +710,18 @@ class Drive:
     def used_bytes(self, block: int) -> int:
         return self.held.file_bytes(block)
 
+    def records_bytes(self, block: int) -> int:
+        """What our own records at the drive's root take now.  Free space plus this stays the
+        same when a record is rewritten larger or smaller: the capacity model counts both, so
+        that what a volume offers can be known from its record alone (``--dry-run``)."""
+        total = 0
+        for name in (LABEL, MANIFEST, SUMS, JOBCOPY, CHANGES, LOCKFILE, JOURNAL):
+            try:
+                total += round_up(os.lstat(self.path(name)).st_size, block)
+            except OSError:
+                continue
+        return total
+
     def blocker(self, rel: str, cache: dict[str, bool]) -> Optional[str]:
         """The first folder above ``rel`` (a path on the drive) that is not a real folder there
         (a symlink, or a file not ours), or None when the way is clear (missing folders are

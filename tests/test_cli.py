@@ -184,7 +184,7 @@ def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_pla
     args = first_volume_filled(tmp_path)
     # What the jobfile holds when a crash comes after volume 2 was recorded, before its label:
     job = json.loads((tmp_path / "job.json").read_text())
-    ghost = dict(job["volumes"][0], number=2, uuid="ghost")
+    ghost = dict(job["volumes"][0], number=2, uuid="ghost", labelled=False)
     job["volumes"].append(ghost)
     job["run"]["open_volume"] = 2
     (tmp_path / "job.json").write_text(json.dumps(job))
@@ -197,6 +197,27 @@ def test_a_crash_before_a_new_drive_was_labelled_lets_a_blank_drive_take_its_pla
     assert "blank drive, now volume 2" in result.stderr
     label = json.loads((tmp_path / "usb/.mvcopy-label.json").read_text())
     assert label["volume"] == 2 and label["volume_uuid"] != "ghost"
+
+
+def test_a_crash_after_a_new_drive_was_labelled_needs_that_drive_not_a_blank_one(tmp_path):
+    """Found by the model test: killed after labelling volume 2's drive and copying to it, but
+    before any record of those files; a blank drive offered next must not become volume 2 (the
+    labelled drive, holding the files, would be left an orphan copy of them)."""
+    args = first_volume_filled(tmp_path)
+    job = json.loads((tmp_path / "job.json").read_text())
+    labelled = dict(job["volumes"][0], number=2, uuid="labelled", labelled=True)
+    job["volumes"].append(labelled)
+    job["run"]["open_volume"] = 2
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    os.rename(tmp_path / "usb", tmp_path / "usb-1")
+    (tmp_path / "usb").mkdir()
+
+    result = run_mvc(*args, cwd=tmp_path)
+
+    assert result.returncode == ExitCode.SWAP_NEEDED, result.stderr
+    assert "it is a blank drive, but volume 2 is not finished" in result.stderr
+    assert "insert volume 2 (not finished yet)" in result.stderr
+    assert not (tmp_path / "usb/.mvcopy-label.json").exists()
 
 
 def test_a_blank_drive_is_refused_while_a_volume_with_files_is_unfinished(tmp_path):

@@ -177,7 +177,7 @@ def test_an_unreadable_file_is_reported_and_skipped_and_the_next_run_copies_it(t
     assert first.returncode == ExitCode.FILES_FAILED, first.stderr
     assert "FAILED beta/locked.txt: cannot read: Permission denied" in first.stderr
     assert (
-        "1 entry not saved (on no drive as it is now; exit 1):\n"
+        "1 entry not saved (on no drive as it is now; the run exits 1):\n"
         "    beta/locked.txt: cannot read: Permission denied" in first.stderr
     )
     job = json.loads((tmp_path / "job.json").read_text())

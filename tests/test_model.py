@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Optional
@@ -37,8 +36,8 @@ pytestmark = pytest.mark.skipif(
     not IS_ROOT, reason="needs root: the model test mounts loop-device ext4 images as drives"
 )
 
-EXAMPLES = int(os.environ.get("MVCOPY_MODEL_EXAMPLES", "6"))
-STEPS = int(os.environ.get("MVCOPY_MODEL_STEPS", "14"))
+EXAMPLES = int(os.environ.get("MVCOPY_MODEL_EXAMPLES", "60"))
+STEPS = int(os.environ.get("MVCOPY_MODEL_STEPS", "16"))
 LONG = os.environ.get("MVCOPY_MODEL_LONG", "") not in ("", "0")
 IMAGE_KIB = 1024  # a drive: about 945 KiB free for data and records
 MAX_IMAGES = 9
@@ -60,45 +59,71 @@ FAULTS = [
     "replace:job.json",
 ]
 
-# The swap script of the "as asked" runs: it mounts exactly the drive the tool asks for (the
-# volume in MVCOPY_NEXT, or a blank one when a new volume is wanted), trying each image.
-ASKED_SCRIPT = r"""
-import json, os, subprocess, sys
-point, images, given_file = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
-want = int(os.environ.get("MVCOPY_NEXT") or 0)
-with open(os.environ["MVCOPY_JOBFILE"], "rb") as fh:
-    head = fh.read(4096).decode("utf-8", "replace")
-given = set(open(given_file).read().split()) if os.path.exists(given_file) else set()
-subprocess.call(["umount", point], stderr=subprocess.DEVNULL)
-for blank_pass in (False, True):
-    for img in images:
-        if subprocess.call(["mount", "-o", "loop", img, point], stderr=subprocess.DEVNULL) != 0:
-            continue
-        label = os.path.join(point, ".mvcopy-label.json")
-        if not blank_pass and os.path.exists(label):
-            doc = json.load(open(label))
-            if doc["volume"] == want and doc["job_id"] in head:
-                sys.exit(0)
-        if blank_pass and not os.path.exists(label) and img not in given:
-            with open(given_file, "a") as fh:
-                fh.write(img + "\n")
-            sys.exit(0)
-        subprocess.call(["umount", point])
-sys.exit(1)
+# Loop devices are attached and detached explicitly, and an image is attached again only once
+# its last device is gone: "mount -o loop" right after an umount can meet the old device still
+# being torn down.  Both swap scripts and the test itself mount this way.
+SHELL_MOUNTS = r"""
+release() {
+    dev=$(findmnt -no SOURCE "$1" 2>/dev/null)
+    umount "$1" 2>/dev/null || return 0
+    case "$dev" in /dev/loop*) losetup -d "$dev" 2>/dev/null;; esac
+    return 0
+}
+attach() {
+    n=0
+    while [ -n "$(losetup -j "$1")" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+    dev=$(losetup -f --show "$1") || return 1
+    mount "$dev" "$2" || { losetup -d "$dev"; return 1; }
+}
 """
 
+# The swap script of the "as asked" runs: it mounts exactly the drive the tool asks for (the
+# volume in MVCOPY_NEXT, or a blank one when a new volume is wanted), trying each image.
+ASKED_SCRIPT = (
+    SHELL_MOUNTS
+    + r"""
+point=$1; given=$2; shift 2
+want=${MVCOPY_NEXT:-0}
+job=$(head -c 4096 "$MVCOPY_JOBFILE" | sed -n 's/.*"job_id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
+release "$point"
+for pass in label blank; do
+    for img in "$@"; do
+        attach "$img" "$point" || continue
+        label="$point/.mvcopy-label.json"
+        if [ $pass = label ] && [ -f "$label" ] && grep -q "\"volume\": $want," "$label" \
+                && grep -q "$job" "$label"; then
+            exit 0
+        fi
+        if [ $pass = blank ] && [ ! -f "$label" ] && ! grep -qx "$img" "$given" 2>/dev/null; then
+            echo "$img" >> "$given"
+            exit 0
+        fi
+        release "$point"
+    done
+done
+exit 1
+"""
+)
+
 # The swap script of the "drawn order" runs: the next image from a queue, whatever it is.
-QUEUE_SCRIPT = """#!/bin/sh
-umount "$MVCOPY_OUTPUT" 2>/dev/null
+QUEUE_SCRIPT = (
+    SHELL_MOUNTS
+    + """
+release "$MVCOPY_OUTPUT"
 next=$(head -n 1 "{queue}")
 [ -n "$next" ] || exit 1
 sed -i 1d "{queue}"
-mount -o loop "$next" "$MVCOPY_OUTPUT"
+attach "$next" "$MVCOPY_OUTPUT"
 """
+)
 
 
 def _sh(*cmd: str) -> int:
     return subprocess.call(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _out(*cmd: str) -> str:
+    return subprocess.run(list(cmd), capture_output=True, text=True).stdout.strip()
 
 
 def _mounts_below(top: str) -> list[str]:
@@ -112,23 +137,83 @@ def _mounts_below(top: str) -> list[str]:
 
 
 def _umount(point: str) -> None:
-    for _ in range(50):
-        if not os.path.ismount(point):
-            return
-        if _sh("umount", point) == 0:
-            return
-        time.sleep(0.1)
-    _sh("umount", "-l", point)
+    """Unmount and detach the loop device behind ``point`` (if anything is mounted there)."""
+    if not os.path.ismount(point):
+        return
+    dev = _out("findmnt", "-no", "SOURCE", point)
+    for _ in range(100):
+        if _sh("umount", point) == 0 or not os.path.ismount(point):
+            break
+        time.sleep(0.05)
+    else:
+        _sh("umount", "-l", point)
+    if dev.startswith("/dev/loop"):
+        _sh("losetup", "-d", dev)
 
 
 def _mount(image: str, point: str, readonly: bool = False) -> None:
     os.makedirs(point, exist_ok=True)
-    opts = "loop,ro" if readonly else "loop"
-    for _ in range(50):  # a loop device still being torn down after the last umount
-        if _sh("mount", "-o", opts, image, point) == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"cannot mount {image} at {point}")
+    for _ in range(100):  # the image's last loop device still going away
+        if not _out("losetup", "-j", image):
+            break
+        time.sleep(0.05)
+    dev = _out("losetup", "-f", "--show", *(["-r"] if readonly else []), image)
+    assert dev.startswith("/dev/loop"), f"cannot attach {image}"
+    if _sh("mount", *(["-o", "ro"] if readonly else []), dev, point) != 0:
+        _sh("losetup", "-d", dev)
+        raise AssertionError(f"cannot mount {image} at {point}")
+
+
+def _prediction_problems(dry: dict, report_path: str) -> list[str]:
+    """How the run's change report differs from what --dry-run said it would do, volume by
+    volume.  A rename the dry run predicts may turn, once the drive's copy is read, into a copy
+    and a delete (a move confirmed by content); volumes new in the run together take what the
+    dry run gave a new drive."""
+    done: dict[str, dict] = {}
+    if os.path.exists(report_path):
+        with open(report_path, encoding="utf-8") as fh:
+            done = json.load(fh)["volumes"]
+    problems = []
+    for v, want in dry["volumes"].items():
+        got = done.get(v)
+        if got is None:
+            if any(want[k] for k in ("copy", "rewrite", "rename", "delete", "chmod")):
+                problems.append(f"volume {v}: predicted {want}, the run did nothing there")
+            continue
+        copied, deleted = set(got["copied"]), set(got["deleted"])
+        renamed = {tuple(p) for p in got["renamed"]}
+        for old, new in want["rename"]:
+            if (old, new) not in renamed:
+                if new in copied and old in deleted:
+                    copied.discard(new)
+                    deleted.discard(old)
+                else:
+                    problems.append(f"volume {v}: rename {old} -> {new} predicted, not done")
+        for key, have in (
+            ("copy", copied),
+            ("rewrite", set(got["rewritten"])),
+            ("delete", deleted),
+            ("chmod", set(got["chmod"])),
+        ):
+            predicted = set(want[key])
+            if predicted != have:
+                problems.append(
+                    f"volume {v} {key}: predicted but not done {sorted(predicted - have)[:5]}, "
+                    f"done but not predicted {sorted(have - predicted)[:5]}"
+                )
+    fresh = set()
+    for v, got in done.items():
+        if v not in dry["volumes"]:
+            fresh |= set(got["copied"])
+            if got["rewritten"] or got["renamed"] or got["deleted"]:
+                problems.append(f"volume {v}, not predicted to change, did: {got}")
+    if fresh != set(dry["new_drive"]["copy"]):
+        new = set(dry["new_drive"]["copy"])
+        problems.append(
+            f"new drives: predicted but not copied {sorted(new - fresh)[:5]}, "
+            f"copied but not predicted {sorted(fresh - new)[:5]}"
+        )
+    return problems
 
 
 class World:
@@ -145,8 +230,8 @@ class World:
         self.queue = os.path.join(self.top, "queue")
         self.queue_script = os.path.join(self.top, "queue.sh")
         with open(self.queue_script, "w") as fh:
-            fh.write(QUEUE_SCRIPT.format(queue=self.queue))
-        self.asked_script = os.path.join(self.top, "asked.py")
+            fh.write(QUEUE_SCRIPT.replace("{queue}", self.queue))
+        self.asked_script = os.path.join(self.top, "asked.sh")
         with open(self.asked_script, "w") as fh:
             fh.write(ASKED_SCRIPT)
         self.clock = 1_600_000_000_000_000_000  # source mtimes: distinct, odd nanoseconds
@@ -499,7 +584,7 @@ class BackupMachine(RuleBasedStateMachine):
         given = os.path.join(self.w.top, "given")
         if os.path.exists(given):
             os.unlink(given)
-        script = f"{sys.executable} {self.w.asked_script} {self.w.bay} {' '.join(self.w.images)} {given}"
+        script = f"sh {self.w.asked_script} {self.w.bay} {given} {' '.join(self.w.images)}"
         args = [self.w.src, "-o", self.w.bay, "-f", self.w.job, "--new-volume-script", script]
         code, err = self._backup(args, None, "every drive as asked")
         blanks_left = len(self._blanks())
@@ -508,6 +593,10 @@ class BackupMachine(RuleBasedStateMachine):
     def _backup(self, args: list[str], interrupt, what: str) -> tuple[int, str]:
         fault = interrupt if isinstance(interrupt, str) else ""
         signal_after = interrupt if isinstance(interrupt, tuple) else None
+        predicted = self._dry_run(args) if self.clean and interrupt is None else None
+        report = self.w.job + ".changes.json"
+        if os.path.exists(report):
+            os.unlink(report)
         code, out, err = self._run(args, signal_after, fault)
         self.ran = True
         self.say(f"backup with {what}, interrupt {interrupt}: exit {code}")
@@ -519,12 +608,33 @@ class BackupMachine(RuleBasedStateMachine):
             for d in views:
                 problems += oracle.drive_problems(d)
             assert not problems, "exit 0 but the drives do not hold the source:\n" + "\n".join(problems[:30])
+            if predicted is not None:
+                wrong = _prediction_problems(predicted, report)
+                assert not wrong, "--dry-run did not predict the run:\n" + "\n".join(wrong[:30])
             self.clean = True
             self.source_at_clean = source
         else:
             assert code in (1, 3, 9, 130) or code < 0, f"unexpected exit {code}:\n{err}"
             self.clean = False
         return code, err
+
+    def _dry_run(self, args: list[str]) -> dict:
+        code, out, err = self._run([*args, "--dry-run", "--json"])
+        assert code == 0, f"--dry-run failed:\n{err}"
+        return json.loads(out)
+
+    @rule(
+        data=st.data(),
+        interrupt=st.one_of(st.none(), st.sampled_from(FAULTS)),
+    )
+    def another_backup_in_drawn_order(self, data, interrupt):
+        """Runs are what the sequences are about: a second rule for them, so that about one
+        step in three is a run."""
+        self.backup_in_drawn_order(data, interrupt)
+
+    @rule()
+    def another_backup_as_asked(self):
+        self.backup_as_asked()
 
     @precondition(lambda self: self.clean and self.ran)
     @rule(data=st.data(), checksum=st.booleans())

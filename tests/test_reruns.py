@@ -130,6 +130,7 @@ def test_a_rerun_writes_only_the_changes_and_every_file_keeps_its_drive(tmp_path
         "rewritten": [],
         "renamed": [],
         "deleted": [gone_middle],
+        "chmod": [],
     }
     # The new files went beside their neighbours, not to a new drive.
     copied_files = {p for p in report["volumes"]["1"]["copied"] if not (src / p).is_dir()}
