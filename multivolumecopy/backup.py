@@ -399,6 +399,8 @@ class Backup:
             catalog = scanning.result()
         self._emit_scan(catalog)
         job, pending = self._merge(old, sources, catalog)
+        if self.opts.hash:  # every file on a drive gets its hash: visit those that lack some
+            pending |= {v for v, rec in job.volumes.items() if rec.unhashed and not rec.forgotten}
         self.job = job
         self._reserve = metadata_reserve(catalog)
         pending |= self._forget_and_replace(job)
@@ -896,6 +898,7 @@ class Backup:
         again = self._rename(drive, plan, safe)
         self._purge(drive, plan.volume, sorted(folders), safe)
         self._chmod(drive, plan, safe)
+        again += self._hash_kept(drive, rec, plan, safe)
         for i in plan.overflow:  # it no longer fits here: its old copy went with the purge
             cat.volumes[i] = NO_VOLUME
             cat.stale[i] = 0
@@ -958,6 +961,38 @@ class Backup:
         drive.intent([cat.paths[i] for i in to_copy])
         if to_copy:
             self._copy(drive, rec, to_copy)
+
+    def _hash_kept(
+        self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, safe: dict[str, bool]
+    ) -> list[int]:
+        """Every file on a visited drive gets its SHA-256: a kept file that has none (adopted by
+        an older version, or copied with --no-hash) is read on the drive and in the sources, and
+        its hash recorded when both agree; one that differs is written again (returned)."""
+        if not self.opts.hash:
+            return []
+        unhashed = drive.held.unhashed_files()
+        if not unhashed:
+            return []
+        assert self.job is not None
+        cat = self.job.catalog
+        hashed: list[Entry] = []
+        again: list[int] = []
+        for i in plan.keep:
+            path = cat.paths[i]
+            if path not in unhashed:
+                continue
+            stored = drive.on_drive(path)
+            if stored is None or drive.blocker(stored, safe) is not None:
+                continue
+            there = _sha256_of(drive.path(stored))
+            if there is not None and there == _sha256_of(os.path.join(self.job.root, path)):
+                hashed.append(drive.held[path]._replace(sha256=there))
+            else:
+                again.append(i)
+                self._recopy.add(i)
+        if hashed:
+            drive.put(hashed)
+        return again
 
     def _adopt(self, drive: Drive, occ: os.stat_result, i: int, granularity: int) -> bool:
         """Whether what is already at entry ``i``'s place on the drive (a drive seeded by
@@ -1329,6 +1364,7 @@ class Backup:
             if v == rec.number and cat.volumes[i] == NO_VOLUME:
                 self.targets[i] = NEW_DRIVE
         indexes = cat.indexes_on(rec.number)
+        rec.unhashed = len(drive.held.unhashed_files())
         rec.used = drive.used_bytes(rec.block_size)
         rec.files = len(indexes)
         rec.last_run = job.run.number

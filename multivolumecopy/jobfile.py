@@ -69,6 +69,7 @@ class VolumeRecord:
     forgotten: bool = False  # given up with --forget-volume: its files were placed again
     mounted: Optional[bool] = None  # a filesystem of its own (a drive), not a folder: see is_mount_point
     labelled: bool = False  # its drive got its label: only that drive may finish it
+    unhashed: int = 0  # files it holds with no recorded SHA-256: a run that hashes visits it
 
 
 @dataclass

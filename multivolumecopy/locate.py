@@ -49,6 +49,7 @@ class Found:
     volume: int
     size: int
     mtime: str
+    saved: bool = True  # on its volume in this version (False: that volume holds an older one)
 
 
 def locate(catalog: Catalog, patterns: Iterable[str]) -> Iterator[Found]:
@@ -63,6 +64,7 @@ def locate(catalog: Catalog, patterns: Iterable[str]) -> Iterator[Found]:
                 catalog.volumes[i],
                 catalog.sizes[i],
                 jf.iso(catalog.mtimes[i] / 1e9),
+                catalog.saved(i),
             )
 
 
@@ -70,13 +72,18 @@ def render(found: list[Found], as_json: bool) -> str:
     if as_json:
         doc = {
             "format": "multivolumecopy-locate",
-            "version": 1,
+            "version": 2,
             "found": [f.__dict__ for f in found],
         }
         return json.dumps(doc, indent=1) + "\n"
     lines = []
     for f in found:
-        where = f"volume {f.volume}" if f.volume else "on no drive"
+        if not f.volume:
+            where = "on no drive"
+        elif f.saved:
+            where = f"volume {f.volume}"
+        else:  # this version is on no drive yet; the volume holds an older one (or none)
+            where = f"on no drive (volume {f.volume} holds an older version)"
         size = format_size(f.size) if f.kind == FILE else {"d": "folder", "l": "symlink"}[f.kind]
         lines.append(f"{where:<20} {size:>10}  {f.mtime}  {f.path}")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -17,7 +17,8 @@ import hashlib
 from .probe import Capabilities
 
 
-def _escape_component(name: str, caps: Capabilities) -> str:
+def escape_component(name: str, caps: Capabilities) -> str:
+    """One name (no ``/``) as this drive can hold it."""
     out = []
     for n, ch in enumerate(name):
         last = n == len(name) - 1
@@ -32,7 +33,7 @@ def escape(path: str, caps: Capabilities) -> str:
     """The path as this drive can hold it (the same path on a drive that holds anything)."""
     if caps.forbidden == "" and caps.trailing_dot_space:
         return path
-    return "/".join(_escape_component(part, caps) for part in path.split("/"))
+    return "/".join(escape_component(part, caps) for part in path.split("/"))
 
 
 def disambiguate(stored: str, original: str) -> str:

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _jstr
 from typing import IO, Any, Optional, Union
 
-from .catalog import DIR, FILE, KINDS, LINK, Entry, same_version, sort_key
+from .catalog import DIR, FILE, KINDS, LINK, Entry, ancestors, same_version, sort_key
 from .errors import DriveError, OutputError
 from .fsutil import (
     atomic_write,
@@ -48,6 +48,7 @@ from .fsutil import (
 from .jobfile import now_iso
 from .lock import FileLock
 from .names import disambiguate, escape
+from .names import escape_component as _escape_one
 from .probe import Capabilities
 
 LABEL = ".mvcopy-label.json"
@@ -248,6 +249,16 @@ class Held(MutableMapping[str, Entry]):
         file, size_at = ord(FILE), _SIZE_AT.unpack_from
         return sum(round_up(size_at(raw, 1)[0], block) for raw in self._rows.values() if raw[0] == file)
 
+    def unhashed_files(self) -> set[str]:
+        """Files with no recorded SHA-256 (adopted by an older version, or copied with --no-hash)."""
+        file, size = ord(FILE), _PACKED.size
+        found = {p for p, raw in self._rows.items() if raw[0] == file and len(raw) == size}
+        if self._aside:  # a digest kept aside is one that is not plain hex: not usable either way
+            found |= {
+                p for p, (_, sha) in self._aside.items() if p in self._rows and self._rows[p][0] == file
+            }
+        return found
+
     def paths_of_kind(self, kind: str) -> Iterator[str]:
         code = ord(kind)
         return (path for path, raw in self._rows.items() if raw[0] == code)
@@ -321,7 +332,8 @@ class Drive:
         self.verified: dict[str, int] = {}  # path -> when its content was last checked (epoch s)
         self.names: dict[str, str] = {}  # path -> name on the drive, where they differ
         self.caps = Capabilities()
-        self._folded: Optional[set[str]] = None  # stored paths, case-folded (case-insensitive drives)
+        self._folded: Optional[dict[str, str]] = None  # see _case_folded
+        self._folders: Optional[dict[str, str]] = None  # see _folder_names
         self.dirty: set[str] = set()
         self.generation = 0
         self.run_number = 0
@@ -544,7 +556,7 @@ class Drive:
             self.dirty.discard(p)
             stored = self.names.pop(p, None)
             if self._folded is not None:
-                self._folded.discard((stored or p).casefold())
+                self._folded.pop((stored or p).casefold(), None)
         if paths:
             self._append({"t": "del", "paths": paths})
 
@@ -680,11 +692,41 @@ class Drive:
 
     def on_drive(self, path: str) -> Optional[str]:
         """Where ``path`` is on the drive (relative), or None for an entry the drive holds only
-        in its records (a symlink on a drive without symlinks)."""
+        in its records (a symlink on a drive without symlinks).  Below a folder stored under
+        another name (``photos`` beside ``Photos`` on a drive that ignores case), a path is
+        stored below that name."""
         stored = self.names.get(path)
-        if stored is None:
-            return escape(path, self.caps)  # directories above our entries are escaped alike
-        return None if stored == RECORDED_ONLY else stored
+        if stored is not None:
+            return None if stored == RECORDED_ONLY else stored
+        folders = self._folder_names()
+        if folders:
+            parent, _, name = path.rpartition("/")
+            while parent:
+                base = folders.get(parent)
+                if base is not None:
+                    return f"{base}/{escape(path[len(parent) + 1 :], self.caps)}"
+                parent = parent.rpartition("/")[0]
+        return escape(path, self.caps)  # directories above our entries are escaped alike
+
+    def _folder_names(self) -> dict[str, str]:
+        """Folders stored under a name of their own (disambiguated), from the stored names of
+        the entries in them: a folder that only holds entries need not be an entry here."""
+        if self._folders is None:
+            self._folders = {}
+            if self.names and not self.caps.case_sensitive:
+                for path, stored in self.names.items():
+                    if stored and stored != path:
+                        self._learn_folders(path, stored)
+        return self._folders
+
+    def _learn_folders(self, path: str, stored: str) -> None:
+        parts, got = path.split("/"), stored.split("/")
+        if len(parts) != len(got):
+            return
+        for n in range(1, len(parts)):
+            if got[n - 1] != _escape_one(parts[n - 1], self.caps):
+                assert self._folders is not None
+                self._folders["/".join(parts[:n])] = "/".join(got[:n])
 
     def name_for(self, path: str, kind: str) -> Optional[str]:
         """Choose (and remember) where a new entry goes on this drive; None: records only."""
@@ -694,18 +736,34 @@ class Drive:
         if kind == LINK and not caps.symlinks:
             self.names[path] = RECORDED_ONLY
             return None
-        stored = escape(path, caps)
-        if not caps.case_sensitive and kind != DIR:
-            if self._folded is None:
-                self._folded = {
-                    self.names.get(p, p).casefold() for p, e in self.held.items() if e.kind != DIR
-                }
-            if stored.casefold() in self._folded:
-                stored = disambiguate(stored, path)
-            self._folded.add(stored.casefold())
+        stored = self.on_drive(path)
+        assert stored is not None
+        if not caps.case_sensitive:
+            folded = self._case_folded()
+            there = folded.get(stored.casefold())
+            if there is not None and there != stored:
+                stored = disambiguate(stored, path)  # another entry, differing only in case
+            folded[stored.casefold()] = stored
+            for folder in ancestors([stored]):
+                folded.setdefault(folder.casefold(), folder)
+            if kind == DIR and stored != escape(path, caps):
+                self._folder_names()[path] = stored
         if stored != path:
             self.names[path] = stored
         return stored
+
+    def _case_folded(self) -> dict[str, str]:
+        """On a drive that ignores case: every stored path of ours, and every folder above one,
+        case-folded, to the stored path."""
+        if self._folded is None:
+            self._folded = {}
+            for p in self.held:
+                stored = self.names.get(p, p)
+                if stored:
+                    self._folded[stored.casefold()] = stored
+            for folder in ancestors(list(self._folded.values())):
+                self._folded.setdefault(folder.casefold(), folder)
+        return self._folded
 
     def used_bytes(self, block: int) -> int:
         return self.held.file_bytes(block)
