@@ -664,6 +664,42 @@ class BackupMachine(RuleBasedStateMachine):
         wrong = {p: (said.get(p), v) for p, v in holder.items() if p in said and said[p] != v}
         self.say("locate")
         assert not wrong, f"--locate names the wrong volume (said, real): {wrong}"
+        code, out, err = self._run(["--status", "-f", self.w.job])
+        assert code == 0, f"--status after a run that saved everything:\n{out}{err}"
+
+    @precondition(lambda self: self.clean and self.ran and self.source_at_clean is not None)
+    @rule(data=st.data())
+    def restore(self, data):
+        """The server is gone: --restore from one drive's copy of the jobfile (a drawn one, maybe
+        older than the others) gives back the source as it was when the drives last matched it."""
+        labels = self._labels()
+        if not labels:
+            return
+        volume = data.draw(st.sampled_from(sorted(labels)), label="jobfile copy of volume")
+        copy = os.path.join(self.w.top, "record.json")
+        _mount(labels[volume], self.w.bay, readonly=True)
+        try:
+            shutil.copyfile(os.path.join(self.w.bay, ".mvcopy-jobdata.json"), copy)
+        finally:
+            _umount(self.w.bay)
+        _mount(labels[volume], self.w.bay)
+        into = os.path.join(self.w.top, "restored")
+        shutil.rmtree(into, ignore_errors=True)
+        given = os.path.join(self.w.top, "given")
+        with open(given, "w") as fh:  # a restore is given no blank drive
+            fh.write("".join(f"{img}\n" for img in self.w.images))
+        script = f"sh {self.w.asked_script} {self.w.bay} {given} {' '.join(self.w.images)}"
+        args = ["--restore", "--to", into, "-f", copy, "-o", self.w.bay, "--new-volume-script", script]
+        code, out, err = self._run(args)
+        _umount(self.w.bay)
+        self.say(f"restore from volume {volume}'s copy of the jobfile: exit {code}")
+        assert code == 0, f"--restore failed:\n{err}"
+        assert self.source_at_clean is not None
+        problems = oracle.union_problems(
+            self.source_at_clean, [oracle.DriveView("restored", None, oracle.tree(into), {}, False)]
+        )
+        shutil.rmtree(into, ignore_errors=True)
+        assert not problems, "--restore did not give the source back:\n" + "\n".join(problems[:30])
 
     # -- invariants -------------------------------------------------------------------------
 
