@@ -698,8 +698,9 @@ class Backup:
             )
             before = (self.summary.copied_files, self.summary.copied_bytes)
             failed_before = len(self.failed) + len(self.vanished)
-            self._apply(drive, rec, plan, bare=new and not there_before)
-            full = next(self._candidates(number, fresh), None) is not None  # it could not take them all
+            filled = self._apply(drive, rec, plan, bare=new and not there_before)
+            # It could not take all it was meant to: new entries left, rewrites given up.
+            full = filled or bool(plan.overflow) or next(self._candidates(number, fresh), None) is not None
             if full:
                 self.emit(ev.VolumeFull(number))
             if there_before:
@@ -877,7 +878,7 @@ class Backup:
             comes_here=lambda i: i not in self.failed and self.targets.get(i, NEW_DRIVE) == want,
         )
 
-    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, bare: bool = False) -> None:
+    def _apply(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, bare: bool = False) -> bool:
         """Carry out ``plan`` on the drive.  ``bare``: a blank drive with no files or symlinks
         at all (folders at most), where nothing can be in the way of a new entry.
 
@@ -885,7 +886,8 @@ class Backup:
         leaves its place), then moves are renamed, then emptied folders removed (a folder that
         became a file leaves its place), then modes set, then everything new or changed is
         written.  Nothing is written, removed or changed through a symlink or file that is not
-        ours (``safe`` caches which folders on the drive are real ones)."""
+        ours (``safe`` caches which folders on the drive are real ones).  Returns whether the
+        drive filled up during the copy."""
         job = self.job
         assert job is not None
         cat = job.catalog
@@ -959,8 +961,7 @@ class Backup:
             drive.put(adopted + recorded)
             drive.sync_point()
         drive.intent([cat.paths[i] for i in to_copy])
-        if to_copy:
-            self._copy(drive, rec, to_copy)
+        return bool(to_copy) and self._copy(drive, rec, to_copy)
 
     def _hash_kept(
         self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, safe: dict[str, bool]

@@ -24,8 +24,10 @@ from helpers import (
     mvc_argv,
     mvc_env,
     run_mvc,
+    start_backup,
     tree_differences,
     union_of,
+    wait_for_partial_copy,
 )
 
 pytestmark = needs_root
@@ -612,6 +614,102 @@ def test_foreign_files_survive_a_rerun_that_changes_their_folder(tmp_path, drive
         st = folder.stat()
         (union / rel).unlink()
         os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))  # as the drives had it
+    assert tree_differences(src, union) == ""
+
+
+def test_a_drive_with_less_room_than_its_record_sends_what_does_not_fit_to_the_next_drive(
+    tmp_path, drives, bay
+):
+    """Someone filled the drive since the last run: the run plans by the record, the copies meet
+    a full drive, and what did not fit (new files, rewrites of files that grew: their old copies
+    go) goes to the next drive; exit 0 only once the drives hold the source."""
+    src = tmp_path / "src"
+    for k in range(8):
+        write(src / f"d/f{k}", rnd(60_000))
+    images = [drives.image("d1", 2048), drives.image("d2", 2048)]
+    bay.insert(images[0])
+    assert backup(tmp_path, bay).returncode == 0
+    free = os.statvfs(bay.point).f_bavail * os.statvfs(bay.point).f_frsize
+    write(bay.point / "junk.bin", rnd(free - 90_000))  # not ours: it stays
+    for k in range(3):
+        write(src / f"d/f{k}", rnd(120_000))  # grown
+        write(src / f"d/g{k}", rnd(70_000))  # new, beside them
+    bay.enqueue(images[1])
+
+    rerun = backup(tmp_path, bay)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert bay.swaps() == [("1", "2")], rerun.stderr
+    bay.eject()
+    with drives.inspect(images) as points:
+        assert (points[0] / "junk.bin").stat().st_size == free - 90_000
+        union = union_of(points, tmp_path / "union")
+    (union / "junk.bin").unlink()
+    assert tree_differences(src, union) == ""
+
+
+def test_a_file_its_drive_lost_and_that_cannot_be_read_now_is_not_counted_as_saved(tmp_path, drives, bay):
+    """The drive holds less than its record says (a file gone from it), and the source cannot be
+    read now: the file is not saved anywhere, and the run must not say otherwise."""
+    src = small_tree(tmp_path / "src")
+    write(src / "d/lost.txt", "the drive lost this one\n")
+    bay.insert(drives.image("d1", 2048))
+    assert backup(tmp_path, bay).returncode == 0
+    (bay.point / "d/lost.txt").unlink()
+    manifest = json.loads((bay.point / ".mvcopy-manifest.json").read_text())
+    manifest["entries"] = [row for row in manifest["entries"] if row[0] != "d/lost.txt"]
+    (bay.point / ".mvcopy-manifest.json").write_text(json.dumps(manifest))
+    write(src / "a.txt", "changed, so that volume 1 is visited\n")
+    (src / "d/lost.txt").chmod(0)
+    no_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]  # as a backup user
+
+    rerun = subprocess.run(
+        no_override + mvc_argv(*bay_args(tmp_path, bay)),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert rerun.returncode == 1, rerun.stderr
+    assert "d/lost.txt: cannot read: Permission denied" in rerun.stderr
+    located = run_mvc("--locate", "lost.txt", "-f", jobfile(tmp_path), cwd=tmp_path)
+    assert "on no drive" in located.stdout, located.stdout
+    (src / "d/lost.txt").chmod(0o644)
+    assert backup(tmp_path, bay).returncode == 0
+    assert (bay.point / "d/lost.txt").read_text() == "the drive lost this one\n"
+
+
+def test_a_rewrite_that_meets_a_full_drive_goes_to_the_next_drive_and_its_old_copy_goes(
+    tmp_path, drives, bay
+):
+    """Someone fills the drive while a rewrite is half written: the rewrite goes to the next
+    drive, and its old copy leaves the first (no file on two drives, no older version left)."""
+    src = tmp_path / "src"
+    for k in range(4):
+        write(src / f"large {k}.bin", rnd(24 * 1024 * 1024))
+    images = [drives.image("d1", 140 * 1024), drives.image("d2", 140 * 1024)]
+    bay.insert(images[0])
+    assert backup(tmp_path, bay).returncode == 0
+    for k in (1, 2):
+        write(src / f"large {k}.bin", rnd(24 * 1024 * 1024))
+    bay.enqueue(images[1])
+    proc = start_backup(tmp_path, bay)
+    wait_for_partial_copy(bay, proc)
+
+    filler = bay.point / "someone else's file"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=256k"], stderr=subprocess.DEVNULL)
+    out, err = proc.communicate(timeout=180)
+
+    assert proc.returncode == 0, err
+    bay.eject()
+    with drives.inspect(images) as points:
+        on = [files_on(p) for p in points]
+        union = union_of(points, tmp_path / "union")
+    assert not (on[0] - {filler.name}) & on[1], "a file on both drives"
+    (union / filler.name).unlink()
     assert tree_differences(src, union) == ""
 
 

@@ -1,0 +1,205 @@
+"""Hand-made mutations of the I/O paths, and the test that must catch each.
+
+mutmut mutates the pure planner modules (see docs/CONTRIBUTING.rst); the code that writes to
+drives is checked this way instead: each mutation below breaks one guarantee on purpose, in a
+copy of the tree, and the named test must then fail.  A mutation that survives is a guarantee
+no test guards.
+
+    python tests/mutations.py            # all (as root: most tests need loop devices)
+    python tests/mutations.py purge-rmtree sync-before-commit
+
+Exit 0 when every mutation was caught.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Mutation(NamedTuple):
+    name: str
+    file: str
+    old: str
+    new: str
+    test: str  # a pytest node id (or -k expression after "::-k ")
+
+
+MUTATIONS = [
+    Mutation(
+        "purge-rmtree",  # a folder the job purges is removed with what is in it
+        "multivolumecopy/backup.py",
+        "                os.rmdir(drive.path(drive.on_drive(path) or path))",
+        "                shutil.rmtree(drive.path(drive.on_drive(path) or path))",
+        "tests/test_always_equal.py::test_a_foreign_file_in_a_purged_folder_is_kept",
+    ),
+    Mutation(
+        "sync-before-commit",  # the manifest is committed before the drive's data is synced
+        "multivolumecopy/volume.py",
+        "        self.check_present()\n        self._guard(syncfs, self.root)\n        if run_number",
+        "        self.check_present()\n        if run_number",
+        "tests/test_always_equal.py::test_the_drive_is_synced_before_its_manifest_is_committed",
+    ),
+    Mutation(
+        "jobfile-in-place",  # the jobfile is rewritten in place: a kill leaves it half written
+        "multivolumecopy/fsutil.py",
+        '    tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}")',
+        "    tmp = path",
+        "tests/test_always_equal.py::test_the_jobfile_is_replaced_atomically",
+    ),
+    Mutation(
+        "settle-keeps-missing",  # an entry its drive does not hold stays recorded there, as saved
+        "multivolumecopy/backup.py",
+        "            if cat.paths[i] not in held:\n                cat.volumes[i] = NO_VOLUME",
+        "            if cat.paths[i] not in held:\n                pass",
+        "tests/test_always_equal.py::test_a_file_its_drive_lost_and_that_cannot_be_read_now_is_not_counted_as_saved",
+    ),
+    Mutation(
+        "full-rewrites-kept",  # rewrites a full drive could not take keep their old copies there
+        "multivolumecopy/backup.py",
+        "        if gone:\n            self._purge(drive, rec.number, gone, {})",
+        "        if False:\n            self._purge(drive, rec.number, gone, {})",
+        "tests/test_always_equal.py::test_a_rewrite_that_meets_a_full_drive_goes_to_the_next_drive_and_its_old_copy_goes",
+    ),
+    Mutation(
+        "unsaved-not-counted",  # a run ends without listing what is on no drive
+        "multivolumecopy/backup.py",
+        "(cat.paths[i], self._why_unsaved(i)) for i in cat.unsaved() if i not in self.vanished",
+        "(cat.paths[i], self._why_unsaved(i)) for i in [] if i not in self.vanished",
+        "tests/test_faults.py::test_an_unreadable_file_is_reported_and_skipped_and_the_next_run_copies_it",
+    ),
+    Mutation(
+        "write-through-symlink",  # a foreign symlink where a folder goes is written through
+        "multivolumecopy/backup.py",
+        "                blocker = drive.blocker(stored, safe)\n",
+        "                blocker = None\n",
+        "tests/test_always_equal.py::test_a_foreign_symlink_where_a_folder_goes_is_never_followed",
+    ),
+    Mutation(
+        "bare-mount-point",  # a job of drives takes the empty mount point for a drive
+        "multivolumecopy/backup.py",
+        "        if is_mount_point(output) or not any(",
+        "        if True or not any(",
+        "tests/test_always_equal.py::test_no_drive_mounted_at_the_bay_stops_and_writes_nothing_there",
+    ),
+    Mutation(
+        "move-by-inode",  # a move is trusted by inode, size and time, not confirmed by content
+        "multivolumecopy/backup.py",
+        "                or held.sha256 != _sha256_of(os.path.join(self.job.root, cat.paths[k]))\n",
+        "",
+        "tests/test_always_equal.py::test_a_move_with_new_content_but_the_same_inode_size_and_mtime_is_copied",
+    ),
+    Mutation(
+        "overwrite-foreign",  # a file not ours in the way is written over
+        "multivolumecopy/backup.py",
+        "            if occ is None or (cat.kinds[i] == DIR_CODE",
+        "            if True or (cat.kinds[i] == DIR_CODE",
+        "tests/test_real_drives.py::test_foreign_files_on_a_drive_survive_and_cp_seeded_files_are_adopted",
+    ),
+    Mutation(
+        "group-committed-twice",  # a staged folder committed again after an interrupt
+        "multivolumecopy/copier.py",
+        "                group = None  # committed once",
+        "                pass  # committed once",
+        "tests/test_always_equal.py::test_ctrl_c_mid_copy_then_a_rerun_leaves_every_file_hashed",
+    ),
+    Mutation(
+        "staged-parents",  # an entry staged below a folder the batch does not hold
+        "multivolumecopy/copier.py",
+        "            _make_parents(group.path, name)\n",
+        "",
+        "tests/test_always_equal.py::test_new_files_in_folders_a_drive_does_not_have_yet_are_backed_up",
+    ),
+    Mutation(
+        "labelled-open-volume",  # a blank drive takes the place of a labelled unfinished volume
+        "multivolumecopy/backup.py",
+        "                if opened.labelled or job.catalog.volumes.count(run.open_volume):",
+        "                if job.catalog.volumes.count(run.open_volume):",
+        "tests/test_cli.py::test_a_crash_after_a_new_drive_was_labelled_needs_that_drive_not_a_blank_one",
+    ),
+    Mutation(
+        "kept-unhashed",  # files with no recorded hash stay so
+        "multivolumecopy/backup.py",
+        "        again += self._hash_kept(drive, rec, plan, safe)",
+        "        again += []",
+        "tests/test_always_equal.py::test_files_without_a_hash_are_hashed_by_the_next_run_that_hashes",
+    ),
+    Mutation(
+        "type-change-in-place",  # a folder that became a file is written over, not removed first
+        "multivolumecopy/reconcile.py",
+        "            plan.purge.append(path)  # another kind now: removed first, then written anew",
+        "            pass",
+        "tests/test_always_equal.py::test_a_folder_that_became_a_file_is_backed_up",
+    ),
+    Mutation(
+        "symlink-time-ignored",  # a re-made symlink with a new time is the same version
+        "multivolumecopy/catalog.py",
+        "        return target == other_target and mtimes_equal(mtime_ns, other_mtime_ns, granularity)",
+        "        return target == other_target",
+        "tests/test_always_equal.py::test_a_symlink_remade_with_the_same_target_and_a_new_time_is_updated",
+    ),
+    Mutation(
+        "case-folders-merged",  # Photos/ and photos/ share one folder on a drive that ignores case
+        "multivolumecopy/volume.py",
+        "            if there is not None and there != stored:",
+        "            if there is not None and there != stored and kind != DIR:",
+        "tests/test_always_equal.py::test_folders_differing_only_in_case_on_exfat_verify_and_restore",
+    ),
+    Mutation(
+        "verified-when-failed",  # a scrub that found damage records the volume as verified
+        "multivolumecopy/verify.py",
+        "        if complete and report.ok and rec is not None",
+        "        if complete and rec is not None",
+        "tests/test_verify_restore.py::-k failed_scrub_records_no_verification",
+    ),
+    Mutation(
+        "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
+        "multivolumecopy/backup.py",
+        "                plan = plans[v] = self._recorded_plan(rec)",
+        "                plan = plans[v] = VolumePlan(v)",
+        "tests/test_dry_run.py",
+    ),
+]
+
+
+def run(mutation: Mutation, workdir: Path) -> bool:
+    """True when the mutation was caught (its test failed)."""
+    tree = workdir / mutation.name
+    shutil.copytree(
+        REPO, tree, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".hypothesis")
+    )
+    target = tree / mutation.file
+    text = target.read_text()
+    if text.count(mutation.old) != 1:
+        raise SystemExit(f"{mutation.name}: the code to mutate is not found once in {mutation.file}")
+    target.write_text(text.replace(mutation.old, mutation.new))
+    node, _, k = mutation.test.partition("::-k ")
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", node] + (
+        ["-k", k] if k else []
+    )
+    result = subprocess.run(args, cwd=tree, capture_output=True, text=True, timeout=900)
+    shutil.rmtree(tree, ignore_errors=True)
+    return result.returncode != 0
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTATIONS if not names or m.name in names]
+    survived = []
+    with tempfile.TemporaryDirectory(prefix="mvc-mutations-") as top:
+        for m in chosen:
+            caught = run(m, Path(top))
+            print(f"{'caught  ' if caught else 'SURVIVED'}  {m.name:<24} {m.test}", flush=True)
+            if not caught:
+                survived.append(m.name)
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
