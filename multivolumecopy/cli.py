@@ -181,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="check the mounted drive against the jobfile instead of copying"
     )
     modes.add_argument(
-        "--locate", action="store_true", help="say which volume holds the files matching PATTERN (from -f)"
+        "--locate",
+        action="store_true",
+        help="say which volume holds the files matching PATTERN (from -f; with -o, by the newest "
+        "record of the drives mounted there)",
     )
     modes.add_argument(
         "--restore", action="store_true", help="restore the files matching PATTERN (all without) into --to"
@@ -241,7 +244,7 @@ def main(
         if args.verify:
             return _verify(args, stdout, stderr)
         if args.locate:
-            return _locate(args, stdout)
+            return _locate(args, stdout, stderr)
         if args.restore:
             return _restore(args, stdin, stderr)
         if args.status:

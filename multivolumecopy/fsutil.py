@@ -229,12 +229,13 @@ def probe_mtime_granularity(directory: str) -> int:
     """How finely the filesystem at ``directory`` keeps mtimes, in ns (exFAT 10 ms or 2 s, FAT 2 s)."""
     probe = os.path.join(directory, f".mvcopy-probe-{os.getpid()}")
     wanted = 1_600_000_001_987_654_321  # odd at every unit we test
+    # O_EXCL: a name planted there (a symlink to a file of someone else's) is never opened.
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.close(fd)
-        os.utime(probe, ns=(wanted, wanted))
-        got = os.stat(probe).st_mtime_ns
+        os.utime(fd, ns=(wanted, wanted))
+        got = os.lstat(probe).st_mtime_ns
     finally:
+        os.close(fd)
         _unlink_quietly(probe)
     for gran in _GRANULARITIES:
         if abs(got - wanted) < gran:
