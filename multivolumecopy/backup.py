@@ -561,8 +561,9 @@ class Backup:
         old = self.old_catalog
         growth: dict[int, list[int]] = {}  # volume -> its rewrites, in index order
         if old is not None:  # what the deletions free and the changes take, per volume
+            moved_from = set(self.changes.moved.values())
             for j in self.changes.deleted:
-                if old.volumes[j] in room and j not in self.changes.moved.values():
+                if old.volumes[j] in room and j not in moved_from:
                     room[old.volumes[j]] += round_up(old.sizes[j], block[old.volumes[j]])
             for i in self.changes.changed:
                 was = old.index_of(cat.paths[i])

@@ -40,8 +40,7 @@ class Changes:
         """Volumes that hold a change, or an entry a past run could not update (stale): they
         must be inserted in this run."""
         touched = {new.volumes[i] for i in new.stale_indexes()}
-        touched |= {old.volumes[j] for j in self.moved.values()}
-        touched |= {old.volumes[j] for j in self.deleted if j not in self.moved.values()}
+        touched |= {old.volumes[j] for j in self.deleted}  # moved entries are among the deleted
         touched.discard(NO_VOLUME)
         return touched
 

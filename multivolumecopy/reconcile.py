@@ -185,8 +185,14 @@ def plan_volume(
     # Every new entry takes an inode; keep a few for our own records and temporary files.
     inodes_left = None if space.inodes is None else space.inodes + len(plan.purge) - INODE_RESERVE
     here = set(plan.keep) if catalog.targets else set()  # hard-link leaders on this volume
+    # A candidate the drive already holds (its copy kept, or rewritten, or given up above) is
+    # decided: not copied a second time (a crash can commit a new volume's copies on its drive
+    # before the jobfile records them).
+    decided = set(plan.keep) | set(plan.recopy) | set(plan.overflow) | renamed if held else set()
     if unplaced is not None:
         for i in unplaced:
+            if i in decided:
+                continue
             need = cost(catalog, i, block)
             leader = catalog.leader(i) if catalog.targets else None
             if leader is not None and leader in here:

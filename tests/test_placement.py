@@ -1,9 +1,16 @@
-"""Where new files go on a re-run, as tables (placement is pure)."""
+"""Where new files go on a re-run, and what counts as changed since the last one, as tables
+(placement and the change classification are pure)."""
 
 from __future__ import annotations
 
-from multivolumecopy.catalog import DIR, FILE, Catalog, Entry
-from multivolumecopy.changes import classify
+from array import array
+
+import pytest
+
+from multivolumecopy import changes
+from multivolumecopy import jobfile as jf
+from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
+from multivolumecopy.changes import Changes, classify
 from multivolumecopy.placement import place_new
 from multivolumecopy.reconcile import record_cost
 
@@ -79,3 +86,202 @@ def test_a_mode_alone_changed_is_no_content_change_but_its_volume_is_visited():
     assert (ch.changed, ch.new, ch.modes) == ([], [], [0, 1])
     assert ch.volumes_touched(old, new) == {1}
     assert list(new.volumes) == [1, 1, 2, 3]
+
+
+def test_a_new_file_goes_to_its_own_folders_volume_before_the_last_volume():
+    # Its neighbours' volumes are full; its folder is on volume 2, the last volume is 4.
+    c = catalog(("a/", 2), ("a/x", 1), ("a/y", 0), ("c", 3), ("d", 4))
+    assert place_new(c, [2], {1: 0, 2: 10 * B, 3: 0, 4: 0}, {1: B, 2: B, 3: B, 4: B}) == {2: 2}
+
+
+def test_the_folder_is_the_nearest_one_not_the_top_one():
+    c = catalog(("a/", 3), ("a/b/", 2), ("a/b/x", 1), ("a/b/y", 0), ("c", 1), ("d", 4))
+    room = {1: 0, 2: 10 * B, 3: 10 * B, 4: 0}
+    assert place_new(c, [3], room, {v: B for v in room}) == {3: 2}
+
+
+def test_a_file_in_a_new_folder_follows_where_that_folder_was_placed():
+    # "n" goes to volume 1 after "m"; "n/big" fits only on 3 (after it), which it fills;
+    # "n/small" then finds its neighbours full and goes with its folder to 1.
+    c = Catalog()
+    c.append(Entry("m", FILE, B, 1, 0o644), 1)
+    c.append(Entry("n", DIR, 0, 1, 0o755))
+    c.append(Entry("n/big", FILE, 10 * B, 1, 0o644))
+    c.append(Entry("n/small", FILE, 0, 1, 0o644))
+    c.append(Entry("o", FILE, B, 1, 0o644), 3)
+    folder, small, big = (
+        B + record_cost("n", True),
+        record_cost("n/small", True),
+        10 * B + record_cost("n/big", True),
+    )
+    placed = place_new(c, [1, 2, 3], {1: folder + small, 3: big}, {1: B, 3: B})
+    assert placed == {1: 1, 2: 3, 3: 1}
+
+
+def test_a_volume_not_offered_this_run_is_passed_over():
+    # Volume 5 holds the neighbour but is done (or forgotten): the file goes to the last volume.
+    c = catalog(("a/1", 5), ("a/2", 0))
+    assert place_new(c, [1], {1: 10 * B}, {1: B}) == {1: 1}
+
+
+@pytest.mark.parametrize("room,placed", [(B + 332, {1: 1}), (B + 331, {})])
+def test_a_new_file_needs_its_blocks_and_four_record_rows_on_its_volume(room, placed):
+    c = catalog(("a/1", 1), ("a/2", 0))  # "a/2": 1 KiB, and 4 x (3 + 80) bytes of records
+    assert place_new(c, [1], {1: room}, {1: B}) == placed
+
+
+# -- what changed since the last run (changes.classify) -----------------------------------------
+
+FAT = 2_000_000_000  # a FAT drive keeps mtimes to 2 s
+
+
+def one_entry(e: Entry, volume: int = 0, stale: int = 0) -> Catalog:
+    c = Catalog()
+    c.append(e, volume)
+    c.stale[0] = stale
+    return c
+
+
+def rescan(c: Catalog) -> Catalog:
+    """The same entries as a fresh scan finds them: on no volume, none stale."""
+    new = Catalog()
+    for e in c:
+        new.append(e)
+    new.inodes = array("Q", c.inodes)
+    return new
+
+
+def test_a_rerun_with_nothing_changed_keeps_every_entry_where_it_was_stale_or_not(tmp_path):
+    old = catalog(("a/", 1), ("a/x", 1), ("b", 2), ("c", 0))
+    old.stale[2] = 1  # a past run could not update "b" on volume 2
+    new = rescan(old)
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.unchanged, ch.new, ch.changed, ch.modes) == (3, [3], [], [])
+    assert (list(new.volumes), list(new.stale)) == ([1, 1, 2, 0], [0, 0, 1, 0])
+    assert ch.volumes_touched(old, new) == {2}
+    # ...and the run saves it (with its catalog cache) as any other
+    path = str(tmp_path / "job.json")
+    jf.save(path, jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created="", catalog=new))
+    back = jf.load(path)
+    assert back.cached and (list(back.catalog.volumes), list(back.catalog.stale)) == (
+        [1, 1, 2, 0],
+        [0, 0, 1, 0],
+    )
+
+
+F = Entry("x", FILE, 0, 1000, 0o644)
+D = Entry("x", DIR, 0, 1000, 0o755)
+L = Entry("x", LINK, 0, 1000, 0o777, "t")
+
+
+@pytest.mark.parametrize(
+    "before,after,volume,changed,modes",
+    [
+        (F, F, 1, False, False),
+        (F, F._replace(size=1), 1, True, False),
+        (F, F._replace(mtime_ns=1001), 1, True, False),
+        (F, F._replace(mode=0o600), 1, False, True),  # a chmod: the mode set on the drive
+        # the drive keeps 2 s: a time within that is no change, unless the mode changed too
+        (F, F._replace(mtime_ns=1000 + FAT - 1), 2, False, False),
+        (F, F._replace(mtime_ns=1000 + FAT - 1, mode=0o600), 2, False, True),
+        (F, F._replace(mtime_ns=1000 + FAT), 2, True, False),
+        (F, F._replace(mtime_ns=1000 + FAT - 1), 1, True, False),  # the same on a drive keeping ns
+        (F, D, 1, True, False),  # an empty file became a folder, at the same time
+        (D, F, 1, True, False),
+        (D, D._replace(mtime_ns=5), 1, False, True),  # a folder's new time: metadata
+        (D, D._replace(mode=0o700), 1, False, True),
+        (L, L, 1, False, False),
+        (L, L._replace(target="u"), 1, True, False),  # re-pointed, at the same time
+        (L, L._replace(mtime_ns=1001), 1, True, False),  # re-made
+        (L, L._replace(mode=0o755), 1, False, False),  # a symlink's mode is not its own
+        (L, L._replace(mtime_ns=1000 + FAT - 1, mode=0o755), 2, False, False),
+    ],
+)
+def test_what_counts_as_changed_and_what_as_metadata_only(before, after, volume, changed, modes):
+    old, new = one_entry(before, volume), one_entry(after)
+    ch = classify(old, new, lambda v: {1: 1, 2: FAT}[v])
+    assert (ch.changed == [0], ch.modes == [0], ch.unchanged) == (changed, modes, int(not changed))
+    assert (ch.new, ch.moved, ch.deleted) == ([], {}, [])
+    assert list(new.volumes) == [volume]
+    # the volume holds an older version of a changed entry, or its old mode or time: stale
+    assert new.stale_indexes() == ([0] if changed or modes else [])
+    assert ch.volumes_touched(old, new) == ({volume} if changed or modes else set())
+
+
+@pytest.mark.parametrize("stale", [0, 1])
+def test_an_unchanged_entry_keeps_its_stale_mark_and_a_changed_one_is_stale(stale):
+    old = one_entry(F, 1, stale)
+    # the same, found the short way and (a time within the drive's 2 s) the long way; changed
+    for after, marked in [(F, stale), (F._replace(mtime_ns=1001), stale), (F._replace(size=1), 1)]:
+        new = one_entry(after)
+        classify(old, new, lambda v: FAT)
+        assert list(new.stale) == [marked]
+
+
+def test_a_file_deleted_from_the_sources_sends_the_run_to_its_volume():
+    old = catalog(("a", 1), ("b", 2), ("c", 3))
+    new = catalog(("a", 0), ("c", 0))
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.deleted, ch.unchanged) == ([1], 2)
+    assert ch.volumes_touched(old, new) == {2}
+
+
+def test_an_entry_marked_stale_on_no_volume_touches_no_volume():
+    old = one_entry(F, 0, stale=1)  # as a jobfile edited by hand could say
+    new = one_entry(F)
+    ch = classify(old, new, lambda v: 1)
+    assert ch.new == [0] and ch.volumes_touched(old, new) == set()
+
+
+def test_a_moved_file_is_stale_until_renamed_and_other_new_files_stay_new():
+    old = Catalog()
+    old.append(Entry("a", FILE, 10, 5, 0o644, ino=77), 2)
+    old.append(Entry("b", FILE, 10, 5, 0o644, ino=78), 3)
+    new = Catalog()
+    new.append(Entry("b", FILE, 10, 5, 0o644, ino=78))
+    new.append(Entry("c", FILE, 10, 5, 0o644, ino=99))  # new, like no deleted file
+    new.append(Entry("z", FILE, 10, 5, 0o644, ino=77))  # "a" renamed
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.moved, ch.new, ch.deleted) == ({2: 0}, [1], [0])
+    assert list(new.volumes) == [3, 0, 2]
+    assert new.stale_indexes() == [2]
+
+
+def test_a_file_whose_inode_is_unknown_is_never_taken_for_a_move():
+    old = one_entry(Entry("a", FILE, 10, 5, 0o644, ino=0), 2)  # no inode recorded
+    new = one_entry(Entry("z", FILE, 10, 5, 0o644, ino=0))
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.moved, ch.new, ch.deleted) == ({}, [0], [0])
+
+
+def test_comparing_catalogs_walks_them_once(monkeypatch):
+    """A million files with one deleted cost one sort-key comparison, not one per pair."""
+    calls = []
+    real = changes.sort_key
+    monkeypatch.setattr(changes, "sort_key", lambda p: calls.append(p) or real(p))
+    old = catalog(*[(f"f{n:04d}", 1) for n in range(300)])
+    new = catalog(*[(f"f{n:04d}", 0) for n in range(1, 300)])
+    ch = classify(old, new, lambda v: 1)
+    assert (ch.unchanged, ch.deleted) == (299, [0])
+    assert len(calls) <= 4
+
+
+def test_the_volumes_a_renamed_folder_touches_are_found_in_one_pass():
+    comparisons = 0
+
+    class Index(int):
+        """An old index that counts how often it is compared."""
+
+        def __eq__(self, other: object) -> bool:
+            nonlocal comparisons
+            comparisons += 1
+            return int(self) == other
+
+        __hash__ = int.__hash__
+
+    n = 400
+    old = catalog(*[(f"old/f{k:04d}", 1) for k in range(n)])
+    moved = {k: Index(k) for k in range(n)}  # every file of "old" renamed into a new folder
+    ch = Changes(moved=moved, deleted=[Index(k) for k in range(n)])
+    assert ch.volumes_touched(old, Catalog()) == {1}
+    assert comparisons <= 4 * n
