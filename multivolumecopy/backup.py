@@ -26,7 +26,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Optional
@@ -219,9 +219,9 @@ class Backup:
                 self._save()
         return self.summary
 
-    def _save(self) -> None:
+    def _save(self, copy_first: Optional[Callable[[str], None]] = None) -> None:
         assert self.job is not None
-        jf.save(self.jobfile, self.job)
+        jf.save(self.jobfile, self.job, copy_first)
         self._run_recorded = True
 
     def _record_run(self) -> None:
@@ -559,7 +559,7 @@ class Backup:
                 if v in room:
                     room[v] -= record_cost(path, False)
         old = self.old_catalog
-        growth: dict[int, list[int]] = {}  # volume -> its rewrites, in index order
+        growth: dict[int, list[tuple[int, int]]] = {}  # volume -> (bytes grown, index) of its rewrites
         if old is not None:  # what the deletions free and the changes take, per volume
             moved_from = set(self.changes.moved.values())
             for j in self.changes.deleted:
@@ -569,14 +569,16 @@ class Backup:
                 was = old.index_of(cat.paths[i])
                 v = cat.volumes[i]
                 if v in room and was is not None:
-                    room[v] -= round_up(cat.sizes[i], block[v]) - round_up(old.sizes[was], block[v])
-                    growth.setdefault(v, []).append(i)
+                    grown = round_up(cat.sizes[i], block[v]) - round_up(old.sizes[was], block[v])
+                    room[v] -= grown
+                    growth.setdefault(v, []).append((grown, i))
             for i in self.changes.changed + list(self.changes.moved):  # journalled as they are written
                 v = cat.volumes[i]
                 if v in room:
                     room[v] -= record_cost(cat.paths[i], True) - record_cost(cat.paths[i], False)
         for v, rewrites in growth.items():
-            for i in reversed(rewrites):
+            # Those that grew most go first (a file that did not grow is not what overflowed).
+            for _grown, i in sorted(rewrites, reverse=True):
                 if room[v] >= 0:
                     break
                 if cat.kinds[i] != FILE_CODE:
@@ -1379,13 +1381,16 @@ class Backup:
         job.run.open_volume = None
         if not self._work_remains():
             self._finish_run()  # in the same save (and so in the drive's copy of the jobfile)
-        self._save()
-        try:
-            drive.write_jobcopy(self.jobfile)  # the file just written, copied a chunk at a time
-        except OSError as err:
-            if not is_no_space(err):
-                raise drive_error(drive.root, err) from None
-            why = f"no room for the jobfile copy on volume {rec.number}"
+        copied = [True]
+
+        def copy_to_drive(new_jobfile: str) -> None:
+            copied[0] = drive.write_jobcopy(new_jobfile)
+
+        # The drive's copy first: a crash between the two leaves the jobfile saying the volume
+        # is open (so it is visited again), never a drive whose copy is older than its state.
+        self._save(copy_to_drive)
+        if not copied[0]:
+            why = f"no room for the jobfile copy on volume {rec.number} (its older copy was removed)"
             self.emit(ev.Skipped(".mvcopy-jobdata.json", why))
         try:
             drive.write_record(CHANGES, _json(self._report(only=rec.number)))

@@ -8,7 +8,7 @@ import errno
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Optional, Union
 
 from . import faults
@@ -64,12 +64,18 @@ def remove_stale_temporaries(path: str) -> None:
 
 
 def atomic_write(
-    path: str, data: Union[bytes, Iterable[Union[bytes, memoryview]]], *, durable: bool = True
+    path: str,
+    data: Union[bytes, Iterable[Union[bytes, memoryview]]],
+    *,
+    durable: bool = True,
+    before_replace: Optional[Callable[[str], None]] = None,
 ) -> None:
     """Write ``data`` (bytes, or chunks of bytes) to ``path`` so that readers see the old file
     or the new one, never half.
 
-    Temp file in the same directory, fsync, rename, fsync the directory.
+    Temp file in the same directory, fsync, rename, fsync the directory.  ``before_replace``
+    is called with the complete temporary file just before the rename (to copy it elsewhere
+    first); if it raises, ``path`` is left as it was.
     """
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}")
@@ -87,6 +93,12 @@ def atomic_write(
         _unlink_quietly(tmp)
         raise
     os.close(fd)
+    try:
+        if before_replace is not None:
+            before_replace(tmp)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
     faults.point(f"replace:{os.path.basename(path)}")
     try:
         os.replace(tmp, path)

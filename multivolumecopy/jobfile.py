@@ -16,7 +16,7 @@ import os
 import sys
 import zlib
 from array import array
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Optional, Union
@@ -156,8 +156,12 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
     yield b" ]\n}\n"
 
 
-def save(path: str, job: Job) -> None:
-    """Write the jobfile atomically, a chunk at a time, then its catalog cache."""
+def save(path: str, job: Job, copy_first: Optional[Callable[[str], None]] = None) -> None:
+    """Write the jobfile atomically, a chunk at a time, then its catalog cache.
+
+    ``copy_first`` is given the complete new jobfile (a temporary file) before it replaces the
+    old one: a drive's copy written then is never older than the jobfile that says the drive
+    is done (a crash in between leaves the jobfile saying the volume is still open)."""
     job.updated = now_iso()
     written = [0, 0]  # size, CRC-32
 
@@ -167,7 +171,7 @@ def save(path: str, job: Job) -> None:
             written[1] = zlib.crc32(chunk, written[1])
             yield chunk
 
-    atomic_write(path, counted(dump_chunks(job)))
+    atomic_write(path, counted(dump_chunks(job)), before_replace=copy_first)
     _write_cache(path, job.catalog, written[0], written[1])
 
 

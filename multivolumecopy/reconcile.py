@@ -208,8 +208,8 @@ def plan_volume(
             plan.fill.append(i)
             if catalog.targets:
                 here.add(i)
-    # Dirty paths are ours with unknown content: rewritten if they belong here, else removed.
-    written = {catalog.paths[i] for i in plan.writes}
-    plan.purge.extend(p for p in dirty if p not in written and p not in held)
+    # Dirty paths are ours with unknown content, of unknown kind even (a file where a folder
+    # goes now): removed first, then written anew if they belong here.
+    plan.purge.extend(p for p in dirty if p not in held)
     plan.purge.sort()
     return plan

@@ -40,6 +40,7 @@ from .fsutil import (
     atomic_write,
     fsync_dir,
     is_drive_gone,
+    is_no_space,
     read_chunks,
     remove_stale_temporaries,
     round_up,
@@ -657,11 +658,26 @@ class Drive:
         except OSError:
             pass  # cleared when the drive is next opened
 
-    def write_jobcopy(self, jobfile: str) -> None:
-        """A copy of the jobfile at ``jobfile``.  Raises OSError as is: the caller decides
-        whether a full drive matters here."""
+    def write_jobcopy(self, jobfile: str) -> bool:
+        """A copy of the jobfile at ``jobfile``; False when the drive has no room for it (the
+        older copy is then removed: it would tell a restore of files the drive no longer
+        holds).  Raises DriveError or OutputError for any other failure."""
         self.check_present()
-        atomic_write(self.path(JOBCOPY), read_chunks(jobfile))
+        for _attempt in (1, 2):
+            try:
+                atomic_write(self.path(JOBCOPY), read_chunks(jobfile))
+                return True
+            except OSError as err:
+                if not is_no_space(err):
+                    self.check_present()
+                    raise drive_error(self.root, err) from None
+            try:
+                os.unlink(self.path(JOBCOPY))  # frees its room for the second try
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise drive_error(self.root, err) from None
+        return False
 
     def write_record(self, name: str, data: Union[bytes, Iterable[bytes]]) -> None:
         """A record of ours at the drive's root (raises OSError as is, like write_jobcopy)."""
