@@ -242,13 +242,13 @@ def catalog(n: int, work: Path, results: dict, notes: list) -> None:
     code = f"""
 import sys, time, resource
 sys.path.insert(0, {str(HERE)!r})
-from multivolumecopy import jobfile as jf
+from multivolumecopy import clock, jobfile as jf
 from multivolumecopy.catalog import Catalog, Entry, FILE
 cat = Catalog()
 for i in range({n}):
     cat.append(Entry(f"share/department{{i % 97:02d}}/project{{i % 1013:04d}}/document-{{i:07d}}.pdf",
                      FILE, 12345 + i, 1_600_000_000_000_000_000 + i, 0o644, ino=i), 1 + i % 12)
-job = jf.Job("id", "/srv", ["/srv"], {{}}, jf.now_iso(), cat)
+job = jf.Job("id", "/srv", ["/srv"], {{}}, clock.now_iso(), cat)
 t = time.perf_counter(); jf.save({str(work / "million.json")!r}, job); save = time.perf_counter() - t
 del job, cat
 t = time.perf_counter(); jf.load({str(work / "million.json")!r}); load = time.perf_counter() - t

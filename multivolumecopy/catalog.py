@@ -14,8 +14,6 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, Optional
 
-from .fsutil import mtimes_equal
-
 FILE = "f"
 DIR = "d"
 LINK = "l"
@@ -190,6 +188,30 @@ def same_version(
     if kind == LINK:
         return target == other_target and mtimes_equal(mtime_ns, other_mtime_ns, granularity)
     return size == other_size and mtimes_equal(mtime_ns, other_mtime_ns, granularity)
+
+
+def mtimes_equal(a: int, b: int, granularity: int) -> bool:
+    """Whether two mtimes (ns) are the same once stored at ``granularity``.
+
+    A drive that keeps 2 s truncates or rounds; either way the two differ by
+    less than one unit.
+    """
+    return abs(a - b) < granularity if granularity > 1 else a == b
+
+
+def same_content(held: Entry, want: Entry, granularity: int) -> bool:
+    """Whether the drive's copy ``held`` is a current copy of source entry ``want``."""
+    return same_version(
+        held.kind,
+        held.size,
+        held.mtime_ns,
+        held.target,
+        want.kind,
+        want.size,
+        want.mtime_ns,
+        want.target,
+        granularity,
+    )
 
 
 def ancestors(paths: Iterable[str]) -> set[str]:

@@ -416,7 +416,8 @@ def _verify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
 
 def _status(args: argparse.Namespace, stdout: IO[str]) -> int:
     """Nagios-style: 0 OK, 1 WARNING, 2 CRITICAL (a jobfile that cannot be read is CRITICAL)."""
-    from .jobfile import epoch, load
+    from .clock import epoch
+    from .jobfile import load
     from .status import CRITICAL, DEFAULT_MAX_AGE_DAYS, render, status
 
     max_age = DEFAULT_MAX_AGE_DAYS if args.max_age is None else args.max_age

@@ -23,8 +23,8 @@ import os
 import stat
 from typing import Callable, Optional
 
+from .catalog import mtimes_equal
 from .errors import OutputError
-from .fsutil import mtimes_equal
 from .nofollow import CREATE, Blocked, Tree, mtime_granularity, rename_into_place, unlink_quietly, what_is
 
 CHUNK = 1024 * 1024

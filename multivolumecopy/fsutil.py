@@ -199,6 +199,17 @@ def rename_noreplace(src: str, dst: str) -> None:
         raise OSError(err, os.strerror(err), dst)
 
 
+def inside(inner: str, outer: str) -> bool:
+    """Whether real path ``inner`` lies strictly below ``outer``."""
+    return inner != outer and (inner + os.sep).startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def path_inside(inner: str, outer: str) -> bool:
+    """``inner`` equal to or below ``outer``, comparing real paths."""
+    a, b = os.path.realpath(inner), os.path.realpath(outer)
+    return a == b or inside(a, b)
+
+
 def is_mount_point(path: str) -> bool:
     """Whether ``path`` is where a filesystem is mounted (a drive), not a plain folder on the
     filesystem of its parent: an unmounted USB bay is such a folder, on the server's disk."""
@@ -253,15 +264,6 @@ def probe_mtime_granularity(directory: str) -> int:
         if abs(got - wanted) < gran:
             return gran
     return _GRANULARITIES[-1]
-
-
-def mtimes_equal(a: int, b: int, granularity: int) -> bool:
-    """Whether two mtimes (ns) are the same once stored at ``granularity``.
-
-    A drive that keeps 2 s truncates or rounds; either way the two differ by
-    less than one unit.
-    """
-    return abs(a - b) < granularity if granularity > 1 else a == b
 
 
 PR_SET_PDEATHSIG = 1

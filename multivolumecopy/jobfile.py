@@ -9,21 +9,22 @@ diffable; the format is described in docs/formats.rst.  A reader refuses a
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import json
 import os
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Optional, Union
 
 from .catalog import KINDS, Catalog
+from .clock import now_iso
 from .errors import JobfileError
 from .fsutil import atomic_write, read_chunks
+from .jsonstream import ROWS_PER_CHUNK, document
 
 FORMAT = "multivolumecopy-jobfile"
 VERSION = 2
@@ -31,24 +32,6 @@ READS = (1, 2)  # version 1 had no "stale" column: every placed entry was taken 
 DEFAULT_NAME = ".mvcopy-jobdata.json"
 COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale")
 COLUMNS_V1 = COLUMNS[:-1]
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def iso(epoch: float) -> str:
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def epoch(text: str) -> float:
-    return _dt.datetime.fromisoformat(text).timestamp()
-
-
-def new_id() -> str:
-    import uuid  # here: it imports platform, and most runs make no new id
-
-    return uuid.uuid4().hex
 
 
 @dataclass
@@ -108,8 +91,7 @@ class Job:
         return max(self.volumes, default=0) + 1  # forgotten numbers are not reused
 
 
-ROWS_PER_CHUNK = 16384  # rows serialised, written or parsed at a time: memory stays flat
-FILES_LINE = b' "files": [\n'
+FILES_LINE = b' "files": [\n'  # the line after the head: the rows follow, one a line
 
 
 def dump_chunks(job: Job) -> Iterator[bytes]:
@@ -130,11 +112,10 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         "failed": job.failed,
         "columns": list(COLUMNS),
     }
-    text = json.dumps(head, indent=1)
-    yield (text[: text.rfind("}")].rstrip() + ",\n").encode("ascii") + FILES_LINE
     cat = job.catalog
     dump = encode_basestring_ascii  # what json.dumps does with a str, without its overhead
-    targets, kinds, sizes, mtimes, modes, volumes, inodes, stale = (
+    paths, targets, kinds, sizes, mtimes, modes, volumes, inodes, stale = (
+        cat.paths,
         cat.targets,
         cat.kinds,
         cat.sizes,
@@ -144,16 +125,15 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         cat.inodes,
         cat.stale,
     )
-    paths = cat.paths
-    for start in range(0, len(paths), ROWS_PER_CHUNK):
-        rows = [
+
+    def rows(indexes: Sequence[int]) -> list[str]:
+        return [
             f'[{dump(paths[i])},"{chr(kinds[i])}",{sizes[i]},{mtimes[i]},{modes[i]},{volumes[i]},'
             f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]},{stale[i]}]"
-            for i in range(start, min(start + ROWS_PER_CHUNK, len(paths)))
+            for i in indexes
         ]
-        last = start + ROWS_PER_CHUNK >= len(paths)
-        yield (",\n".join(rows) + ("\n" if last else ",\n")).encode("ascii")
-    yield b" ]\n}\n"
+
+    return document(head, "files", range(len(paths)), rows)
 
 
 def save(path: str, job: Job, copy_first: Optional[Callable[[str], None]] = None) -> None:

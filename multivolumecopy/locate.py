@@ -9,36 +9,14 @@ no volume is shown as on no drive.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from . import jobfile as jf
+from . import clock
 from .catalog import FILE, Catalog
+from .patterns import Matcher
 from .sizes import format_size
-
-GLOB_CHARS = frozenset("*?[")
-
-
-class Matcher:
-    """A pattern with glob characters is a glob on the relative path (or on any single name,
-    if it has no ``/``); a plain pattern matches as a substring."""
-
-    def __init__(self, patterns: Iterable[str]):
-        self.patterns = [p.strip("/") for p in patterns]
-
-    def __call__(self, path: str) -> bool:
-        if not self.patterns:
-            return True
-        name = path.rsplit("/", 1)[-1]
-        for pat in self.patterns:
-            if GLOB_CHARS & set(pat):
-                if fnmatch.fnmatchcase(path, pat) or ("/" not in pat and fnmatch.fnmatchcase(name, pat)):
-                    return True
-            elif pat in path:
-                return True
-        return False
 
 
 @dataclass(frozen=True)
@@ -63,7 +41,7 @@ def locate(catalog: Catalog, patterns: Iterable[str]) -> Iterator[Found]:
                 catalog.kind(i),
                 catalog.volumes[i],
                 catalog.sizes[i],
-                jf.iso(catalog.mtimes[i] / 1e9),
+                clock.iso(catalog.mtimes[i] / 1e9),
                 catalog.saved(i),
             )
 

@@ -18,8 +18,8 @@ import socket
 import sys
 from typing import Optional
 
+from .clock import now_iso
 from .errors import LockedError, OutputError
-from .jobfile import now_iso
 
 # A lock file is never opened through a symlink: run as root, truncating "the lock" would
 # truncate whatever a planted link names.

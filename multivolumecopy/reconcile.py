@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, same_content
 from .catalog import Entry as Entry
 from .fsutil import round_up
-from .volume import same_content
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 from typing import Optional
 
+from . import clock
 from . import jobfile as jf
 from .errors import JobfileError, OutputError
 from .volume import JOBCOPY, Label, read_label
@@ -44,7 +45,7 @@ class Head:
     def order(self) -> tuple[int, float, bool, int]:
         """Sorts older records first."""
         try:
-            when = jf.epoch(self.updated) if self.updated else 0.0
+            when = clock.epoch(self.updated) if self.updated else 0.0
         except ValueError:
             when = 0.0
         return (self.run, when, self.state == "done", self.done_volumes)

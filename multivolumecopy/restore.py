@@ -32,15 +32,14 @@ from typing import Callable, Optional
 
 from . import events as ev
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK, ancestors, depth_first
+from .catalog import DIR, FILE, LINK, ancestors, depth_first, mtimes_equal
 from .destination import Destination, NotPlaced, Unreadable
 from .errors import LockedError, OutputError, SwapNeeded
-from .fsutil import mtimes_equal
-from .locate import Matcher
+from .fsutil import path_inside
 from .lock import reading_lock
 from .nofollow import Blocked, Tree
+from .patterns import Matcher
 from .records import Head, head_of, load_record, newer, peek, standing
-from .scan import path_inside
 from .swap import Swapper, SwapRequest
 from .volume import LOCKFILE, Drive
 

@@ -8,7 +8,6 @@ followed; sockets, fifos and devices are reported and left out.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import pickle
 import signal
@@ -21,6 +20,8 @@ from typing import Any, Callable, Optional
 from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
 from .fsutil import die_with_parent, give_back_free_memory
+from .fsutil import inside as _inside
+from .patterns import Excluder
 
 SkipCallback = Callable[[str, str], None]
 
@@ -74,33 +75,6 @@ def resolve_sources(args: Iterable[str]) -> Sources:
     else:
         root = os.path.commonpath(paths)
     return Sources(root=root, paths=tuple(paths))
-
-
-def _inside(inner: str, outer: str) -> bool:
-    """Whether real path ``inner`` lies strictly below ``outer``."""
-    return inner != outer and (inner + os.sep).startswith(outer.rstrip(os.sep) + os.sep)
-
-
-def path_inside(inner: str, outer: str) -> bool:
-    """``inner`` equal to or below ``outer``, comparing real paths."""
-    a, b = os.path.realpath(inner), os.path.realpath(outer)
-    return a == b or _inside(a, b)
-
-
-class Excluder:
-    """``--exclude`` globs; a pattern without ``/`` also matches any single name, as in rsync."""
-
-    def __init__(self, patterns: Iterable[str]):
-        self.patterns = tuple(p.rstrip("/") for p in patterns if p.strip("/"))
-
-    def __call__(self, rel: str) -> bool:
-        name = rel.rsplit("/", 1)[-1]
-        for pat in self.patterns:
-            if fnmatch.fnmatchcase(rel, pat):
-                return True
-            if "/" not in pat and fnmatch.fnmatchcase(name, pat):
-                return True
-        return False
 
 
 def usable_cpus() -> int:

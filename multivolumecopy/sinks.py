@@ -22,7 +22,7 @@ import time
 from typing import IO, Any, Callable, Optional
 
 from . import events as ev
-from .jobfile import now_iso
+from .clock import now_iso
 
 SCHEMA_VERSION = 1
 PROGRESS_EVERY = 5.0  # seconds

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from . import clock
 from . import jobfile as jf
 from .sizes import format_size
 
@@ -54,7 +55,7 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
     run = job.run
     busy = set(run.pending_volumes) - set(run.done_volumes) if run.in_progress else set()
     if run.in_progress:
-        since = now - jf.epoch(run.started) if run.started else 0.0
+        since = now - clock.epoch(run.started) if run.started else 0.0
         msg = f"run {run.number} in progress for {_days(since)}"
         if busy or run.open_volume:
             msg += f", volumes still to update: {', '.join(map(str, sorted(busy))) or run.open_volume}"
@@ -78,7 +79,7 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
             vs.state, vs.note = "WARNING", "never finished"
             code = max(code, WARNING)
         else:
-            age = now - jf.epoch(rec.updated)
+            age = now - clock.epoch(rec.updated)
             vs.note = f"updated {_days(age)} ago"
             if age > 2 * limit:
                 vs.state = "CRITICAL"

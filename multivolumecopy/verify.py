@@ -33,14 +33,14 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Callable, Optional
 
+from . import clock
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK, Catalog, ancestors
+from .catalog import DIR, FILE, LINK, Catalog, ancestors, mtimes_equal
 from .errors import LockedError, OutputError, UsageError
-from .fsutil import mtimes_equal
+from .fsutil import path_inside
 from .lock import FileLock, reading_lock
 from .nofollow import Blocked, Tree
 from .records import head_of, load_record, newer, peek, standing
-from .scan import path_inside
 from .sizes import format_size
 from .volume import JOBCOPY, LOCKFILE, RESERVED_PREFIX, Drive, Label
 
@@ -315,7 +315,7 @@ def _remember_verified(jobfile: str, job: jf.Job, volume: int, when: float) -> O
         with FileLock(jobfile + ".lock", f"the jobfile {jobfile}"):
             fresh = jf.load(jobfile)
             if fresh.job_id == job.job_id and volume in fresh.volumes:
-                fresh.volumes[volume].last_verified = jf.iso(when)
+                fresh.volumes[volume].last_verified = clock.iso(when)
                 jf.save(jobfile, fresh)
     except (LockedError, OSError) as err:
         why = err.strerror if isinstance(err, OSError) else "a backup is using it"

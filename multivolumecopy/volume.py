@@ -35,6 +35,7 @@ from json.encoder import encode_basestring_ascii as _jstr
 from typing import IO, Any, Optional, Union
 
 from .catalog import DIR, FILE, KINDS, LINK, Entry, ancestors, same_version, sort_key
+from .clock import now_iso
 from .errors import DriveError, OutputError
 from .fsutil import (
     atomic_write,
@@ -46,7 +47,7 @@ from .fsutil import (
     round_up,
     syncfs,
 )
-from .jobfile import now_iso
+from .jsonstream import ROWS_PER_CHUNK, document
 from .lock import FileLock
 from .names import disambiguate, escape
 from .names import escape_component as _escape_one
@@ -67,7 +68,6 @@ MANIFEST_FORMAT = "multivolumecopy-manifest"
 JOURNAL_FORMAT = "multivolumecopy-journal"
 VERSION = 1
 MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored")
-CHUNK_ROWS = 16384  # manifest rows built and written at a time
 RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlink on exFAT)
 
 
@@ -171,21 +171,6 @@ def sums_line(sha256: str, stored: str) -> str:
         stored = stored.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         return f"\\{sha256}  {stored}\n"
     return f"{sha256}  {stored}\n"
-
-
-def same_content(held: Entry, want: Entry, granularity: int) -> bool:
-    """Whether the drive's copy ``held`` is a current copy of source entry ``want``."""
-    return same_version(
-        held.kind,
-        held.size,
-        held.mtime_ns,
-        held.target,
-        want.kind,
-        want.size,
-        want.mtime_ns,
-        want.target,
-        granularity,
-    )
 
 
 _PACKED = struct.Struct("<cqqI")  # kind, size, mtime_ns, mode; then 32 bytes of SHA-256 or none
@@ -534,8 +519,8 @@ class Drive:
     def intent(self, paths: list[str]) -> None:
         """Record, durably, the paths about to be written: before any of them is renamed in."""
         if paths:
-            for start in range(0, len(paths), CHUNK_ROWS):  # records of bounded size
-                part = paths[start : start + CHUNK_ROWS]
+            for start in range(0, len(paths), ROWS_PER_CHUNK):  # records of bounded size
+                part = paths[start : start + ROWS_PER_CHUNK]
                 renamed = {p: self.names[p] for p in part if p in self.names}
                 self._append({"t": "intent", "paths": part, "stored": renamed})
             self._flush(durable=True)
@@ -622,7 +607,6 @@ class Drive:
             "capabilities": self.caps.to_json(),
             "dirty": sorted(self.dirty),
         }
-        head = json.dumps(doc, indent=1)
         # Paths in index order, and their entries made a chunk at a time: all of a big drive's
         # entries as tuples at once would cost twice what the drive's record takes.
         names, verified, held = self.names, self.verified, self.held
@@ -631,15 +615,11 @@ class Drive:
             paths = sorted(held, key=sort_key)
 
         def manifest() -> Iterator[bytes]:
-            yield (head[: head.rfind("}")].rstrip() + ',\n "entries": [\n').encode("ascii")
-            for start in range(0, len(paths), CHUNK_ROWS):
-                rows = ",\n".join(held.manifest_rows(paths[start : start + CHUNK_ROWS], verified, names))
-                yield (rows + ("\n" if start + CHUNK_ROWS >= len(paths) else ",\n")).encode("ascii")
-            yield b" ]\n}\n"
+            return document(doc, "entries", paths, lambda part: held.manifest_rows(part, verified, names))
 
         def sums() -> Iterator[bytes]:
-            for start in range(0, len(paths), CHUNK_ROWS):
-                part = held.digests(paths[start : start + CHUNK_ROWS])
+            for start in range(0, len(paths), ROWS_PER_CHUNK):
+                part = held.digests(paths[start : start + ROWS_PER_CHUNK])
                 text = "".join([sums_line(sha256, names.get(p, p)) for p, sha256 in part])
                 yield text.encode("utf-8", "surrogateescape")
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from multivolumecopy import clock
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.errors import JobfileError
@@ -19,14 +20,14 @@ def sample_job() -> jf.Job:
     cat.append(Entry("dir/link", LINK, 0, 7, 0o777, "../x"), 2)
     cat.append(Entry("z" * 250, FILE, 3, 9, 0o644))
     job = jf.Job(
-        job_id=jf.new_id(),
+        job_id=clock.new_id(),
         root="/mnt/src",
         sources=["/mnt/src"],
         options={"exclude": []},
-        created=jf.now_iso(),
+        created=clock.now_iso(),
         catalog=cat,
     )
-    job.volumes[1] = jf.VolumeRecord(1, jf.new_id(), jf.now_iso())
+    job.volumes[1] = jf.VolumeRecord(1, clock.new_id(), clock.now_iso())
     job.run = jf.RunState(number=2, id="r", state="in-progress", done_volumes=[1], open_volume=2)
     return job
 
@@ -188,7 +189,8 @@ def test_a_jobfile_reformatted_by_another_tool_still_loads(tmp_path):
 
 
 def test_reports_written_in_chunks_are_one_valid_json_document():
-    from multivolumecopy.backup import ROWS_AT_A_TIME, _json
+    from multivolumecopy.jsonstream import ROWS_PER_CHUNK as ROWS_AT_A_TIME
+    from multivolumecopy.jsonstream import stream as _json
 
     paths = [f"d/f{i} caf\u00e9 \udcff" for i in range(2 * ROWS_AT_A_TIME + 3)]
     doc = {"volumes": {"1": {"copied": paths, "renamed": [["a", "b"]]}, "2": {}}, "empty": []}

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import needs_root
 from helpers import backup, make_tree, run_mvc
-from multivolumecopy.jobfile import epoch, iso
+from multivolumecopy.clock import epoch, iso
 
 
 def read_events(path: Path) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from multivolumecopy import clock
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.reconcile import Space, metadata_reserve, plan_volume, record_cost
@@ -477,7 +478,7 @@ def test_the_room_kept_holds_two_copies_of_a_real_jobfile_with_large_numbers(tmp
     for n in range(500):
         e = Entry(f"folder {n % 7}/file {n:05d}.bin", FILE, 2**40 + n, 1_700_000_000_123_456_789, 0o100755)
         cat.append(e._replace(ino=2**63 + n), 999)
-    job = jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created=jf.now_iso(), catalog=cat)
+    job = jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created=clock.now_iso(), catalog=cat)
     jf.save(str(tmp_path / "job.json"), job)
     assert 2 * (tmp_path / "job.json").stat().st_size <= metadata_reserve(cat)
 
