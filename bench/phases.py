@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from multivolumecopy import backup, jobfile, volume  # noqa: E402
+from multivolumecopy import backup, drive, jobfile  # noqa: E402
 
 START = time.perf_counter()
 
@@ -31,7 +31,7 @@ PHASES: list[tuple[Any, str]] = [
     (backup.Backup, "_copy"),
     (backup.Backup, "_close_volume"),
     (backup.Backup, "_set_dir_metadata"),
-    (volume.Drive, "commit"),
+    (drive.Drive, "commit"),
     (backup.Backup, "_write_report"),
     (jobfile, "save"),
 ]

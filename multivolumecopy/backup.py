@@ -4,7 +4,7 @@ Pipeline::
 
     scan.scan() -> Catalog --merge with jobfile--> Job
         for each drive (given with -o, or swapped in):
-            volume.Drive.open()        lock, label, recover from the journal
+            drive.Drive.open()         lock, label, recover from the journal
             reconcile.plan_volume()    keep / purge / recopy / fill (pure)
             _apply()                   purge, adopt, intent, copier.CopyPool.run()
             Drive.commit(); jobfile.save()
@@ -45,6 +45,8 @@ from .catalog import (
     mtimes_equal,
 )
 from .changes import Changes, classify
+from .drive import Drive, drive_error
+from .driveformat import CHANGES, JOBCOPY, RESERVED_PREFIX, Label, filesystem_id, read_label
 from .errors import (
     DriveError,
     Interrupted,
@@ -69,12 +71,12 @@ from .fsutil import (
 from .jsonstream import stream
 from .lock import FileLock
 from .placement import NEW_DRIVE, place_new
+from .places import Places
 from .probe import Capabilities, probe
 from .reconcile import Space, VolumePlan, metadata_reserve, plan_volume, record_cost
 from .scan import Scan, Sources, resolve_sources, usable_cpus
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
-from .volume import CHANGES, JOBCOPY, RESERVED_PREFIX, Drive, Label, drive_error, fs_identity, read_label
 
 if TYPE_CHECKING:
     from .copier import BatchDone, CopyItem, CopyPool
@@ -717,9 +719,11 @@ class Backup:
             if full:
                 self.emit(ev.VolumeFull(number))
             if there_before:
-                escaped = {stored: path for path, stored in drive.names.items() if stored}
+                escaped = {stored: path for path, stored in drive.stored.names.items() if stored}
                 # Not ours: what was there and did not turn out to be a copy of ours (adopted).
-                foreign = [size for p, size in there_before.items() if escaped.get(p, p) not in drive.held]
+                foreign = [
+                    size for p, size in there_before.items() if escaped.get(p, p) not in drive.contents
+                ]
                 if foreign:
                     self.emit(ev.ForeignData(number, len(foreign), sum(foreign)))
             self._close_volume(drive, rec, full, before)
@@ -750,7 +754,7 @@ class Backup:
         run = job.run
         label = drive.label
         if label is None:
-            ident = fs_identity(drive.root)
+            ident = filesystem_id(drive.root)
             for v in run.done_volumes:
                 if job.volumes[v].fs_id == ident:
                     raise _Refused(f"it looks like volume {v} (finished in this run) with its label removed")
@@ -833,7 +837,7 @@ class Backup:
                 created=label.created,
                 granularity_ns=caps.granularity_ns,
                 block_size=block_size(drive.root),
-                fs_id=fs_identity(drive.root),
+                fs_id=filesystem_id(drive.root),
                 capabilities=caps.to_json(),
                 mounted=is_mount_point(drive.root),
                 labelled=True,
@@ -882,7 +886,7 @@ class Backup:
         return plan_volume(
             self.job.catalog,
             rec.number,
-            drive.held,
+            drive.contents,
             dirty,
             space,
             rec.granularity_ns,
@@ -907,20 +911,18 @@ class Backup:
         number = rec.number
         for i in plan.keep:
             cat.volumes[i] = number
-        safe: dict[str, bool] = {}
+        places = Places(drive.root, lambda err: drive_error(drive.root, err))
         folders = {p for p in plan.purge if _held_kind(drive, p) == DIR}
-        self._purge(drive, plan.volume, [p for p in plan.purge if p not in folders], safe)
-        again = self._rename(drive, plan, safe)
-        self._purge(drive, plan.volume, sorted(folders), safe)
-        self._chmod(drive, plan, safe)
-        again += self._hash_kept(drive, rec, plan, safe)
+        self._purge(drive, plan.volume, [p for p in plan.purge if p not in folders], places)
+        again = self._rename(drive, plan, places)
+        self._purge(drive, plan.volume, sorted(folders), places)
+        self._chmod(drive, plan, places)
+        again += self._hash_kept(drive, rec, plan, places)
         for i in plan.overflow:  # it no longer fits here: its old copy went with the purge
             cat.volumes[i] = NO_VOLUME
             cat.stale[i] = 0
             self.targets[i] = NEW_DRIVE
         to_copy: list[int] = []
-        parents: dict[str, bool] = {}
-        listings: dict[str, set[str]] = {}
         adopted: list[Entry] = []
         too_big = drive.caps.max_file
         recorded: list[Entry] = []
@@ -940,9 +942,9 @@ class Backup:
                 cat.stale[i] = 1  # until the drive's commit settles it
                 continue
             if not bare:
-                blocker = drive.blocker(stored, safe)
+                blocker = places.blocker(stored)
                 if blocker is not None:
-                    what = drive.what_is(blocker)
+                    what = places.what_is(blocker)
                     self._fail(
                         i,
                         f"a {what} not put there by multivolumecopy is in the way at "
@@ -952,11 +954,11 @@ class Backup:
                     )
                     blocked.add(blocker)
                     continue
-            if bare or path in drive.held or path in drive.dirty:
+            if bare or path in drive.contents or path in drive.dirty:
                 # (on a bare drive, a folder in the way of a file makes its rename fail: told then)
                 to_copy.append(i)
                 continue
-            occ = drive.occupant(stored, parents, listings)
+            occ = places.occupant(stored)
             if occ is None or (cat.kinds[i] == DIR_CODE and stat.S_ISDIR(occ.st_mode)):
                 to_copy.append(i)  # (a folder there already, made by a move a moment ago: kept)
             elif self._adopt(drive, occ, i, rec.granularity_ns):
@@ -967,7 +969,7 @@ class Backup:
             else:
                 self._fail(
                     i,
-                    f"a {drive.what_is(stored)} not put there by multivolumecopy is already at "
+                    f"a {places.what_is(stored)} not put there by multivolumecopy is already at "
                     f"{drive.path(stored)} (volume {number}); move it away and run the same command again",
                 )
         if adopted or recorded:
@@ -976,15 +978,13 @@ class Backup:
         drive.intent([cat.paths[i] for i in to_copy])
         return bool(to_copy) and self._copy(drive, rec, to_copy)
 
-    def _hash_kept(
-        self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, safe: dict[str, bool]
-    ) -> list[int]:
+    def _hash_kept(self, drive: Drive, rec: jf.VolumeRecord, plan: VolumePlan, places: Places) -> list[int]:
         """Every file on a visited drive gets its SHA-256: a kept file that has none (adopted by
         an older version, or copied with --no-hash) is read on the drive and in the sources, and
         its hash recorded when both agree; one that differs is written again (returned)."""
         if not self.opts.hash:
             return []
-        unhashed = drive.held.unhashed_files()
+        unhashed = drive.contents.unhashed_files()
         if not unhashed:
             return []
         assert self.job is not None
@@ -996,11 +996,11 @@ class Backup:
             if path not in unhashed:
                 continue
             stored = drive.on_drive(path)
-            if stored is None or drive.blocker(stored, safe) is not None:
+            if stored is None or places.blocker(stored) is not None:
                 continue
             there = _sha256_of(drive.path(stored))
             if there is not None and there == _sha256_of(os.path.join(self.job.root, path)):
-                hashed.append(drive.held[path]._replace(sha256=there))
+                hashed.append(drive.contents[path]._replace(sha256=there))
             else:
                 again.append(i)
                 self._recopy.add(i)
@@ -1033,7 +1033,7 @@ class Backup:
         if tell:
             self.emit(ev.FileFailed(self.job.catalog.paths[i], why))
 
-    def _chmod(self, drive: Drive, plan: VolumePlan, safe: dict[str, bool]) -> None:
+    def _chmod(self, drive: Drive, plan: VolumePlan, places: Places) -> None:
         """Entries whose mode alone changed in the source (a chmod) get the new mode on the
         drive, their data left alone; the records follow.  A drive that keeps no modes (exFAT)
         has it in its records only, for ``--restore``."""
@@ -1044,17 +1044,17 @@ class Backup:
         updated: list[Entry] = []
         for i in plan.chmod:
             path = cat.paths[i]
-            held = drive.held[path]
+            held = drive.contents[path]
             stored = drive.on_drive(path)
             if stored is not None:
-                if drive.blocker(stored, safe) is not None:
+                if places.blocker(stored) is not None:
                     continue  # not reachable without going through something not ours: stays stale
                 _set_mode(drive, drive.path(stored), cat.modes[i])
             updated.append(held._replace(mode=cat.modes[i]))
             self.actions[plan.volume]["chmod"].append(path)
         drive.put(updated)
 
-    def _rename(self, drive: Drive, plan: VolumePlan, safe: dict[str, bool]) -> list[int]:
+    def _rename(self, drive: Drive, plan: VolumePlan, places: Places) -> list[int]:
         """Files moved in the source are moved on the drive, once the drive's copy is known to
         hold the source file's bytes (its recorded SHA-256 against the source, read now: a
         new file can have a deleted one's inode, size and time).  Returns the entries to write
@@ -1069,7 +1069,7 @@ class Backup:
         again: list[int] = []
         unconfirmed: list[str] = []
         for old, k in plan.rename:
-            held = drive.held[old]
+            held = drive.contents[old]
             src = drive.on_drive(old)
             dst = drive.name_for(cat.paths[k], cat.kind(k))
             if (
@@ -1081,7 +1081,7 @@ class Backup:
                 again.append(k)
                 unconfirmed.append(old)
                 continue
-            if drive.blocker(src, safe) is not None or drive.blocker(dst, safe) is not None:
+            if places.blocker(src) is not None or places.blocker(dst) is not None:
                 again.append(k)  # the writes tell what is in the way
                 continue
             try:
@@ -1099,14 +1099,14 @@ class Backup:
             cat.volumes[k] = plan.volume
             self.actions[plan.volume]["renamed"].append([old, cat.paths[k]])
         drive.put(moved)
-        drive.forget(gone)
+        drive.record_removed(gone)
         self._remove_empty_parents(drive, gone)
         if moved:
             self.emit(ev.Renamed(plan.volume, tuple((o, e.path) for o, e in zip(gone, moved))))
-        self._purge(drive, plan.volume, unconfirmed, safe)
+        self._purge(drive, plan.volume, unconfirmed, places)
         return again
 
-    def _purge(self, drive: Drive, volume: int, paths: list[str], safe: dict[str, bool]) -> None:
+    def _purge(self, drive: Drive, volume: int, paths: list[str], places: Places) -> None:
         """Remove entries of ours from the drive.  A folder is removed only once empty: what
         is left in it is not ours and stays (the folder with it).  Nothing is removed through
         a symlink or file that took a folder's place."""
@@ -1115,9 +1115,9 @@ class Backup:
         removed: list[str] = []
         dirs: list[str] = []
         for path in paths:
-            held = drive.held.get(path)
+            held = drive.contents.get(path)
             stored = drive.on_drive(path)
-            if stored is None or drive.blocker(stored, safe) is not None:
+            if stored is None or places.blocker(stored) is not None:
                 removed.append(path)  # held only in the records, or not reachable as ours
                 continue
             full = drive.path(stored)
@@ -1149,13 +1149,13 @@ class Backup:
             removed.append(path)
         faults.point("after-purge")
         self.actions[volume]["deleted"].extend(removed)
-        drive.forget(removed)
+        drive.record_removed(removed)
         self._remove_empty_parents(drive, removed)
         self.emit(ev.Purged(volume, len(removed), tuple(removed)))
 
     def _remove_empty_parents(self, drive: Drive, removed: list[str]) -> None:
         """Directories left empty by the purge, that nothing of ours needs, go too."""
-        needed = ancestors(drive.held) | set(drive.held)
+        needed = ancestors(drive.contents) | set(drive.contents)
         for d in depth_first(ancestors(removed) - needed):
             try:
                 os.rmdir(drive.path(drive.on_drive(d) or d))
@@ -1193,7 +1193,7 @@ class Backup:
             cat.modes,
             cat.targets,
         )
-        renamed = drive.names or drive.caps.forbidden or not drive.caps.trailing_dot_space
+        renamed = drive.stored or drive.caps.forbidden or not drive.caps.trailing_dot_space
         items: Iterator[CopyItem] = (
             (
                 i,
@@ -1215,7 +1215,7 @@ class Backup:
             drive.tmpdir,
             f"{rec.uuid}:{time.time_ns()}",
             self.opts.hash,
-            drive.identity,
+            drive.root_id,
         )
         state = {"full": False, "drive_error": "", "since_sync": 0, "last_sync": self.clock()}
         copied, rewritten = self.actions[number]["copied"], self.actions[number]["rewritten"]
@@ -1304,7 +1304,7 @@ class Backup:
         found = {}
         for i in to_copy:
             leader = cat.leader(i)
-            if leader is not None and (leader in copying or cat.paths[leader] in drive.held):
+            if leader is not None and (leader in copying or cat.paths[leader] in drive.contents):
                 found[i] = leader
         return found
 
@@ -1316,7 +1316,7 @@ class Backup:
         rec = self.job.volumes[number]
         linked: list[int] = []
         for i, leader in followers.items():
-            held = drive.held.get(cat.paths[leader])
+            held = drive.contents.get(cat.paths[leader])
             if held is None or cat.volumes[leader] != number or not self._current_on(drive, rec, leader):
                 continue  # the leader did not make it onto this drive: the follower waits too
             tmp = os.path.join(drive.tmpdir, f"link-{i}")
@@ -1378,7 +1378,7 @@ class Backup:
             if v == rec.number and cat.volumes[i] == NO_VOLUME:
                 self.targets[i] = NEW_DRIVE
         indexes = cat.indexes_on(rec.number)
-        rec.unhashed = len(drive.held.unhashed_files())
+        rec.unhashed = len(drive.contents.unhashed_files())
         rec.used = drive.used_bytes(rec.block_size)
         rec.files = len(indexes)
         rec.last_run = job.run.number
@@ -1421,8 +1421,8 @@ class Backup:
         self.emit(done)
         limits = drive.caps.limits()
         if limits:
-            renamed = sum(1 for p, n in drive.names.items() if n and p in drive.held)
-            recorded = sum(1 for p, n in drive.names.items() if n == "" and p in drive.held)
+            renamed = sum(1 for p, n in drive.stored.names.items() if n and p in drive.contents)
+            recorded = sum(1 for p, n in drive.stored.names.items() if n == "" and p in drive.contents)
             self.emit(ev.Adapted(rec.number, tuple(limits), renamed, recorded))
 
     def _give_up_unwritten(self, drive: Drive, rec: jf.VolumeRecord, full: bool) -> None:
@@ -1438,14 +1438,14 @@ class Backup:
                 continue
             if i not in self.vanished and (not full or self._current_on(drive, rec, i)):
                 continue
-            if cat.paths[i] in drive.held:
+            if cat.paths[i] in drive.contents:
                 gone.append(cat.paths[i])
             cat.volumes[i] = NO_VOLUME
             cat.stale[i] = 0
             if i not in self.vanished:
                 self.targets[i] = NEW_DRIVE
         if gone:
-            self._purge(drive, rec.number, gone, {})
+            self._purge(drive, rec.number, gone, Places(drive.root, lambda err: drive_error(drive.root, err)))
 
     def _settle(self, drive: Drive, rec: jf.VolumeRecord) -> None:
         """After the commit, the one place that records what the volume holds: each entry on
@@ -1453,7 +1453,7 @@ class Backup:
         (a drive holding less than its record said) is on no volume and goes elsewhere."""
         assert self.job is not None
         cat = self.job.catalog
-        held = drive.held
+        held = drive.contents
         for i in cat.indexes_on(rec.number):
             if cat.paths[i] not in held:
                 cat.volumes[i] = NO_VOLUME
@@ -1467,7 +1467,7 @@ class Backup:
         """Whether the drive's record of entry ``i`` is of its current version, mode included."""
         assert self.job is not None
         cat = self.job.catalog
-        return drive.held.current(
+        return drive.contents.current(
             cat.paths[i],
             chr(cat.kinds[i]),
             cat.sizes[i],
@@ -1526,12 +1526,12 @@ class Backup:
         through a symlink or file that took a folder's place)."""
         assert self.job is not None
         cat = self.job.catalog
-        dirs = ancestors(drive.held)
-        dirs.update(drive.held.paths_of_kind(DIR))
+        dirs = ancestors(drive.contents)
+        dirs.update(drive.contents.paths_of_kind(DIR))
         dir_code = ord(DIR)
         # Folders only: a map of every path would cost 100 bytes an entry of the catalog.
         index = {cat.paths[i]: i for i, k in enumerate(cat.kinds) if k == dir_code}
-        safe: dict[str, bool] = {}
+        places = Places(drive.root, lambda err: drive_error(drive.root, err))
         for path in depth_first(dirs):
             i = index.get(path)
             if i is None or path.startswith(RESERVED_PREFIX):
@@ -1539,7 +1539,7 @@ class Backup:
             stored = drive.on_drive(path) or path
             full = drive.path(stored)
             try:
-                if drive.blocker(stored, safe) is not None or not stat.S_ISDIR(os.lstat(full).st_mode):
+                if places.blocker(stored) is not None or not stat.S_ISDIR(os.lstat(full).st_mode):
                     continue
                 os.chmod(full, cat.modes[i])
                 os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
@@ -1606,7 +1606,7 @@ def _files_on(root: str) -> dict[str, int]:
 
 
 def _held_kind(drive: Drive, path: str) -> Optional[str]:
-    held = drive.held.get(path)
+    held = drive.contents.get(path)
     return None if held is None else held.kind
 
 

@@ -22,8 +22,8 @@ from typing import Optional
 
 from . import clock
 from . import jobfile as jf
+from .driveformat import JOBCOPY, Label, read_label
 from .errors import JobfileError, OutputError
-from .volume import JOBCOPY, Label, read_label
 
 _HEAD_LIMIT = 64 * 1024 * 1024  # a head larger than this is not one of ours: no record to go by
 

@@ -34,6 +34,8 @@ from . import events as ev
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, ancestors, depth_first, mtimes_equal
 from .destination import Destination, NotPlaced, Unreadable
+from .drive import Drive
+from .driveformat import LOCKFILE
 from .errors import LockedError, OutputError, SwapNeeded
 from .fsutil import path_inside
 from .lock import reading_lock
@@ -41,7 +43,6 @@ from .nofollow import Blocked, Tree
 from .patterns import Matcher
 from .records import Head, head_of, load_record, newer, peek, standing
 from .swap import Swapper, SwapRequest
-from .volume import LOCKFILE, Drive
 
 
 @dataclass
@@ -328,7 +329,7 @@ class Restore:
                 if path in drive.dirty:
                     why = "its copy there was never confirmed complete (the backup writing it was cut short)"
                     self._fail(i, f"on volume {number}, {why}; run the backup again to rewrite it")
-                elif path not in drive.held:
+                elif path not in drive.contents:
                     self._fail(i, f"missing on volume {number}")
                 else:
                     self._fail(i, f"volume {number} holds another version of it (size or time differ)")
@@ -342,7 +343,7 @@ class Restore:
         gran = drive.caps.granularity_ns
         gives = []
         for i in sorted(self.wanted):
-            held = drive.held.get(cat.paths[i])
+            held = drive.contents.get(cat.paths[i])
             if (
                 held is not None
                 and held.kind == FILE
@@ -361,7 +362,7 @@ class Restore:
             dest.check_free(path)
             if self._link_to_leader(i):
                 return None
-            want = drive.held[path]  # the manifest: the hash of what was written to this drive
+            want = drive.contents[path]  # the manifest: the hash of what was written to this drive
             stored = drive.on_drive(path) or path
             try:
                 fin = source.open_regular(stored)

@@ -36,13 +36,14 @@ from typing import Callable, Optional
 from . import clock
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, Catalog, ancestors, mtimes_equal
+from .drive import Drive
+from .driveformat import JOBCOPY, LOCKFILE, RESERVED_PREFIX, Label
 from .errors import LockedError, OutputError, UsageError
 from .fsutil import path_inside
 from .lock import FileLock, reading_lock
 from .nofollow import Blocked, Tree
 from .records import head_of, load_record, newer, peek, standing
 from .sizes import format_size
-from .volume import JOBCOPY, LOCKFILE, RESERVED_PREFIX, Drive, Label
 
 READ_CHUNK = 1024 * 1024
 
@@ -251,7 +252,7 @@ def _scrub(
     due: list[int] = []
     for i in present:
         path = cat.paths[i]
-        held = drive.held.get(path)
+        held = drive.contents.get(path)
         if held is None or not held.sha256:
             report.unhashed.append((i, path))
             continue
@@ -269,7 +270,7 @@ def _scrub(
             report.not_reached = len(due) - n
             return False
         path = cat.paths[i]
-        held = drive.held[path]
+        held = drive.contents[path]
         digest = _sha256(tree, drive.on_drive(path) or path, progress, done, total)
         done += cat.sizes[i]
         report.scrubbed += 1

@@ -41,9 +41,9 @@ MUTATIONS = [
     ),
     Mutation(
         "sync-before-commit",  # the manifest is committed before the drive's data is synced
-        "multivolumecopy/volume.py",
-        "        self.check_present()\n        self._guard(syncfs, self.root)\n        if run_number",
-        "        self.check_present()\n        if run_number",
+        "multivolumecopy/drive.py",
+        "        self.check_present()\n        self._guard(syncfs, self.root)\n        state = self.state",
+        "        self.check_present()\n        state = self.state",
         "tests/test_always_equal.py::test_the_drive_is_synced_before_its_manifest_is_committed",
     ),
     Mutation(
@@ -77,7 +77,7 @@ MUTATIONS = [
     Mutation(
         "write-through-symlink",  # a foreign symlink where a folder goes is written through
         "multivolumecopy/backup.py",
-        "                blocker = drive.blocker(stored, safe)\n",
+        "                blocker = places.blocker(stored)\n",
         "                blocker = None\n",
         "tests/test_always_equal.py::test_a_foreign_symlink_where_a_folder_goes_is_never_followed",
     ),
@@ -146,7 +146,7 @@ MUTATIONS = [
     ),
     Mutation(
         "case-folders-merged",  # Photos/ and photos/ share one folder on a drive that ignores case
-        "multivolumecopy/volume.py",
+        "multivolumecopy/drivenames.py",
         "            if there is not None and there != stored:",
         "            if there is not None and there != stored and kind != DIR:",
         "tests/test_always_equal.py::test_folders_differing_only_in_case_on_exfat_verify_and_restore",

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from multivolumecopy.catalog import DIR, FILE, LINK, Entry
-from multivolumecopy.volume import Held
+from multivolumecopy.contents import DriveContents as Held
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
 

@@ -1,0 +1,117 @@
+"""The journal's replay (pure: lines in, state out): what a drive holds after a crash."""
+
+from __future__ import annotations
+
+import json
+
+from multivolumecopy import journal
+from multivolumecopy.catalog import FILE, Entry
+from multivolumecopy.driveformat import ManifestState, entry_row
+
+
+def entry(path: str, size: int = 10, sha: str = "ab" * 32) -> Entry:
+    return Entry(path, FILE, size, 1_600_000_000_000_000_000, 0o644, None, sha)
+
+
+def state_with(*entries: Entry, generation: int = 3) -> ManifestState:
+    state = ManifestState(generation=generation)
+    for e in entries:
+        state.contents[e.path] = e
+    return state
+
+
+def lines(*records) -> bytes:
+    out = []
+    for rec in records:
+        out.append(rec if isinstance(rec, str) else json.dumps(rec))
+    return ("\n".join(out) + "\n").encode()
+
+
+def put(*entries: Entry, stored: dict[str, str] | None = None) -> str:
+    return journal.put(entry_row(e, None, (stored or {}).get(e.path)) for e in entries)
+
+
+def test_a_put_covered_by_a_sync_is_held():
+    state = state_with()
+    changed = journal.replay(journal.parse(lines(journal.header(3), put(entry("a")), journal.SYNC)), state)
+    assert changed and set(state.contents) == {"a"} and state.dirty == set()
+
+
+def test_a_put_no_sync_covers_is_ours_with_unknown_content():
+    """The data may not be on the disk (a power cut): not held, dirty (rewritten or removed)."""
+    state = state_with(entry("old"))
+    records = journal.parse(
+        lines(
+            journal.header(3), journal.intent(["a", "b"], {}), put(entry("a")), journal.SYNC, put(entry("b"))
+        )
+    )
+    journal.replay(records, state)
+    assert set(state.contents) == {"old", "a"}
+    assert state.dirty == {"b"}
+
+
+def test_an_intent_with_no_put_is_dirty():
+    """A worker may have renamed the file into place just before the crash."""
+    state = state_with()
+    journal.replay(journal.parse(lines(journal.header(3), journal.intent(["x", "y"], {"y": "y%3F"}))), state)
+    assert state.dirty == {"x", "y"} and not state.contents
+    assert state.stored == {"y": "y%3F"}  # where to look for it: the name it was meant to get
+
+
+def test_a_delete_removes_what_the_manifest_held_and_is_not_dirty():
+    state = state_with(entry("gone"), entry("kept"))
+    state.dirty.add("gone")
+    journal.replay(journal.parse(lines(journal.header(3), journal.removed(["gone"]))), state)
+    assert set(state.contents) == {"kept"} and state.dirty == set()
+
+
+def test_a_delete_after_an_intent_cancels_it():
+    state = state_with()
+    records = journal.parse(lines(journal.header(3), journal.intent(["x"], {}), journal.removed(["x"])))
+    journal.replay(records, state)
+    assert state.dirty == set()
+
+
+def test_a_torn_last_line_and_anything_after_it_never_happened():
+    state = state_with()
+    data = (
+        lines(journal.header(3), put(entry("a")), journal.SYNC)
+        + b'{"t": "put", "e": [["b", "f"'
+        + b"\n"
+        + lines(journal.SYNC)
+    )
+    records = journal.parse(data)
+    assert [r.get("t") for r in records] == [None, "put", "sync"]
+    journal.replay(records, state)
+    assert set(state.contents) == {"a"} and state.dirty == set()
+
+
+def test_a_journal_of_another_generation_was_already_folded_in():
+    """Written before the manifest it sits on was committed: its records are in the manifest."""
+    state = state_with(entry("a"), generation=4)
+    changed = journal.replay(journal.parse(lines(journal.header(3), journal.removed(["a"]))), state)
+    assert changed and set(state.contents) == {"a"}
+
+
+def test_an_empty_journal_or_one_of_another_format_changes_nothing():
+    state = state_with(entry("a"))
+    assert journal.replay(journal.parse(b""), state) is False
+    assert journal.replay(journal.parse(lines({"format": "something else"})), state) is True
+    assert set(state.contents) == {"a"}
+
+
+def test_a_put_forgets_when_the_file_was_last_checked_and_keeps_its_stored_name():
+    state = state_with(entry("a"))
+    state.verified["a"] = 1_700_000_000
+    journal.replay(
+        journal.parse(lines(journal.header(3), put(entry("a", 20), stored={"a": "A~1"}), journal.SYNC)), state
+    )
+    assert state.contents["a"].size == 20
+    assert "a" not in state.verified and state.stored == {"a": "A~1"}
+
+
+def test_what_was_intended_and_never_put_after_a_copy_cut_short():
+    records = journal.parse(
+        lines(journal.header(3), journal.intent(["a", "b", "c"], {}), put(entry("a")), journal.removed(["c"]))
+    )
+    assert journal.intended_not_put(records, {"a"}) == {"b"}
