@@ -27,6 +27,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Optional
 
 from . import clock, faults
@@ -79,7 +80,7 @@ from .sizes import format_size
 from .swap import Swapper, SwapRequest
 
 if TYPE_CHECKING:
-    from .copier import BatchDone, CopyItem, CopyPool
+    from .copier import BatchDone, CopyPool
     from .dryrun import DryRun
 
 SYNC_EVERY_SECONDS = 30.0
@@ -1165,17 +1166,7 @@ class Backup:
     def _copy(self, drive: Drive, rec: jf.VolumeRecord, to_copy: list[int]) -> bool:
         """Copy through the pool; returns whether the drive ran out of space."""
         # Imported here: a run with nothing to copy starts faster without multiprocessing.
-        from .copier import (
-            CONFLICT,
-            DRIVE_ERROR,
-            FAILED,
-            NO_SPACE,
-            NOT_DONE,
-            OK,
-            VANISHED,
-            WorkerDied,
-            make_batches,
-        )
+        from .copier import CopyItem, Status, WorkerDied, make_batches
         from .copier import CopyPool as Pool
 
         job = self.job
@@ -1194,16 +1185,19 @@ class Backup:
             cat.targets,
         )
         renamed = drive.stored or drive.caps.forbidden or not drive.caps.trailing_dot_space
+        item = partial(tuple.__new__, CopyItem)
         items: Iterator[CopyItem] = (
-            (
-                i,
-                paths[i],
-                chr(kinds[i]),
-                sizes[i],
-                mtimes[i],
-                modes[i],
-                targets.get(i),
-                (drive.on_drive(paths[i]) or paths[i]) if renamed else None,
+            item(
+                (
+                    i,
+                    paths[i],
+                    chr(kinds[i]),
+                    sizes[i],
+                    mtimes[i],
+                    modes[i],
+                    targets.get(i),
+                    (drive.on_drive(paths[i]) or paths[i]) if renamed else None,
+                )
             )
             for i in to_copy
             if i not in followers
@@ -1225,7 +1219,7 @@ class Backup:
             nbytes = 0
             told = 0
             for i, status, size, mtime_ns, detail, reported, sha256 in done.outcomes:
-                if status == OK:
+                if status == Status.OK:
                     if kinds[i] == FILE_CODE:  # as copied: the source may have changed since the scan
                         sizes[i] = size
                         mtimes[i] = mtime_ns
@@ -1237,16 +1231,16 @@ class Backup:
                     nbytes += size
                     (rewritten if i in self._recopy else copied).append(cat.paths[i])
                     told += reported
-                elif status == NO_SPACE:
+                elif status == Status.NO_SPACE:
                     state["full"] = True
-                elif status == DRIVE_ERROR:
+                elif status == Status.DRIVE_ERROR:
                     state["drive_error"] = detail
-                elif status == FAILED:
+                elif status == Status.FAILED:
                     self._fail(i, detail)
-                elif status == VANISHED:
+                elif status == Status.VANISHED:
                     self.vanished.add(i)
                     self.emit(ev.Skipped(cat.paths[i], detail))
-                elif status == CONFLICT:
+                elif status == Status.CONFLICT:
                     where = drive.path(drive.on_drive(paths[i]) or paths[i])
                     self._fail(
                         i,
@@ -1254,7 +1248,7 @@ class Backup:
                         f"(volume {number}); move it away and run the same command again",
                     )
                 else:
-                    assert status == NOT_DONE, status
+                    assert status == Status.NOT_DONE, status
             if puts:
                 drive.put(puts)
                 self.summary.copied_files += len(puts)

@@ -104,15 +104,15 @@ MUTATIONS = [
     ),
     Mutation(
         "group-committed-twice",  # a staged folder committed again after an interrupt
-        "multivolumecopy/copier.py",
+        "multivolumecopy/copier/worker.py",
         "                group = None  # committed once",
         "                pass  # committed once",
         "tests/test_always_equal.py::test_ctrl_c_mid_copy_then_a_rerun_leaves_every_file_hashed",
     ),
     Mutation(
         "staged-parents",  # an entry staged below a folder the batch does not hold
-        "multivolumecopy/copier.py",
-        "            _make_parents(group.path, name)\n",
+        "multivolumecopy/copier/worker.py",
+        "            make_parents(group.path, name)\n",
         "",
         "tests/test_always_equal.py::test_new_files_in_folders_a_drive_does_not_have_yet_are_backed_up",
     ),

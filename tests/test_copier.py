@@ -16,7 +16,10 @@ import pytest
 from helpers import make_tree, mvc_argv, mvc_env
 from multivolumecopy import copier
 from multivolumecopy.catalog import DIR, FILE
-from multivolumecopy.copier import CONFLICT, OK, BatchDone, CopyPool, WorkerDied, make_batches
+from multivolumecopy.copier import BatchDone, CopyItem, CopyPool, Status, WorkerDied, make_batches
+from multivolumecopy.copier import worker as copy_worker
+
+OK, CONFLICT = Status.OK, Status.CONFLICT
 
 
 def _named_semaphores() -> set[str]:
@@ -55,7 +58,7 @@ def test_a_pool_run_leaves_no_named_semaphore_behind(tmp_path):
     for n in range(200):
         (src / f"f{n}").write_bytes(b"x" * n)
         st = (src / f"f{n}").stat()
-        items.append((n, f"f{n}", FILE, st.st_size, st.st_mtime_ns, 0o644, None, None))
+        items.append(CopyItem(n, f"f{n}", FILE, st.st_size, st.st_mtime_ns, 0o644, None, None))
     before, mine = _named_semaphores(), _mapped_semaphores(os.getpid())
     held: list[set[str]] = []
 
@@ -106,7 +109,7 @@ def test_ctrl_c_while_a_batch_is_recorded_neither_cuts_the_record_short_nor_lose
         path = src / f"f{n:03d}"
         path.write_bytes(b"x" * (n + 1))
         st = path.stat()
-        items.append((n, path.name, FILE, st.st_size, st.st_mtime_ns, 0o644, None, None))
+        items.append(CopyItem(n, path.name, FILE, st.st_size, st.st_mtime_ns, 0o644, None, None))
     st = usb.stat()
     batches = make_batches(
         iter(items), str(src), str(usb), str(usb / ".tmp"), "key", root_id=(st.st_dev, st.st_ino), max_items=8
@@ -151,7 +154,7 @@ def test_workers_that_died_are_reported_not_waited_for(tmp_path):
     (usb / ".tmp").mkdir(parents=True)
     (src / "a").write_bytes(b"a")
     st = (src / "a").stat()
-    items = [(n, "a", FILE, st.st_size, st.st_mtime_ns, 0o644, None, None) for n in range(50)]
+    items = [CopyItem(n, "a", FILE, st.st_size, st.st_mtime_ns, 0o644, None, None) for n in range(50)]
     pool = CopyPool(2)
     for p in pool.procs:  # as if they had died starting up (killed, out of memory)
         p.kill()
@@ -183,13 +186,15 @@ def _folder_items(src: Path, folders: list[str], files: int) -> list[tuple]:
     for folder in folders:
         (src / folder).mkdir(parents=True)
         st = (src / folder).stat()
-        items.append((len(items), folder, DIR, 0, st.st_mtime_ns, 0o755, None, None))
+        items.append(CopyItem(len(items), folder, DIR, 0, st.st_mtime_ns, 0o755, None, None))
         for n in range(files):
             path = src / folder / f"f{n:03d}"
             path.write_bytes(f"{folder} {n}".encode() * (n + 1))
             st = path.stat()
             items.append(
-                (len(items), f"{folder}/f{n:03d}", FILE, st.st_size, st.st_mtime_ns, 0o640, None, None)
+                CopyItem(
+                    len(items), f"{folder}/f{n:03d}", FILE, st.st_size, st.st_mtime_ns, 0o640, None, None
+                )
             )
     return items
 
@@ -234,8 +239,8 @@ class _Appears:
 
     def __init__(self, monkeypatch, make):
         self.make = make
-        self.real = copier._open_group
-        monkeypatch.setattr(copier, "_open_group", self)
+        self.real = copy_worker.open_group
+        monkeypatch.setattr(copy_worker, "open_group", self)
 
     def __call__(self, batch, tmpdir, item):
         group = self.real(batch, tmpdir, item)
@@ -305,7 +310,7 @@ def test_a_file_appearing_where_a_staged_folder_goes_is_kept_and_reported(tmp_pa
 @pytest.mark.parametrize("fold_at", [4, 256])
 def test_batches_past_fold_at_end_where_a_folder_does(tmp_path, fold_at):
     items = [
-        (n, f"{folder}/f{n}", FILE, 10, 0, 0o644, None, None)
+        CopyItem(n, f"{folder}/f{n}", FILE, 10, 0, 0o644, None, None)
         for n, folder in enumerate(["a"] * 6 + ["b"] * 6)
     ]
     batches = list(make_batches(iter(items), "s", "d", "t", "k", max_items=8, fold_at=fold_at))
@@ -325,6 +330,6 @@ def test_a_drive_pulled_while_a_folder_is_staged_gets_nothing_on_the_bare_mount_
     _Appears(monkeypatch, pulled)
     outcomes = _copy_in_process(src, usb, items)
 
-    assert copier.DRIVE_ERROR in [o[1] for o in outcomes]
+    assert Status.DRIVE_ERROR in [o[1] for o in outcomes]
     assert OK not in [o[1] for o in outcomes]
     assert list(usb.iterdir()) == []
