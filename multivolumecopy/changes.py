@@ -35,18 +35,24 @@ class Changes:
     moved: dict[int, int] = field(default_factory=dict)  # new index -> old index
     modes: list[int] = field(default_factory=list)  # unchanged but for metadata (new indexes)
     deleted: list[int] = field(default_factory=list)  # indexes in the old catalog
+    # The new catalog's record, carried over from the old (the ledger installs it): each entry's
+    # volume, and whether that volume holds an older version of it.
+    volumes: array[int] = field(default_factory=lambda: array("i"))
+    stale: bytearray = field(default_factory=bytearray)
 
-    def volumes_touched(self, old: Catalog, new: Catalog) -> set[int]:
+    def volumes_touched(self, old: Catalog) -> set[int]:
         """Volumes that hold a change, or an entry a past run could not update (stale): they
         must be inserted in this run."""
-        touched = {new.volumes[i] for i in new.stale_indexes()}
+        volumes, stale = self.volumes, self.stale
+        touched = {volumes[i] for i in range(len(stale)) if stale[i]} if 1 in stale else set()
         touched |= {old.volumes[j] for j in self.deleted}  # moved entries are among the deleted
         touched.discard(NO_VOLUME)
         return touched
 
 
 def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> Changes:
-    """Compare, and carry each surviving entry's volume over into ``new``.
+    """Compare, and carry each surviving entry's volume and stale mark over (into the result's
+    ``volumes`` and ``stale``, for the ledger to install in ``new``).
 
     Both catalogs are in index order, so they are walked side by side like a merge: no map of
     every path (it would cost about 100 bytes an entry), and a tree without changes costs one
@@ -60,10 +66,11 @@ def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> C
         new.modes,
         new.targets,
     ):
-        new.volumes = array("i", old.volumes)  # nothing changed at all
-        new.stale = bytearray(old.stale)
-        placed = sum(1 for v in old.volumes if v != NO_VOLUME)
-        return Changes(unchanged=placed, new=list(old.indexes_on(NO_VOLUME)))
+        placed = sum(1 for v in old.volumes if v != NO_VOLUME)  # nothing changed at all
+        unplaced = list(old.indexes_on(NO_VOLUME))
+        return Changes(
+            unchanged=placed, new=unplaced, volumes=array("i", old.volumes), stale=bytearray(old.stale)
+        )
     ch, matched = _walk_together(old, new, granularity)
     gone = [j for j, m in enumerate(matched) if not m and old.volumes[j] != NO_VOLUME]
     if gone and ch.new and not {old.paths[j] for j in gone}.isdisjoint(new.paths[i] for i in ch.new):
@@ -80,12 +87,12 @@ def _walk_together(
 ) -> tuple[Changes, bytearray]:
     """The merge: fills in new, changed and unchanged; returns them and which old entries were
     matched by path (the others are gone)."""
-    ch = Changes()
+    ch = Changes(volumes=array("i", bytes(4 * len(new))), stale=bytearray(len(new)))
     matched = bytearray(len(old))
     op, np_ = old.paths, new.paths
     ok, nk, osz, nsz, om, nm = old.kinds, new.kinds, old.sizes, new.sizes, old.mtimes, new.mtimes
-    ovol, nvol = old.volumes, new.volumes
-    ostale, nstale = old.stale, new.stale
+    ovol, nvol = old.volumes, ch.volumes
+    ostale, nstale = old.stale, ch.stale
     omode, nmode = old.modes, new.modes
     link, folder = ord(LINK), ord(DIR)
     i = j = 0
@@ -143,8 +150,8 @@ def _match_moves(old: Catalog, new: Catalog, gone: list[int], ch: Changes) -> No
             still_new.append(i)
         else:
             ch.moved[i] = j
-            new.volumes[i] = old.volumes[j]
-            new.stale[i] = 1  # on its volume under the old path, until it is renamed there
+            ch.volumes[i] = old.volumes[j]
+            ch.stale[i] = 1  # on its volume under the old path, until it is renamed there
     ch.new = still_new
 
 

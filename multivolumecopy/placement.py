@@ -1,4 +1,4 @@
-"""Where new files go on a re-run (pure; no I/O).
+"""Where new files go on a re-run, and which rewrites no longer fit their volume (pure; no I/O).
 
 The earlier tool re-sorted the tree and cut it into contiguous ranges every run, so one new
 file early in the order shifted every later drive's boundary.  Here a file that is on a
@@ -17,8 +17,12 @@ record says, the overflow goes to a new drive (never back to a volume already do
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Optional
 
-from .catalog import NO_VOLUME, Catalog
+from . import jobfile as jf
+from .catalog import FILE, NO_VOLUME, Catalog
+from .changes import Changes
+from .fsutil import round_up
 from .reconcile import cost, record_cost
 
 NEW_DRIVE = 0
@@ -69,3 +73,64 @@ def place_new(
             target[i] = chosen
             prev = chosen
     return target
+
+
+def room_by_record(
+    job: jf.Job,
+    old: Optional[Catalog],
+    changes: Changes,
+    padding: int,
+    volume_size: Optional[int],
+    reserve: int,
+) -> tuple[dict[int, int], dict[int, int], list[int]]:
+    """Each volume's room for new entries by its record, after what the run removes and
+    rewrites there; and the rewrites that no longer fit (those that grew most first: a file
+    that did not grow is not what overflowed).  Returns (room, block size, given up) by volume;
+    the entries given up are to go elsewhere, their old copies removed when the volume is
+    visited.  The volumes a run in progress has done, those being replaced and those never
+    finished (filled as new drives) get nothing."""
+    cat = job.catalog
+    room: dict[int, int] = {}
+    block: dict[int, int] = {}
+    done = set(job.run.done_volumes) if job.run.in_progress else set()
+    for v, rec in job.volumes.items():
+        if rec.forgotten or rec.capacity == 0 or v in done or v in job.run.replace:
+            continue
+        room[v] = rec.capacity - rec.used - padding - reserve
+        if volume_size is not None:
+            room[v] = min(room[v], volume_size - rec.used)
+        block[v] = rec.block_size
+    if room:  # the records of what each volume keeps, as plan_volume counts them
+        vols = cat.volumes
+        for i, path in enumerate(cat.paths):
+            v = vols[i]
+            if v in room:
+                room[v] -= record_cost(path, False)
+    growth: dict[int, list[tuple[int, int]]] = {}  # volume -> (bytes grown, index) of its rewrites
+    if old is not None:  # what the deletions free and the changes take, per volume
+        moved_from = set(changes.moved.values())
+        for j in changes.deleted:
+            if old.volumes[j] in room and j not in moved_from:
+                room[old.volumes[j]] += round_up(old.sizes[j], block[old.volumes[j]])
+        for i in changes.changed:
+            was = old.index_of(cat.paths[i])
+            v = cat.volumes[i]
+            if v in room and was is not None:
+                grown = round_up(cat.sizes[i], block[v]) - round_up(old.sizes[was], block[v])
+                room[v] -= grown
+                growth.setdefault(v, []).append((grown, i))
+        for i in changes.changed + list(changes.moved):  # journalled as they are written
+            v = cat.volumes[i]
+            if v in room:
+                room[v] -= record_cost(cat.paths[i], True) - record_cost(cat.paths[i], False)
+    given_up: list[int] = []
+    file = ord(FILE)
+    for v, rewrites in growth.items():
+        for _grown, i in sorted(rewrites, reverse=True):
+            if room[v] >= 0:
+                break
+            if cat.kinds[i] != file:
+                continue
+            room[v] += round_up(cat.sizes[i], block[v])  # its old copy goes, the new one is not written
+            given_up.append(i)
+    return room, block, given_up

@@ -54,6 +54,7 @@ class VolumePlan:
     chmod: list[int] = field(default_factory=list)  # of those kept, ones whose mode alone changed
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
     overflow: list[int] = field(default_factory=list)  # rewrites that no longer fit: go elsewhere
+    more: bool = False  # candidates were left when the room ran out: the volume is full
     capacity: int = 0  # usable bytes for new data after the purge
     used: int = 0  # bytes the job keeps here after the plan
 
@@ -198,6 +199,7 @@ def plan_volume(
                 need = 0  # linked to its leader, not stored again
             extra = record_cost(catalog.paths[i], True)
             if need + extra > disk_left or need > size_left or (inodes_left is not None and inodes_left <= 0):
+                plan.more = True
                 break
             disk_left -= need + extra
             size_left -= need
@@ -212,3 +214,39 @@ def plan_volume(
     plan.purge.extend(p for p in dirty if p not in held)
     plan.purge.sort()
     return plan
+
+
+# What to do about one entry to write, from what the drive shows at its place (surveyed by the
+# writer): the decision is the plan's, the looking is I/O.
+COPY = "copy"  # nothing of anyone's there (or ours, or a folder for a folder): write it
+ADOPT = "adopt"  # a copy of it is there already (same kind, size, time and bytes): record it
+RECORD = "record"  # the drive cannot hold it (a symlink on exFAT): kept in the drive's records
+TOO_BIG = "too-big"  # larger than the drive's filesystem allows in one file
+BLOCKED = "blocked"  # a folder above it is a symlink or file not ours: never written through
+IN_THE_WAY = "in-the-way"  # something not ours is at its place: never written over
+
+
+@dataclass(frozen=True)
+class Place:
+    """What the writer saw at an entry's place on the drive."""
+
+    storable: bool = True  # the drive can hold it (False: a symlink on exFAT)
+    too_big: bool = False
+    blocker: Optional[str] = None  # the folder above it that is not a real one
+    ours: bool = False  # the drive's records name it (held, or ours of unknown content)
+    occupied: bool = False  # something sits there
+    folder_there: bool = False  # ... and it is a real folder
+    a_copy: bool = False  # ... and it is a copy of the entry (kind, size, time, bytes)
+
+
+def decide_write(is_folder: bool, place: Place) -> str:
+    """What to do about writing one entry, given what is at its place."""
+    if place.too_big:
+        return TOO_BIG
+    if not place.storable:
+        return RECORD
+    if place.blocker is not None:
+        return BLOCKED
+    if place.ours or not place.occupied or (is_folder and place.folder_there):
+        return COPY
+    return ADOPT if place.a_copy else IN_THE_WAY

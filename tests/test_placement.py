@@ -11,10 +11,18 @@ from multivolumecopy import changes
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.changes import Changes, classify
+from multivolumecopy.ledger import Ledger
 from multivolumecopy.placement import place_new
 from multivolumecopy.reconcile import record_cost
 
 B = 1024
+
+
+def carried(old, new, granularity):
+    """classify, then the ledger installs the record it carried over (as a run's merge does)."""
+    ch = classify(old, new, granularity)
+    Ledger(new).carry(ch.volumes, ch.stale)
+    return ch
 
 
 def catalog(*rows) -> Catalog:
@@ -61,7 +69,7 @@ def test_new_files_in_a_row_follow_each_other_and_use_up_the_room():
 def test_one_new_file_early_in_the_order_moves_nothing_else():
     old = catalog(("b/1", 1), ("c/1", 2), ("d/1", 3))
     new = catalog(("a/0", 0), ("b/1", 0), ("c/1", 0), ("d/1", 0))
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert ch.new == [0] and ch.unchanged == 3
     assert list(new.volumes) == [0, 1, 2, 3]  # the others keep their volumes
     assert place_new(new, ch.new, {1: 10 * B, 2: 10 * B, 3: 10 * B}, {1: B, 2: B, 3: B}) == {0: 1}
@@ -72,9 +80,9 @@ def test_a_renamed_file_is_a_move_on_its_volume():
     old.append(Entry("dir/a.txt", FILE, 10, 5, 0o644, ino=77), 2)
     new = Catalog()
     new.append(Entry("renamed/a.txt", FILE, 10, 5, 0o644, ino=77))
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert ch.moved == {0: 0} and ch.new == [] and list(new.volumes) == [2]
-    assert ch.volumes_touched(old, new) == {2}
+    assert ch.volumes_touched(old) == {2}
 
 
 def test_a_mode_alone_changed_is_no_content_change_but_its_volume_is_visited():
@@ -82,9 +90,9 @@ def test_a_mode_alone_changed_is_no_content_change_but_its_volume_is_visited():
     new = catalog(("a/", 0), ("a/x", 0), ("b", 0), ("c", 0))
     new.modes[1] = 0o600  # chmod a/x
     new.modes[0] = 0o700  # chmod the folder a
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.changed, ch.new, ch.modes) == ([], [], [0, 1])
-    assert ch.volumes_touched(old, new) == {1}
+    assert ch.volumes_touched(old) == {1}
     assert list(new.volumes) == [1, 1, 2, 3]
 
 
@@ -155,10 +163,10 @@ def test_a_rerun_with_nothing_changed_keeps_every_entry_where_it_was_stale_or_no
     old = catalog(("a/", 1), ("a/x", 1), ("b", 2), ("c", 0))
     old.stale[2] = 1  # a past run could not update "b" on volume 2
     new = rescan(old)
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.unchanged, ch.new, ch.changed, ch.modes) == (3, [3], [], [])
     assert (list(new.volumes), list(new.stale)) == ([1, 1, 2, 0], [0, 0, 1, 0])
-    assert ch.volumes_touched(old, new) == {2}
+    assert ch.volumes_touched(old) == {2}
     # ...and the run saves it (with its catalog cache) as any other
     path = str(tmp_path / "job.json")
     jf.save(path, jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created="", catalog=new))
@@ -199,13 +207,13 @@ L = Entry("x", LINK, 0, 1000, 0o777, "t")
 )
 def test_what_counts_as_changed_and_what_as_metadata_only(before, after, volume, changed, modes):
     old, new = one_entry(before, volume), one_entry(after)
-    ch = classify(old, new, lambda v: {1: 1, 2: FAT}[v])
+    ch = carried(old, new, lambda v: {1: 1, 2: FAT}[v])
     assert (ch.changed == [0], ch.modes == [0], ch.unchanged) == (changed, modes, int(not changed))
     assert (ch.new, ch.moved, ch.deleted) == ([], {}, [])
     assert list(new.volumes) == [volume]
     # the volume holds an older version of a changed entry, or its old mode or time: stale
     assert new.stale_indexes() == ([0] if changed or modes else [])
-    assert ch.volumes_touched(old, new) == ({volume} if changed or modes else set())
+    assert ch.volumes_touched(old) == ({volume} if changed or modes else set())
 
 
 @pytest.mark.parametrize("stale", [0, 1])
@@ -214,23 +222,23 @@ def test_an_unchanged_entry_keeps_its_stale_mark_and_a_changed_one_is_stale(stal
     # the same, found the short way and (a time within the drive's 2 s) the long way; changed
     for after, marked in [(F, stale), (F._replace(mtime_ns=1001), stale), (F._replace(size=1), 1)]:
         new = one_entry(after)
-        classify(old, new, lambda v: FAT)
+        carried(old, new, lambda v: FAT)
         assert list(new.stale) == [marked]
 
 
 def test_a_file_deleted_from_the_sources_sends_the_run_to_its_volume():
     old = catalog(("a", 1), ("b", 2), ("c", 3))
     new = catalog(("a", 0), ("c", 0))
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.deleted, ch.unchanged) == ([1], 2)
-    assert ch.volumes_touched(old, new) == {2}
+    assert ch.volumes_touched(old) == {2}
 
 
 def test_an_entry_marked_stale_on_no_volume_touches_no_volume():
     old = one_entry(F, 0, stale=1)  # as a jobfile edited by hand could say
     new = one_entry(F)
-    ch = classify(old, new, lambda v: 1)
-    assert ch.new == [0] and ch.volumes_touched(old, new) == set()
+    ch = carried(old, new, lambda v: 1)
+    assert ch.new == [0] and ch.volumes_touched(old) == set()
 
 
 def test_a_moved_file_is_stale_until_renamed_and_other_new_files_stay_new():
@@ -241,7 +249,7 @@ def test_a_moved_file_is_stale_until_renamed_and_other_new_files_stay_new():
     new.append(Entry("b", FILE, 10, 5, 0o644, ino=78))
     new.append(Entry("c", FILE, 10, 5, 0o644, ino=99))  # new, like no deleted file
     new.append(Entry("z", FILE, 10, 5, 0o644, ino=77))  # "a" renamed
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.moved, ch.new, ch.deleted) == ({2: 0}, [1], [0])
     assert list(new.volumes) == [3, 0, 2]
     assert new.stale_indexes() == [2]
@@ -250,7 +258,7 @@ def test_a_moved_file_is_stale_until_renamed_and_other_new_files_stay_new():
 def test_a_file_whose_inode_is_unknown_is_never_taken_for_a_move():
     old = one_entry(Entry("a", FILE, 10, 5, 0o644, ino=0), 2)  # no inode recorded
     new = one_entry(Entry("z", FILE, 10, 5, 0o644, ino=0))
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.moved, ch.new, ch.deleted) == ({}, [0], [0])
 
 
@@ -261,7 +269,7 @@ def test_comparing_catalogs_walks_them_once(monkeypatch):
     monkeypatch.setattr(changes, "sort_key", lambda p: calls.append(p) or real(p))
     old = catalog(*[(f"f{n:04d}", 1) for n in range(300)])
     new = catalog(*[(f"f{n:04d}", 0) for n in range(1, 300)])
-    ch = classify(old, new, lambda v: 1)
+    ch = carried(old, new, lambda v: 1)
     assert (ch.unchanged, ch.deleted) == (299, [0])
     assert len(calls) <= 4
 
@@ -283,5 +291,5 @@ def test_the_volumes_a_renamed_folder_touches_are_found_in_one_pass():
     old = catalog(*[(f"old/f{k:04d}", 1) for k in range(n)])
     moved = {k: Index(k) for k in range(n)}  # every file of "old" renamed into a new folder
     ch = Changes(moved=moved, deleted=[Index(k) for k in range(n)])
-    assert ch.volumes_touched(old, Catalog()) == {1}
+    assert ch.volumes_touched(old) == {1}
     assert comparisons <= 4 * n

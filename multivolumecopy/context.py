@@ -1,0 +1,93 @@
+"""The state one backup run shares among its stages (docs/architecture.rst has the map).
+
+A :class:`RunContext` exists once the jobfile is read and merged with the scan: its job is
+never missing, so no stage asks whether it is.  Who changes what:
+
+* the catalog's record of which volume holds each entry: only the :class:`~.ledger.Ledger`;
+* ``destinations`` (where each entry on no volume should go): the placement at the start, and
+  a volume that gives entries up (they go to a new drive);
+* ``failed`` and ``vanished``: the stage that met them (the writer, mostly);
+* the change report and the summary's counts: the writer and the volume's close.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from . import events as ev
+from . import jobfile as jf
+from .catalog import Catalog
+from .changes import Changes
+from .ledger import Ledger
+from .report import ChangeReport
+from .worklist import Worklist
+
+if TYPE_CHECKING:
+    from .copier import CopyPool
+
+
+@dataclass
+class Options:
+    """A backup's options, as the command line gave them."""
+
+    sources: list[str]
+    outputs: list[str]
+    jobfile: str = jf.DEFAULT_NAME
+    exclude: list[str] = field(default_factory=list)
+    device_padding: int = 0
+    volume_size: Optional[int] = None
+    workers: int = 2
+    new_volume_script: Optional[str] = None
+    hash: bool = True
+    one_file_system: bool = False
+    replace_volumes: list[int] = field(default_factory=list)
+    forget_volumes: list[int] = field(default_factory=list)
+    bwlimit: float = 0.0  # bytes per second read from the sources; 0: no limit
+    idle_io: bool = True
+
+
+@dataclass
+class Summary:
+    """What a run did, for its last lines and its exit code."""
+
+    copied_files: int = 0
+    copied_bytes: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # not saved: (path, why)
+    volumes: list[ev.VolumeDone] = field(default_factory=list)
+    nothing_to_do: bool = False
+    skipped: int = 0
+
+
+@dataclass
+class RunContext:
+    opts: Options
+    jobfile: str  # absolute
+    job: jf.Job
+    old: Optional[Catalog]  # the catalog as the jobfile had it, before this run's scan
+    changes: Changes  # what changed since (empty for a new job)
+    reserve: int  # room kept on every drive for its copy of the jobfile
+    emit: ev.Emit
+    summary: Summary
+    clock: Callable[[], float] = time.monotonic
+    destinations: dict[int, int] = field(default_factory=dict)  # on no volume -> volume it goes to
+    failed: dict[int, str] = field(default_factory=dict)  # failed in this run, why: not offered again
+    vanished: set[int] = field(default_factory=set)  # gone from the sources since the scan
+    pool: Optional[CopyPool] = None  # started with the first copy, closed at the end of the run
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.job.catalog)
+        self.worklist = Worklist(self.job, self.destinations, self.failed, self.vanished)
+        self.report = ChangeReport(self.job, self.old, self.changes)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.job.catalog
+
+    def fail(self, i: int, why: str, tell: bool = True) -> None:
+        """An entry that cannot be saved in this run: not offered again, summed up, told."""
+        self.failed[i] = why
+        if tell:
+            self.emit(ev.FileFailed(self.catalog.paths[i], why))

@@ -1,0 +1,282 @@
+"""A backup's first stage: everything before a drive is touched.
+
+The outputs are checked; the jobfile's folder made, the jobfile locked (or, when it is
+missing, picked up from a drive of the same job at an output); the sources scanned while the
+jobfile is read; the scan merged with it (:func:`~multivolumecopy.changes.classify`: what is
+new, changed, moved, deleted; the record of each entry's volume carried over by the ledger);
+``--forget-volume`` and ``--replace-volume`` applied.  What comes out is the run's
+:class:`~multivolumecopy.context.RunContext` and the volumes the run must visit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Optional
+
+from . import clock
+from . import events as ev
+from . import jobfile as jf
+from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
+from .changes import Changes, classify
+from .context import Options, RunContext, Summary
+from .driveformat import JOBCOPY, read_label
+from .errors import JobfileError, MvcError, OutputError, TooLargeError, UsageError
+from .fsutil import atomic_write, block_size, path_inside, read_chunks, round_up
+from .lock import FileLock
+from .reconcile import metadata_reserve
+from .scan import Scan, Sources, usable_cpus
+from .sizes import format_size
+
+
+def check_outputs(opts: Options, sources: Sources) -> None:
+    """Everything about the output paths that can be checked before writing anything."""
+    if not opts.outputs:
+        raise OutputError("no output given; name the mounted drive with -o/--output")
+    seen: dict[str, str] = {}
+    devices: dict[int, str] = {}
+    for out in opts.outputs:
+        if not os.path.exists(out):
+            raise OutputError(f"output {out} does not exist; mount the drive there or create the directory")
+        if not os.path.isdir(out):
+            raise OutputError(f"output {out} is not a directory; give the drive's mount point")
+        real = os.path.realpath(out)
+        if real in seen:
+            raise OutputError(f"output {out} is given twice (as {seen[real]}); give each drive once")
+        seen[real] = out
+        flags = os.statvfs(out).f_flag
+        if flags & os.ST_RDONLY or not os.access(out, os.W_OK | os.X_OK):
+            why = "mounted read-only" if flags & os.ST_RDONLY else "permission denied"
+            raise OutputError(
+                f"output {out} is not writable ({why}); mount the drive read-write or run as its owner"
+            )
+        for src in sources.paths:
+            if path_inside(out, src):
+                raise OutputError(
+                    f"output {out} is inside source {src}; the backup would copy itself: "
+                    "use a drive outside the sources, or --exclude it"
+                )
+            if path_inside(src, out):
+                raise OutputError(f"source {src} is inside output {out}; back up to another drive")
+        dev = os.stat(out).st_dev
+        if dev in devices and opts.volume_size is None:
+            raise OutputError(
+                f"outputs {devices[dev]} and {out} are on the same filesystem; use separate "
+                "drives, or give --volume-size to split one filesystem into volumes"
+            )
+        devices[dev] = out
+        if path_inside(os.path.abspath(opts.jobfile), out):
+            raise OutputError(
+                f"the jobfile {opts.jobfile} is on the backup drive {out}; keep it elsewhere "
+                "with -f (each drive gets its own copy)"
+            )
+
+
+def jobfile_folder(jobfile: str, given: str, emit: ev.Emit) -> None:
+    """The jobfile's folder: made if missing (and said), refused in one line if unusable."""
+    folder = os.path.dirname(jobfile)
+    if os.path.isdir(folder):
+        return
+    if os.path.lexists(folder):
+        raise JobfileError(
+            f"the jobfile {given} cannot be kept in {folder}: it is not a folder; give -f a path in a folder"
+        )
+    try:
+        os.makedirs(folder)
+    except OSError as err:
+        raise JobfileError(
+            f"cannot make the jobfile's folder {folder} ({err.strerror}); create it, or "
+            "give -f a path in a writable folder"
+        ) from None
+    emit(ev.Note(f"made the folder {folder} for the jobfile"))
+
+
+@contextlib.contextmanager
+def jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
+    """The jobfile's lock, with a one-line error where its folder refuses a file."""
+    lock = FileLock(jobfile + ".lock", f"the jobfile {given}")
+    try:
+        lock.acquire()
+    except OSError as err:
+        raise JobfileError(
+            f"cannot write beside the jobfile {given} ({err.strerror}); give -f a path in a writable folder"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def pick_up_job(jobfile: str, given: str, outputs: list[str], sources: Sources, emit: ev.Emit) -> None:
+    """No jobfile: if a drive of a job of these very sources is at an output, carry on with
+    that job from the drive's copy of its jobfile (the newest, if several drives are), so a
+    lost jobfile or a command run from another folder does not start a second job that then
+    refuses its own drives."""
+    best: Optional[tuple[tuple, str, int]] = None
+    for out in outputs:
+        copy = os.path.join(out, JOBCOPY)
+        try:
+            label = read_label(out)
+            if label is None or not os.path.isfile(copy):
+                continue
+            found = jf.load(copy)
+        except MvcError:
+            continue  # a damaged record is no job to carry on
+        if found.job_id != label.job_id or found.root != sources.root:
+            continue
+        if sorted(found.sources) != sorted(sources.paths):
+            continue
+        age = (found.run.number, found.updated or "", len(found.run.done_volumes))
+        if best is None or age > best[0]:
+            best = (age, out, label.volume)
+    if best is None:
+        return
+    _, out, volume = best
+    try:
+        atomic_write(jobfile, read_chunks(os.path.join(out, JOBCOPY)))
+    except OSError as err:
+        raise JobfileError(
+            f"cannot write the jobfile {given} ({err.strerror}); give -f a writable place"
+        ) from None
+    emit(
+        ev.Note(
+            f"the jobfile {given} was missing: continuing the job from the copy on volume {volume} at {out}"
+        )
+    )
+
+
+def merge(
+    opts: Options, sources: Sources, jobfile: str, emit: ev.Emit, summary: Summary
+) -> tuple[Optional[jf.Job], RunContext, set[int]]:
+    """Scan the sources (helpers walk the tree while this process reads the jobfile), merge the
+    scan with the jobfile, and apply --forget-volume and --replace-volume.  Returns the job as
+    read (None for a new job; its catalog is the fresh one by now), the run's context, and the
+    volumes the run must visit."""
+    with Scan(
+        sources,
+        opts.exclude,
+        lambda p, why: emit(ev.Skipped(p, why)),
+        opts.one_file_system,
+        min(opts.workers, usable_cpus()),
+    ) as scanning:
+        old = jf.load(jobfile) if os.path.exists(jobfile) else None
+        if old is not None and (old.root != sources.root or sorted(old.sources) != sorted(sources.paths)):
+            raise JobfileError(
+                f"the jobfile {opts.jobfile} belongs to another job (sources {' '.join(old.sources)}); "
+                "give the same sources, or use -f to name a new jobfile for this backup"
+            )
+        catalog = scanning.result()
+    kinds = catalog.kinds
+    emit(
+        ev.ScanDone(
+            files=kinds.count(ord(FILE)),
+            dirs=kinds.count(ord(DIR)),
+            links=kinds.count(ord(LINK)),
+            bytes=catalog.total_bytes(),
+        )
+    )
+    recorded = {
+        "exclude": opts.exclude,
+        "device_padding": opts.device_padding,
+        "volume_size": opts.volume_size,
+        "one_file_system": opts.one_file_system,
+    }
+    changes = Changes()
+    old_catalog: Optional[Catalog] = None
+    pending: set[int] = set()
+    if old is None:
+        job = jf.Job(
+            job_id=clock.new_id(),
+            root=sources.root,
+            sources=list(sources.paths),
+            options=recorded,
+            created=clock.now_iso(),
+            catalog=catalog,
+        )
+    else:
+        job, old_catalog = old, old.catalog
+        volumes = old.volumes
+
+        def granularity(v: int) -> int:
+            rec = volumes.get(v)
+            return rec.granularity_ns if rec else 1
+
+        changes = classify(old_catalog, catalog, granularity)
+        pending = changes.volumes_touched(old_catalog)
+        job.catalog = catalog
+        job.options = recorded
+    ctx = RunContext(opts, jobfile, job, old_catalog, changes, metadata_reserve(catalog), emit, summary)
+    if old_catalog is not None:
+        ctx.ledger.carry(changes.volumes, changes.stale)
+    if opts.hash:  # every file on a drive gets its hash: visit those that lack some
+        pending |= {v for v, rec in job.volumes.items() if rec.unhashed and not rec.forgotten}
+    pending |= forget_and_replace(ctx)
+    if old_catalog is not None:
+        ch = changes
+        emit(
+            ev.ChangesFound(
+                len(ch.new),
+                len(ch.changed),
+                len(ch.moved),
+                len(ch.deleted) - len(ch.moved),
+                sum(catalog.sizes[i] for i in ch.new) + sum(catalog.sizes[i] for i in ch.changed),
+                len(ch.modes),
+            )
+        )
+    return old, ctx, pending
+
+
+def forget_and_replace(ctx: RunContext) -> set[int]:
+    """``--forget-volume``: its files are placed again; ``--replace-volume``: a blank drive
+    takes its place and receives its files.  Returns the volumes this makes pending."""
+    job, opts = ctx.job, ctx.opts
+    for n in opts.forget_volumes + opts.replace_volumes:
+        rec = job.volumes.get(n)
+        if rec is None or rec.forgotten:
+            known = ", ".join(str(v) for v, r in sorted(job.volumes.items()) if not r.forgotten) or "none"
+            raise UsageError(f"there is no volume {n} in this job (volumes: {known})")
+    for n in opts.forget_volumes:
+        job.volumes[n].forgotten = True
+        ctx.ledger.unplace(ctx.catalog.indexes_on(n))
+    return set(opts.replace_volumes)
+
+
+def check_sizes(ctx: RunContext) -> None:
+    """A file that no drive like the ones attached could hold stops the run before it starts."""
+    opts, catalog = ctx.opts, ctx.catalog
+    limit = 0
+    for out in opts.outputs:
+        st = os.statvfs(out)
+        total = st.f_blocks * st.f_frsize - opts.device_padding - ctx.reserve
+        if opts.volume_size is not None:
+            total = min(total, opts.volume_size)
+        limit = max(limit, total)
+    block = block_size(opts.outputs[0])
+    if not catalog.sizes or round_up(max(catalog.sizes), block) <= limit:
+        return  # the common case, without a loop in Python
+    for i, size in enumerate(catalog.sizes):
+        on_drive = round_up(size, block)
+        if catalog.volumes[i] == NO_VOLUME and on_drive > limit:
+            what = (
+                format_size(size)
+                if on_drive == size
+                else f"{format_size(size)}, {format_size(on_drive)} on the drive"
+            )
+            raise TooLargeError(
+                f"{catalog.paths[i]} ({what}) is larger than a whole volume "
+                f"({format_size(max(limit, 0))}); leave it out with --exclude, or use a bigger drive"
+            )
+
+
+def catalog_changed(a: Catalog, b: Catalog) -> bool:
+    """Whether two catalogs differ in anything the jobfile records of the sources."""
+    return (
+        a.paths != b.paths
+        or a.sizes != b.sizes
+        or a.mtimes != b.mtimes
+        or a.modes != b.modes
+        or a.kinds != b.kinds
+        or a.targets != b.targets
+        or a.inodes != b.inodes  # how the next run tells a move: a restored source has new ones
+    )
