@@ -214,7 +214,7 @@ def rerun(src: Path, work: Path, runs: int, results: dict) -> None:
 
 
 def scan_processes() -> int:
-    from multivolumecopy.cli import default_workers
+    from multivolumecopy.parser import default_workers
     from multivolumecopy.scan import usable_cpus
 
     return min(default_workers(), usable_cpus())  # what a backup run uses

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from multivolumecopy.cli import EPILOG, build_parser  # noqa: E402
+from multivolumecopy.parser import EPILOG, build_parser  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

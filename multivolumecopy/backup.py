@@ -3,37 +3,38 @@
 Pipeline::
 
     prepare.merge()             scan the sources, merge with the jobfile -> RunContext
-    placement                   where each entry on no volume should go (by the volumes' records)
+    runplan.plan_run()          the run's state; where each entry on no volume should go
     for each drive (given with -o, or swapped in by swap.Swapper):
         identify.identify()     which volume is it (label a blank one), or refuse it
-        reconcile.plan_volume() keep / purge / rewrite / rename / fill (pure)
+        runplan.volume_plan()   keep / purge / rewrite / rename / fill (reconcile, pure)
         writer.VolumeWriter     carry the plan out (copysession: the worker pool)
         _close_volume()         commit the drive, the ledger settles the record, save the jobfile
     _finish_run()               what is not saved is listed, and the run does not exit 0
 
 Every change to a drive is journalled before it can be seen (see :mod:`multivolumecopy.drive`),
 so an interrupted run leaves each drive as it was or consistently updated, and the same command
-finishes the job.
+finishes the job.  ``--dry-run`` (:mod:`multivolumecopy.dryrun`) is the same stages up to the
+volume's plan, with each drive's contents taken from its record, and nothing written.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Callable, Iterator
+from typing import Optional
 
 from . import clock
 from . import events as ev
 from . import jobfile as jf
-from .catalog import NO_VOLUME, Catalog, Entry, index_ranges
+from .catalog import NO_VOLUME, Catalog, index_ranges
 from .context import Options, RunContext, Summary
 from .drive import Drive, drive_error
 from .driveformat import CHANGES
 from .errors import DriveError, OutputError, TooLargeError
 from .fsutil import is_no_space, remove_stale_temporaries
 from .identify import Refused, identify, no_drive_at
-from .placement import NEW_DRIVE, place_new, room_by_record
+from .placement import NEW_DRIVE
 from .prepare import (
     catalog_changed,
     check_outputs,
@@ -43,14 +44,12 @@ from .prepare import (
     merge,
     pick_up_job,
 )
-from .reconcile import Space, VolumePlan, plan_volume
+from .reconcile import VolumePlan
+from .runplan import plan_run, space_for, volume_plan
 from .scan import resolve_sources
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
 from .writer import VolumeWriter, files_on
-
-if TYPE_CHECKING:
-    from .dryrun import DryRun
 
 
 class Backup:
@@ -93,7 +92,7 @@ class Backup:
                 self._nothing_to_do(read, ctx)
                 return self.summary
             resumed = job.run.in_progress
-            self._plan_run(ctx, pending)
+            plan_run(ctx, pending)
             files, nbytes = ctx.worklist.left()
             self.emit(ev.RunStarted(job.run.number, resumed, files, nbytes))
             try:
@@ -119,26 +118,6 @@ class Backup:
         self.summary.nothing_to_do = True
         self.emit(ev.NothingToDo(len(job.catalog), len(job.volumes)))
 
-    def _plan_run(self, ctx: RunContext, pending: set[int]) -> None:
-        """The run's state and plan (the same for ``--dry-run``): a new run unless one is in
-        progress, the volumes it must visit, the moves, and where each entry on no volume
-        goes (a rewrite that no longer fits its volume gives up its place there first)."""
-        job, opts = ctx.job, self.opts
-        if not job.run.in_progress:
-            job.run = jf.RunState(
-                number=job.run.number + 1, id=clock.new_id(), state="in-progress", started=clock.now_iso()
-            )
-        job.run.pending_volumes = sorted(set(job.run.pending_volumes) | pending)
-        if ctx.old is not None:
-            old = ctx.old
-            job.run.moves.update({job.catalog.paths[i]: old.paths[j] for i, j in ctx.changes.moved.items()})
-        job.run.replace = sorted(set(job.run.replace) | set(opts.replace_volumes))
-        room, block, given_up = room_by_record(
-            job, ctx.old, ctx.changes, opts.device_padding, opts.volume_size, ctx.reserve
-        )
-        ctx.ledger.unplace(given_up)
-        ctx.destinations.update(place_new(job.catalog, ctx.worklist.unplaced(), room, block))
-
     def _save(self, ctx: RunContext, copy_first: Optional[Callable[[str], None]] = None) -> None:
         jf.save(self.jobfile, ctx.job, copy_first)
         self._run_recorded = True
@@ -163,55 +142,6 @@ class Backup:
             (cat.paths[i], _why_unsaved(ctx, i)) for i in cat.unsaved() if i not in ctx.vanished
         ]
         ctx.job.failed = [[path, why] for path, why in self.summary.failed]
-
-    # -- the dry run -------------------------------------------------------------------
-
-    def dry_run(self) -> DryRun:
-        """What a run would do, volume by volume; touches no drive and writes nothing.
-
-        The same plan as the run's (placement, then :func:`plan_volume` for each volume to
-        visit), fed with what each volume holds and offers by its record instead of by the
-        drive: the run differs only where a drive differs from its record."""
-        from .dryrun import dry_run_report
-
-        sources = resolve_sources(self.opts.sources)
-        _, ctx, pending = merge(self.opts, sources, self.jobfile, self.emit, self.summary)
-        job = ctx.job
-        number = job.run.number if job.run.in_progress else job.run.number + 1
-        plans: dict[int, VolumePlan] = {}
-        taken: set[int] = set()
-        if job.run.in_progress or pending or ctx.worklist.any_unplaced():
-            self._plan_run(ctx, pending)
-            visit = set(ctx.worklist.pending_volumes()) | (
-                {job.run.open_volume} if job.run.open_volume else set()
-            )
-            for v in sorted(visit):
-                rec = job.volumes[v]
-                if rec.capacity == 0:
-                    continue  # never finished: it is filled like a new drive
-                plan = plans[v] = self._recorded_plan(ctx, rec)
-                taken.update(plan.fill)
-                ctx.ledger.unplace(plan.overflow)
-        left = [i for i in ctx.worklist.unplaced() if i not in taken]
-        return dry_run_report(job, number, plans, left)
-
-    def _recorded_plan(self, ctx: RunContext, rec: jf.VolumeRecord) -> VolumePlan:
-        """A volume's plan from its record: what the jobfile says it holds (an entry marked
-        stale there in some other version), and the room the record gives it."""
-        old = ctx.old
-        held: dict[str, Entry] = {}
-        if old is not None:
-            for j in old.indexes_on(rec.number):
-                e = old.entry(j)
-                held[e.path] = e._replace(mtime_ns=-1) if old.stale[j] else e
-        space = Space(
-            free=rec.capacity - rec.used,
-            block=rec.block_size,
-            padding=self.opts.device_padding,
-            volume_size=self.opts.volume_size,
-            reserve=ctx.reserve,
-        )
-        return _plan(ctx, rec, held, {}, space, fresh=False)
 
     # -- the drives --------------------------------------------------------------------
 
@@ -286,7 +216,8 @@ class Backup:
             fates_before = len(ctx.failed) + len(ctx.vanished)
             writer = VolumeWriter(ctx, drive, rec, plan, bare=new and not there_before)
             writer.on_cut_short = lambda commit: self._save_progress(ctx, writer, commit)
-            filled = writer.apply()
+            to_copy = writer.prepare()
+            filled = bool(to_copy) and _copy(writer, to_copy)
             # It could not take all it was meant to: new entries left, rewrites given up.
             full = filled or bool(plan.overflow) or plan.more
             if full:
@@ -316,14 +247,7 @@ class Backup:
             # One capacity model with --dry-run: what the record says the volume offers (our
             # files and records, see _close_volume), unless the drive now has less.
             free = min(rec.capacity - rec.used, free + drive.records_bytes(rec.block_size))
-        space = Space(
-            free=free,
-            block=rec.block_size,
-            padding=self.opts.device_padding,
-            volume_size=self.opts.volume_size,
-            reserve=ctx.reserve,
-            inodes=st.f_favail if st.f_files else None,
-        )
+        space = space_for(ctx, rec, free, inodes=st.f_favail if st.f_files else None)
         dirty: dict[str, int] = {}
         for path in drive.dirty:
             stored = drive.on_drive(path)
@@ -331,7 +255,7 @@ class Backup:
                 dirty[path] = os.lstat(drive.path(stored)).st_size if stored else 0
             except OSError:
                 dirty[path] = 0  # never written, or already gone
-        return _plan(ctx, rec, drive.contents, dirty, space, fresh)
+        return volume_plan(ctx, rec, drive.contents, dirty, space, fresh)
 
     def _save_progress(self, ctx: RunContext, writer: VolumeWriter, commit: bool) -> None:
         """On the way out of a volume cut short (an interrupt, a worker died, the drive failed):
@@ -416,28 +340,11 @@ class Backup:
             self.emit(ev.Adapted(rec.number, tuple(limits), renamed, recorded))
 
 
-def _plan(
-    ctx: RunContext,
-    rec: jf.VolumeRecord,
-    held: Mapping[str, Entry],
-    dirty: Mapping[str, int],
-    space: Space,
-    fresh: bool,
-) -> VolumePlan:
-    """plan_volume with the run's candidates for ``rec`` (fresh: those bound for a new drive)."""
-    want = NEW_DRIVE if fresh else rec.number
-    failed, get = ctx.failed, ctx.destinations.get
-    return plan_volume(
-        ctx.catalog,
-        rec.number,
-        held,
-        dirty,
-        space,
-        rec.granularity_ns,
-        ctx.worklist.bound_for(want),
-        ctx.job.run.moves,
-        comes_here=lambda i: i not in failed and get(i, NEW_DRIVE) == want,
-    )
+def _copy(writer: VolumeWriter, to_copy: list[int]) -> bool:
+    """Copy the writer's entries through the worker pool; whether the drive filled up."""
+    from .copysession import CopySession  # imported here: a run with nothing to copy starts faster
+
+    return CopySession(writer).run(to_copy)
 
 
 def _index_order(cat: Catalog, volume: int, written: list[int]) -> Iterator[str]:

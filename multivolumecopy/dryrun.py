@@ -11,11 +11,17 @@ volume takes are what a new drive (or the volume being filled for the first time
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
+from . import events as ev
 from . import jobfile as jf
 from .catalog import FILE
+from .context import Options, Summary
+from .prepare import merge
 from .reconcile import VolumePlan
+from .runplan import plan_run, recorded_plan
+from .scan import resolve_sources
 from .sizes import format_size
 
 
@@ -37,6 +43,34 @@ class DryRun:
 
     def insert(self) -> list[int]:
         return sorted(self.volumes)
+
+
+def dry_run(opts: Options, emit: ev.Emit) -> DryRun:
+    """What a run would do, volume by volume; touches no drive and writes nothing.
+
+    The run's stages (the merge, :func:`~multivolumecopy.runplan.plan_run`, a volume plan for
+    each volume to visit) with each volume's contents and room taken from its record, and the
+    plans recorded instead of carried out."""
+    sources = resolve_sources(opts.sources)
+    _, ctx, pending = merge(opts, sources, os.path.abspath(opts.jobfile), emit, Summary())
+    job = ctx.job
+    number = job.run.number if job.run.in_progress else job.run.number + 1
+    plans: dict[int, VolumePlan] = {}
+    taken: set[int] = set()
+    if job.run.in_progress or pending or ctx.worklist.any_unplaced():
+        plan_run(ctx, pending)
+        visit = set(ctx.worklist.pending_volumes()) | (
+            {job.run.open_volume} if job.run.open_volume else set()
+        )
+        for v in sorted(visit):
+            rec = job.volumes[v]
+            if rec.capacity == 0:
+                continue  # never finished: it is filled like a new drive
+            plan = plans[v] = recorded_plan(ctx, rec)
+            taken.update(plan.fill)
+            ctx.ledger.unplace(plan.overflow)
+    left = [i for i in ctx.worklist.unplaced() if i not in taken]
+    return dry_run_report(job, number, plans, left)
 
 
 def dry_run_report(job: jf.Job, run: int, plans: dict[int, VolumePlan], unplaced: list[int]) -> DryRun:

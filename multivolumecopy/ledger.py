@@ -57,12 +57,11 @@ class Ledger:
             volumes[i] = volume
         missing = []
         for i in cat.indexes_on(volume):
-            if cat.paths[i] not in contents:
-                volumes[i] = NO_VOLUME
-                stale[i] = 0
-                missing.append(i)
-            else:
+            if cat.paths[i] in contents:
                 stale[i] = 0 if current_on(cat, contents, i, granularity) else 1
+            else:
+                missing.append(i)
+        self.unplace(missing)
         return missing
 
 

@@ -6,7 +6,7 @@ stderr is not a terminal; the lines are printed either way.
 
 from __future__ import annotations
 
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 from . import events as ev
 from .catalog import format_ranges
@@ -200,13 +200,50 @@ class TextRenderer:
         self.say("\n".join(lines))
 
 
-def make_renderer(
-    stream: IO[str], hide_progress: bool, verbose: int = 0, isatty: Optional[bool] = None
-) -> TextRenderer:
-    tty = stream.isatty() if isatty is None else isatty
-    return TextRenderer(stream, bars=tty and not hide_progress, verbose=verbose)
+def make_renderer(stream: IO[str], hide_progress: bool, verbose: int = 0) -> TextRenderer:
+    """The renderer for a person reading ``stream``: progress bars when it is a terminal."""
+    return TextRenderer(stream, bars=isatty(stream) and not hide_progress, verbose=verbose)
 
 
 def count(n: int, one: str, many: str = "") -> str:
     """``1 file``, ``2 files``; ``many`` where the plural is not ``one`` + s."""
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+class ByteBar:
+    """A tqdm bar in bytes for a scrub, on stderr when it is a terminal."""
+
+    def __init__(self, stream: IO[str], desc: str, hide: bool):
+        self.stream = stream
+        self.desc = desc
+        self.enabled = not hide and isatty(stream)
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                desc=self.desc,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                leave=False,
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def isatty(stream: IO[str]) -> bool:
+    """Whether ``stream`` is a terminal (False for a closed or file-less stream)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

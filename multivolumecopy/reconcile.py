@@ -47,7 +47,6 @@ def record_cost(path: str, writing: bool) -> int:
 class VolumePlan:
     volume: int
     keep: list[int] = field(default_factory=list)  # catalog indexes current on the drive
-    adopt: list[int] = field(default_factory=list)  # of those, ones the catalog had not placed yet
     purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
     recopy: list[int] = field(default_factory=list)  # belong here but missing or out of date
     rename: list[tuple[str, int]] = field(default_factory=list)  # (old path, new index): moved here
@@ -55,8 +54,6 @@ class VolumePlan:
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
     overflow: list[int] = field(default_factory=list)  # rewrites that no longer fit: go elsewhere
     more: bool = False  # candidates were left when the room ran out: the volume is full
-    capacity: int = 0  # usable bytes for new data after the purge
-    used: int = 0  # bytes the job keeps here after the plan
 
     @property
     def last_index(self) -> Optional[int]:
@@ -138,9 +135,7 @@ def plan_volume(
             plan.keep.append(i)
             if have.kind != LINK and have.mode != catalog.modes[i]:
                 plan.chmod.append(i)
-            kept_bytes += cost(catalog, i, block)
-            if home == NO_VOLUME:
-                plan.adopt.append(i)
+            kept_bytes += cost(catalog, i, block)  # (one on no volume yet is adopted: kept)
             continue
         freed += round_up(have.size, block) if have.kind == FILE else 0
         if home == NO_VOLUME and comes_here is not None and not comes_here(i):
@@ -178,10 +173,7 @@ def plan_volume(
             continue
         disk_left -= need + extra
         size_left -= need
-        kept_bytes += need
         plan.recopy.append(i)
-    plan.capacity = max(min(disk_left, size_left), 0)
-    plan.used = kept_bytes
     # Every new entry takes an inode; keep a few for our own records and temporary files.
     inodes_left = None if space.inodes is None else space.inodes + len(plan.purge) - INODE_RESERVE
     here = set(plan.keep) if catalog.targets else set()  # hard-link leaders on this volume
@@ -205,7 +197,6 @@ def plan_volume(
             size_left -= need
             if inodes_left is not None:
                 inodes_left -= 1
-            plan.used += need
             plan.fill.append(i)
             if catalog.targets:
                 here.add(i)

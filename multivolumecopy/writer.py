@@ -3,10 +3,10 @@
 Order: files and symlinks that go are removed first (a file that became a folder leaves its
 place), then moves are renamed (once the drive's copy is known to hold the source's bytes),
 then emptied folders are removed (a folder that became a file leaves its place), then modes
-are set, then files with no recorded hash are hashed, then everything new or changed is
-written (:mod:`multivolumecopy.copysession`).  Nothing is ever written, removed or changed
-through a symlink or a file that took a folder's place (:class:`~.places.Places`), nor over
-something not ours.
+are set, then files with no recorded hash are hashed; what is new or changed is then written
+by :mod:`multivolumecopy.copysession`, which reports each outcome back to the writer.
+Nothing is ever written, removed or changed through a symlink or a file that took a folder's
+place (:class:`~.places.Places`), nor over something not ours.
 
 The writer does not touch the record of what the volume holds: it lists what it put on the
 drive (``written``), and the ledger settles the record from the drive's commit.
@@ -56,8 +56,11 @@ class VolumeWriter:
         # the run saves what it can (see Backup._save_progress).
         self.on_cut_short: Callable[[bool], None] = lambda commit: None
 
-    def apply(self) -> bool:
-        """Carry out the plan; returns whether the drive filled up while copying."""
+    def prepare(self) -> list[int]:
+        """Carry out the plan up to the copy: purge, rename, chmod, hash what is kept, survey
+        the places the writes go to.  Returns what is to be copied (by
+        :class:`~multivolumecopy.copysession.CopySession`), in index order, journalled as
+        intended."""
         plan, drive = self.plan, self.drive
         folders = {p for p in plan.purge if _held_kind(drive, p) == DIR}
         self.purge([p for p in plan.purge if p not in folders])
@@ -70,11 +73,7 @@ class VolumeWriter:
             self.ctx.destinations[i] = NEW_DRIVE
         to_copy = self.survey_and_record(sorted(plan.writes + again))
         drive.intent([self.ctx.catalog.paths[i] for i in to_copy])
-        if not to_copy:
-            return False
-        from .copysession import CopySession  # imported here: a run with nothing to copy starts faster
-
-        return CopySession(self).run(to_copy)
+        return to_copy
 
     # -- writing ------------------------------------------------------------------------
 

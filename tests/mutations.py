@@ -56,8 +56,8 @@ MUTATIONS = [
     Mutation(
         "settle-keeps-missing",  # an entry its drive does not hold stays recorded there, as saved
         "multivolumecopy/ledger.py",
-        "            if cat.paths[i] not in contents:\n                volumes[i] = NO_VOLUME",
-        "            if cat.paths[i] not in contents:\n                pass",
+        "        self.unplace(missing)\n",
+        "",
         "tests/test_always_equal.py::test_a_file_its_drive_lost_and_that_cannot_be_read_now_is_not_counted_as_saved",
     ),
     Mutation(
@@ -107,7 +107,7 @@ MUTATIONS = [
         "multivolumecopy/copier/worker.py",
         "                group = None  # committed once",
         "                pass  # committed once",
-        "tests/test_always_equal.py::test_ctrl_c_mid_copy_then_a_rerun_leaves_every_file_hashed",
+        "tests/test_copier.py::test_an_interrupt_inside_a_staged_folder_moves_it_into_place_once_with_what_is_done",
     ),
     Mutation(
         "staged-parents",  # an entry staged below a folder the batch does not hold
@@ -160,9 +160,9 @@ MUTATIONS = [
     ),
     Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
-        "multivolumecopy/backup.py",
-        "                plan = plans[v] = self._recorded_plan(ctx, rec)",
-        "                plan = plans[v] = VolumePlan(v)",
+        "multivolumecopy/dryrun.py",
+        "            plan = plans[v] = recorded_plan(ctx, rec)",
+        "            plan = plans[v] = VolumePlan(v)",
         "tests/test_dry_run.py",
     ),
 ]

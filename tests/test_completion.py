@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from helpers import REPO
-from multivolumecopy.cli import build_parser
+from multivolumecopy.parser import build_parser
 
 ZSH = REPO / "data" / "autocomplete.zsh" / "_multivolumecopy"
 PATH_OPTIONS = {"--output": "_files -/", "--jobfile": "_files", "--to": "_files -/"}

@@ -254,13 +254,36 @@ class _NoStop:
         return False
 
 
-def _copy_in_process(src: Path, usb: Path, items: list[tuple]) -> list[tuple]:
+class _StopAfter:
+    """Ctrl-C after the worker has looked ``checks`` times (once before each item)."""
+
+    def __init__(self, checks: int):
+        self.left = checks
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def _copy_in_process(src: Path, usb: Path, items: list[tuple], stop=None) -> list[tuple]:
     (usb / ".tmp").mkdir(parents=True, exist_ok=True)
     st = usb.stat()
     (batch,) = make_batches(
         iter(items), str(src), str(usb), str(usb / ".tmp"), f"k{id(items)}", root_id=(st.st_dev, st.st_ino)
     )
-    return list(copier.copy_batch(batch, _NoStop(), lambda msg: None).outcomes)
+    return list(copier.copy_batch(batch, stop or _NoStop(), lambda msg: None).outcomes)
+
+
+def test_an_interrupt_inside_a_staged_folder_moves_it_into_place_once_with_what_is_done(tmp_path):
+    src, usb = tmp_path / "src", tmp_path / "usb"
+    items = _folder_items(src, ["docs"], 6)  # the folder, then its files: all staged together
+
+    outcomes = _copy_in_process(src, usb, items, stop=_StopAfter(4))  # the folder and 3 files
+
+    assert [o[1] for o in outcomes] == [OK] * 4 + [Status.NOT_DONE] * 3
+    assert _same_files(src, usb, items[:4]) == []
+    assert sorted(p.name for p in (usb / "docs").iterdir()) == ["f000", "f001", "f002"]
+    assert [p for p in (usb / ".tmp").rglob("*") if not p.is_dir()] == []
 
 
 def test_a_file_not_ours_appearing_in_a_staged_folder_is_kept_and_ours_land_beside_it(tmp_path, monkeypatch):

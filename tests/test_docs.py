@@ -6,8 +6,8 @@ import re
 import sys
 
 from helpers import REPO
-from multivolumecopy.cli import build_parser
 from multivolumecopy.errors import ExitCode
+from multivolumecopy.parser import build_parser
 
 
 def readme_commands() -> list[str]:

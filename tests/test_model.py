@@ -23,12 +23,12 @@ import tempfile
 import time
 from typing import Optional
 
-import oracle
 import pytest
 from hypothesis import HealthCheck, Phase, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+import oracle
 from conftest import IS_ROOT
 from helpers import mvc_argv, mvc_env
 

@@ -229,7 +229,7 @@ def test_a_plan_accounts_for_everything_on_the_drive_once_and_fits_its_space(sta
     # Each entry gets one fate here: kept, renamed to, rewritten, copied anew, or sent elsewhere.
     fates = [plan.keep, list(renamed.values()), plan.recopy, plan.fill, plan.overflow]
     assert sum(len(f) for f in fates) == len(set().union(*fates))
-    assert set(plan.chmod) <= set(plan.keep) and set(plan.adopt) <= set(plan.keep)
+    assert set(plan.chmod) <= set(plan.keep)
     # Everything this volume is recorded to hold stays here or is sent elsewhere.
     assert set(cat.indexes_on(1)) <= set(plan.keep) | set(renamed.values()) | set(plan.recopy) | set(
         plan.overflow

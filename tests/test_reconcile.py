@@ -100,7 +100,7 @@ def test_a_file_recorded_on_another_volume_is_purged_here():
 def test_an_unplaced_file_already_on_the_drive_is_adopted_not_copied():
     c = cat(("a", K))
     plan = plan_volume(c, 3, held(c, 0), (), space(ROOM), unplaced=[])
-    assert plan.keep == [0] and plan.adopt == [0] and plan.fill == []
+    assert plan.keep == [0] and plan.fill == [] and plan.recopy == []
 
 
 def test_a_file_recorded_here_but_missing_from_the_drive_is_copied_again():

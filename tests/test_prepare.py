@@ -1,0 +1,96 @@
+"""The first stage, before any drive is touched: the outputs checked, the scan merged with the
+jobfile into the run's context (what changed, which volumes the run must visit, the record
+carried over).  In-process, on plain folders (no root)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import run_mvc
+from multivolumecopy.catalog import NO_VOLUME
+from multivolumecopy.context import Options
+from multivolumecopy.errors import JobfileError, OutputError
+from multivolumecopy.prepare import check_outputs
+from multivolumecopy.scan import resolve_sources
+from stages import context
+
+
+@pytest.fixture
+def src(tmp_path):
+    src = tmp_path / "src"
+    (src / "docs").mkdir(parents=True)
+    for name in "abc":
+        (src / "docs" / f"{name}.txt").write_text(name * 10)
+    return src
+
+
+def test_a_new_job_has_every_entry_on_no_volume_and_no_volume_to_visit(tmp_path, src):
+    ctx = context(src, tmp_path / "job.json", tmp_path / "usb")
+
+    assert ctx.old is None
+    assert set(ctx.catalog.volumes) == {NO_VOLUME}
+    assert ctx.job.run.pending_volumes == []
+    assert ctx.worklist.left()[0] == len(ctx.catalog)
+
+
+def test_a_change_since_the_last_run_marks_the_entry_stale_on_its_volume_and_the_volume_pending(
+    tmp_path, src
+):
+    usb, jobfile = tmp_path / "usb", tmp_path / "job.json"
+    usb.mkdir()
+    assert run_mvc(str(src), "-o", str(usb), "-f", str(jobfile), cwd=tmp_path).returncode == 0
+    (src / "docs/b.txt").write_text("b changed")
+    os.rename(src / "docs/c.txt", src / "docs/moved.txt")
+
+    ctx = context(src, jobfile, usb)
+
+    cat = ctx.catalog
+    b, moved = cat.index_of("docs/b.txt"), cat.index_of("docs/moved.txt")
+    assert cat.volumes[b] == 1 and cat.stale[b] == 1
+    assert cat.volumes[cat.index_of("docs/a.txt")] == 1 and cat.stale[cat.index_of("docs/a.txt")] == 0
+    assert ctx.job.run.moves == {"docs/moved.txt": "docs/c.txt"}
+    assert cat.volumes[moved] == 1  # bound for the volume that holds it, to be renamed there
+    assert ctx.job.run.pending_volumes == [1]
+    # Neither is saved until its drive commits it; nor is the folder's new time (the rename).
+    assert cat.unsaved() == [cat.index_of("docs"), b, moved]
+
+
+def test_a_jobfile_of_other_sources_is_refused(tmp_path, src):
+    usb, jobfile = tmp_path / "usb", tmp_path / "job.json"
+    usb.mkdir()
+    assert run_mvc(str(src), "-o", str(usb), "-f", str(jobfile), cwd=tmp_path).returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+
+    with pytest.raises(JobfileError, match="belongs to another job"):
+        context(other, jobfile, usb)
+
+
+@pytest.mark.parametrize(
+    "where,says",
+    [
+        ("src/docs", "is inside source"),
+        ("missing", "does not exist"),
+        ("a file", "is not a directory"),
+    ],
+)
+def test_outputs_that_cannot_hold_the_backup_are_refused_before_anything_is_written(
+    tmp_path, src, where, says
+):
+    (tmp_path / "a file").write_text("")
+    opts = Options(sources=[str(src)], outputs=[str(tmp_path / where)], jobfile=str(tmp_path / "job.json"))
+
+    with pytest.raises(OutputError, match=says):
+        check_outputs(opts, resolve_sources(opts.sources))
+    assert not (tmp_path / "job.json").exists()
+
+
+def test_the_jobfile_on_the_drive_itself_is_refused(tmp_path, src):
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    opts = Options(sources=[str(src)], outputs=[str(usb)], jobfile=str(usb / "job.json"))
+
+    with pytest.raises(OutputError, match="is on the backup drive"):
+        check_outputs(opts, resolve_sources(opts.sources))
