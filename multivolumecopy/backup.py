@@ -67,6 +67,7 @@ class Backup:
         self._run_recorded = False  # the jobfile holds this run's state (see _record_run)
 
     def emit(self, event: ev.Event) -> None:
+        """Pass ``event`` on to the run's emit function, counting skipped entries for the summary."""
         if isinstance(event, ev.Skipped):
             self.summary.skipped += 1
         self._emit(event)
@@ -74,6 +75,9 @@ class Backup:
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> Summary:
+        """Back up: scan the sources, merge them with the jobfile, then bring each drive the work
+        needs up to date (those given with ``-o``, then each one swapped in); returns what was
+        done.  Raises an :class:`~multivolumecopy.errors.MvcError` when the run cannot go on."""
         opts = self.opts
         sources = resolve_sources(opts.sources)
         check_outputs(opts, sources)

@@ -1,8 +1,8 @@
 """The catalog: every file, directory and symlink of the job, in index order.
 
 Held as parallel arrays rather than one object per entry: a fileserver has
-millions of files, and a list of tuples costs about 270 bytes an entry where
-these arrays cost about 160 (see ../shared perf notes, docs/performance.rst).
+millions of files, and a list of tuples costs nearly twice the memory an entry
+of these arrays (see docs/TECHNICAL_DECISIONS.rst, "The catalog in memory").
 An entry's *index* is its position; the order is the sort order of relative
 paths with ``/`` sorting before every other character, so a folder's contents
 stay together and index ranges map to contiguous slices of the tree.
@@ -27,12 +27,14 @@ def sort_key(path: str) -> str:
 
 
 class Entry(NamedTuple):
+    """One file, folder or symlink as the catalog or a drive's manifest records it."""
+
     path: str
     kind: str
     size: int
     mtime_ns: int
     mode: int
-    target: Optional[str] = None  # symlink target
+    target: Optional[str] = None  # symlink target; a hard-linked file's: the first path of its group
     sha256: Optional[str] = None  # of what was written to the drive (manifests only)
     ino: int = 0  # source inode of a regular file: how a moved file is recognised (catalog only)
 
@@ -75,6 +77,7 @@ class Catalog:
         return len(self.paths)
 
     def append(self, entry: Entry, volume: int = NO_VOLUME) -> None:
+        """Add ``entry`` as the last index, on ``volume`` and not stale; the caller keeps the order."""
         i = len(self.paths)
         self.paths.append(entry.path)
         self.kinds.append(ord(entry.kind))
@@ -112,6 +115,8 @@ class Catalog:
         self._index = None
 
     def entry(self, i: int) -> Entry:
+        """Entry ``i``, made from the columns (without ``sha256``, which only manifests hold, or
+        ``ino``)."""
         return Entry(
             self.paths[i],
             chr(self.kinds[i]),
@@ -122,12 +127,15 @@ class Catalog:
         )
 
     def kind(self, i: int) -> str:
+        """The kind of entry ``i``: :data:`FILE`, :data:`DIR` or :data:`LINK`."""
         return chr(self.kinds[i])
 
     def __iter__(self) -> Iterator[Entry]:
         return (self.entry(i) for i in range(len(self.paths)))
 
     def index_of(self, path: str) -> Optional[int]:
+        """The index of ``path``, or None.  The first call maps every path to its index (about 100
+        bytes an entry), kept until the catalog is appended to or sorted."""
         if self._index is None:
             self._index = {p: i for i, p in enumerate(self.paths)}
         return self._index.get(path)
@@ -139,6 +147,7 @@ class Catalog:
         return self.index_of(self.targets[i])
 
     def total_bytes(self) -> int:
+        """What the entries' sizes add up to, in bytes."""
         return sum(self.sizes)
 
     def saved(self, i: int) -> bool:
@@ -251,4 +260,5 @@ def index_ranges(indexes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def format_ranges(ranges: list[tuple[int, int]]) -> str:
+    """Index ranges for a person: ``[(0, 2), (5, 5)]`` -> ``"0-2, 5"`` (``"none"`` for no range)."""
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges) or "none"

@@ -11,7 +11,7 @@ Every entry of the fresh scan is compared with the jobfile's catalog by path:
 * deleted: purged from its volume;
 * moved: a new path whose size, mtime and source inode are those of a deleted file on a
   volume: renamed there instead of copied (a renamed folder moves all its files this way),
-  once the volume's copy is confirmed by content (see backup.py).
+  once the volume's copy is confirmed by content (see ``VolumeWriter.rename`` in writer.py).
 
 Changed, re-moded and moved entries keep their volume and are marked *stale* (the volume
 holds an older version); an entry already stale stays so.  A volume is visited in a run when
@@ -29,6 +29,9 @@ from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, same_version, sort_key
 
 @dataclass
 class Changes:
+    """What a re-run's scan changed against the jobfile's catalog (lists of indexes), and each
+    entry's volume and stale mark, carried over from the old catalog to the new."""
+
     unchanged: int = 0
     changed: list[int] = field(default_factory=list)  # indexes in the new catalog
     new: list[int] = field(default_factory=list)

@@ -29,6 +29,8 @@ def main(
     stderr: Optional[IO[str]] = None,
     stdout: Optional[IO[str]] = None,
 ) -> int:
+    """The program: run the command line ``argv`` (default: the process's arguments) and return its exit
+    code.  Foreseen errors become one line on ``stderr``; only a bug prints a traceback."""
     stdin = stdin or sys.stdin
     stderr = stderr or sys.stderr
     stdout = stdout or sys.stdout

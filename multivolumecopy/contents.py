@@ -1,9 +1,9 @@
 """What a drive holds, in memory: path -> :class:`~multivolumecopy.catalog.Entry`, packed.
 
 A drive can hold a million files: each entry is kept as one small ``bytes`` (kind, size,
-mtime, mode, and the SHA-256 in binary), about 150 bytes an entry with the map where a tuple
-of Python objects took 290.  The close of a volume reads the manifest rows, the bytes used and
-the sums straight from the packed rows.
+mtime, mode, and the SHA-256 in binary), about half what a tuple of Python objects takes (see
+docs/TECHNICAL_DECISIONS.rst, "The catalog in memory").  The close of a volume reads the
+manifest rows, the bytes used and the sums straight from the packed rows.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ _SIZE_AT = struct.Struct("<q")  # the size, at offset 1 of a packed row
 
 class DriveContents(MutableMapping[str, Entry]):
     """What a drive holds: path -> :class:`Entry`, each kept as one small ``bytes`` (kind,
-    size, mtime, mode, and the SHA-256 in binary), about 150 bytes an entry with the map
-    where a tuple of Python objects took 290: a drive can hold a million files.  Symlink
+    size, mtime, mode, and the SHA-256 in binary; the module docstring says why).  Symlink
     targets, and digests that do not round-trip as lowercase hex (a hand-edited manifest),
     are kept aside as they are.  Entries come back without ``ino`` (manifests have none)."""
 
@@ -89,6 +88,7 @@ class DriveContents(MutableMapping[str, Entry]):
         return found
 
     def paths_of_kind(self, kind: str) -> Iterator[str]:
+        """The paths of the entries of ``kind``, read from the packed rows."""
         code = ord(kind)
         return (path for path, raw in self._rows.items() if raw[0] == code)
 
@@ -134,6 +134,8 @@ class DriveContents(MutableMapping[str, Entry]):
                 yield path, sha256
 
     def get(self, path: str, default: Any = None) -> Any:
+        """The entry at ``path``, or ``default``: the mapping's own ``get`` would raise and catch a
+        ``KeyError`` for every path the drive does not hold."""
         raw = self._rows.get(path)
         return default if raw is None else self._entry(path, raw)
 
@@ -162,8 +164,9 @@ def manifest_row(
     verified: Optional[int],
     stored: Optional[str],
 ) -> str:
-    """A manifest or journal row as JSON text, built directly: ``json.dumps`` per row took
-    twice as long, and a drive's manifest has a row for every file it holds."""
+    """A manifest or journal row as JSON text, built directly rather than by ``json.dumps``,
+    which is slower (see docs/performance.rst, "Writing JSON rows"): a drive's manifest has a
+    row for every file it holds."""
     target = "null" if target is None else _jstr(target)
     sha = "null" if sha256 is None else _jstr(sha256)
     when = "null" if verified is None else int(verified)

@@ -63,6 +63,9 @@ class Summary:
 
 @dataclass
 class RunContext:
+    """One backup run's shared state, made once the scan is merged with the jobfile (the module
+    docstring says which stage changes what)."""
+
     opts: Options
     jobfile: str  # absolute
     job: jf.Job
@@ -84,6 +87,7 @@ class RunContext:
 
     @property
     def catalog(self) -> Catalog:
+        """The job's catalog: this run's scan, with each entry's volume carried over."""
         return self.job.catalog
 
     def fail(self, i: int, why: str, tell: bool = True) -> None:

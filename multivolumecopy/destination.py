@@ -40,6 +40,9 @@ class Unreadable(Exception):
 
 
 class Destination:
+    """The folder ``--to`` of a restore, written below only through descriptors and never through
+    a symlink the restore did not make (see the module docstring)."""
+
     def __init__(self, to: str, on_bytes: Callable[[int], None] = lambda n: None):
         """Open (making it if needed) the folder ``to``; ``on_bytes(n)`` is told as files are
         written.  Raises :class:`OutputError` if it cannot be made or written in."""
@@ -58,6 +61,7 @@ class Destination:
             raise OutputError(f"cannot write in --to {to}: {err.strerror}") from None
 
     def close(self) -> None:
+        """Let go of the descriptors held below ``--to``."""
         self.tree.close()
 
     # -- folders -----------------------------------------------------------------------

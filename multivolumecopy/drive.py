@@ -74,22 +74,29 @@ class Drive:
     # The manifest's state, by name.
     @property
     def contents(self) -> DriveContents:
+        """What the drive holds, by path: the last commit, with the journal's changes since."""
         return self.state.contents
 
     @property
     def verified(self) -> dict[str, int]:
+        """When each file's content was last read back and found intact (epoch seconds), by path."""
         return self.state.verified
 
     @property
     def dirty(self) -> set[str]:
+        """Paths that are ours with unknown content (about to be written, or written and never
+        confirmed by a sync point): rewritten if they still belong on the drive, else removed."""
         return self.state.dirty
 
     @property
     def caps(self) -> Capabilities:
+        """What the drive's filesystem can hold (symlinks, modes, names, file sizes), as probed when
+        it became a volume."""
         return self.state.caps
 
     @caps.setter
     def caps(self, caps: Capabilities) -> None:
+        """Set what the drive can hold, for the names entries are stored under too."""
         self.state.caps = self.stored.caps = caps
 
     # -- opening -----------------------------------------------------------------------
@@ -153,10 +160,13 @@ class Drive:
                     pass
 
     def path(self, rel: str) -> str:
+        """The full path of ``rel`` (relative to the drive's root) on this drive."""
         return os.path.join(self.root, rel)
 
     @property
     def tmpdir(self) -> str:
+        """The drive's temporary folder (``.mvcopy-tmp``), where copies are made before they are
+        renamed into place; emptied at each commit and when a drive of ours is opened."""
         return os.path.join(self.root, TMPDIR)
 
     def _clear_tmp(self) -> bool:
@@ -193,6 +203,8 @@ class Drive:
             )
 
     def write_label(self, label: Label) -> None:
+        """Write ``label`` on the drive, atomically: from then on the drive is that volume of that
+        job.  The drive must still be the one opened."""
         self.check_present()
         self._guard(atomic_write, self.path(LABEL), label.to_json())
         self.label = label
@@ -361,6 +373,8 @@ class Drive:
         return self.stored.name_for(path, kind, self.contents)
 
     def used_bytes(self, block: int) -> int:
+        """What the files the drive holds take on it, in ``block``-byte blocks (by its record, not by
+        walking it)."""
         return self.contents.file_bytes(block)
 
     def records_bytes(self, block: int) -> int:

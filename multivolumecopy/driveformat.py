@@ -50,6 +50,9 @@ RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlin
 
 @dataclass(frozen=True)
 class Label:
+    """What ``.mvcopy-label.json`` says: which job and volume the drive is, the volume's id (so a
+    replaced drive's old copy is told apart), and the job's root, for a person."""
+
     job_id: str
     volume: int
     volume_uuid: str
@@ -57,6 +60,7 @@ class Label:
     job_root: str = ""
 
     def to_json(self) -> bytes:
+        """The label file's bytes: indented JSON with its format and version."""
         doc = {"format": LABEL_FORMAT, "version": VERSION, **asdict(self)}
         return (json.dumps(doc, indent=1) + "\n").encode("ascii")
 

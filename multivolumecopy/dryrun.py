@@ -27,6 +27,9 @@ from .sizes import format_size
 
 @dataclass
 class VolumeWork:
+    """What a run would do to one volume, or to a new drive: the paths it would copy, rewrite,
+    rename, delete and re-mode, and the bytes it would write."""
+
     copy: list[str] = field(default_factory=list)
     rewrite: list[str] = field(default_factory=list)
     rename: list[list[str]] = field(default_factory=list)  # [old, new]
@@ -37,11 +40,16 @@ class VolumeWork:
 
 @dataclass
 class DryRun:
+    """What ``--dry-run`` found: the number the run would have, the volumes it would ask for, and
+    what would need a new drive."""
+
     run: int
     volumes: dict[int, VolumeWork]  # every volume the run would ask for
     new_drive: VolumeWork  # what needs a drive this job does not have yet
 
     def insert(self) -> list[int]:
+        """The volumes the operator would insert, in order (a blank drive besides, when
+        ``new_drive`` has something to copy)."""
         return sorted(self.volumes)
 
 
@@ -96,6 +104,7 @@ def dry_run_report(job: jf.Job, run: int, plans: dict[int, VolumePlan], unplaced
 
 
 def render(dry: DryRun, as_json: bool) -> str:
+    """The dry run for a person, a line a volume; or as JSON, with ``as_json``."""
     if as_json:
         doc = {
             "format": "multivolumecopy-dry-run",

@@ -12,6 +12,8 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
+    """The process's exit codes (the table is docs/exit-codes.rst)."""
+
     OK = 0
     FILES_FAILED = 1
     USAGE = 2
@@ -42,26 +44,41 @@ class MvcError(Exception):
 
 
 class UsageError(MvcError):
+    """Raised when the command line is wrong or contradicts itself (exit 2)."""
+
     exit_code = ExitCode.USAGE
 
 
 class SourceError(MvcError):
+    """Raised when a source cannot be backed up as given: missing, unreadable, neither a folder
+    nor a file, given twice, or inside another (exit 4)."""
+
     exit_code = ExitCode.SOURCE_ERROR
 
 
 class OutputError(MvcError):
+    """Raised when an output cannot be used: missing, not writable, holding damaged or unknown
+    records, or ``--to`` unusable for a restore (exit 5)."""
+
     exit_code = ExitCode.OUTPUT_ERROR
 
 
 class JobfileError(MvcError):
+    """Raised when the jobfile is missing, unreadable, damaged, of another job or cannot be
+    written (exit 6)."""
+
     exit_code = ExitCode.JOBFILE_ERROR
 
 
 class TooLargeError(MvcError):
+    """Raised when a file is larger than a whole volume (exit 7)."""
+
     exit_code = ExitCode.TOO_LARGE
 
 
 class LockedError(MvcError):
+    """Raised when another run holds the lock of the jobfile or of a drive (exit 8)."""
+
     exit_code = ExitCode.LOCKED
 
 
@@ -78,4 +95,7 @@ class SwapNeeded(MvcError):
 
 
 class Interrupted(MvcError):
+    """Raised when a copy is interrupted (Ctrl-C, SIGTERM, SIGHUP), once what was copied is
+    committed (exit 130)."""
+
     exit_code = ExitCode.INTERRUPTED

@@ -13,6 +13,8 @@ from typing import Callable, Optional, Union
 
 @dataclass(frozen=True)
 class ScanDone:
+    """The sources are scanned: how many files, folders and symlinks, and the bytes."""
+
     files: int
     dirs: int
     links: int
@@ -36,6 +38,8 @@ class Skipped:
 
 @dataclass(frozen=True)
 class FileFailed:
+    """An entry could not be saved in this run, or restored: ``reason`` says why."""
+
     path: str
     reason: str
 
@@ -54,6 +58,8 @@ class ChangesFound:
 
 @dataclass(frozen=True)
 class RunStarted:
+    """A backup run starts or resumes, with the entries and bytes it has to place."""
+
     run: int
     resumed: bool
     files_to_write: int
@@ -62,12 +68,17 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class NothingToDo:
+    """Every entry is saved and nothing changed: the run needs no drive."""
+
     files: int
     volumes: int
 
 
 @dataclass(frozen=True)
 class VolumeMounted:
+    """The drive at ``output`` is volume ``volume`` (``new``: a blank drive, labelled just now),
+    with ``free`` bytes."""
+
     volume: int
     output: str
     new: bool
@@ -86,6 +97,8 @@ class ForeignData:
 
 @dataclass(frozen=True)
 class VolumePlanned:
+    """A volume's plan is made: what it keeps and removes, and what will be written."""
+
     volume: int
     keep: int
     purge: int
@@ -96,6 +109,8 @@ class VolumePlanned:
 
 @dataclass(frozen=True)
 class Copied:
+    """Whole entries were written: to a volume by a backup, or from one by a restore."""
+
     volume: int
     files: int
     bytes: int  # bytes of whole files completed in this step
@@ -120,12 +135,17 @@ class BytesCopied:
 
 @dataclass(frozen=True)
 class Adopted:
+    """A copy already at the entry's place on the drive (same kind, size, time and bytes) was
+    recorded instead of written again."""
+
     volume: int
     path: str
 
 
 @dataclass(frozen=True)
 class Purged:
+    """Entries of ours that no longer belong on a volume were removed from it."""
+
     volume: int
     files: int
     paths: tuple[str, ...] = ()
@@ -133,11 +153,16 @@ class Purged:
 
 @dataclass(frozen=True)
 class VolumeFull:
+    """A volume could not take all that was meant for it: the rest needs another drive."""
+
     volume: int
 
 
 @dataclass(frozen=True)
 class VolumeDone:
+    """A volume is committed and its jobfile saved: what it holds (with its index ranges), what
+    this run wrote there, and whether it is full; the drive may be removed."""
+
     volume: int
     output: str
     files: int  # entries the volume holds
@@ -160,12 +185,16 @@ class Adapted:
 
 @dataclass(frozen=True)
 class DriveRefused:
+    """The drive at ``output`` cannot be used now: ``reason`` says why."""
+
     output: str
     reason: str
 
 
 @dataclass(frozen=True)
 class WaitingForDrive:
+    """The run needs another drive at ``output``: ``message`` says which, for a person."""
+
     output: str
     message: str
     wanted: tuple[int, ...]
@@ -174,6 +203,9 @@ class WaitingForDrive:
 
 @dataclass(frozen=True)
 class RunDone:
+    """A backup ended: what it wrote, what is not saved, each volume's summary and the time it
+    took."""
+
     copied_files: int
     copied_bytes: int
     failed: tuple[tuple[str, str], ...]
@@ -184,6 +216,9 @@ class RunDone:
 
 @dataclass(frozen=True)
 class RestoreStarted:
+    """A restore starts: the volumes it needs, the files and bytes to restore, and how many are
+    already restored and intact."""
+
     volumes: tuple[int, ...]  # the volumes that must be inserted
     files: int
     bytes: int

@@ -23,6 +23,8 @@ _LEFT = [int(_NTH)]
 
 
 def point(name: str) -> None:
+    """Fault point ``name``: with ``MVCOPY_FAULT`` naming it, the Nth pass kills the whole process
+    group with SIGKILL."""
     if _SPEC and name == _NAME:
         _LEFT[0] -= 1
         if _LEFT[0] == 0:

@@ -24,10 +24,13 @@ DRIVE_GONE_ERRNOS = frozenset(
 
 
 def is_no_space(err: BaseException) -> bool:
+    """Whether ``err`` means there is no room for the file on this drive: it goes to another."""
     return isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS
 
 
 def is_drive_gone(err: BaseException) -> bool:
+    """Whether ``err`` means the drive is failing or gone: the run stops, keeping what was
+    committed."""
     return isinstance(err, OSError) and err.errno in DRIVE_GONE_ERRNOS
 
 
@@ -129,8 +132,9 @@ _libc: Optional[ctypes.CDLL] = None
 class Writeback:
     """While a drive is being filled, a thread asks the kernel every ``interval`` seconds to
     write the drive's dirty data out (``syncfs`` releases the GIL), so the sync before the
-    manifest's commit finds little left: with 24 GB of RAM the kernel would otherwise hold
-    a gigabyte back and write it only then.  Nothing depends on it; commits still sync."""
+    manifest's commit finds little left: with much RAM the kernel would otherwise hold the
+    writes back and make them only then (see docs/TECHNICAL_DECISIONS.rst, "When data is
+    synced").  Nothing depends on it; commits still sync."""
 
     def __init__(self, path: str, interval: float = 1.0):
         self.path = path
@@ -235,6 +239,8 @@ def _unescape_mount(field: str) -> str:
 
 
 def block_size(path: str) -> int:
+    """The block size of the filesystem at ``path``, what files are rounded up to (4096 when it
+    says none)."""
     st = os.statvfs(path)
     return st.f_frsize or st.f_bsize or 4096
 
@@ -282,8 +288,9 @@ def die_with_parent(parent: int) -> None:
 
 def give_back_free_memory() -> None:
     """Return the heap's free pages to the system (glibc's ``malloc_trim``).  After a big
-    transient (the scan's pieces, 50 MB for a million files) glibc keeps the freed pages, and
-    the later peak of the run comes on top of them; elsewhere this does nothing."""
+    transient (the scan's pieces) glibc keeps the freed pages, and the later peak of the run
+    comes on top of them (see docs/TECHNICAL_DECISIONS.rst, "The catalog in memory");
+    elsewhere this does nothing."""
     try:
         _load_libc().malloc_trim(0)
     except (OSError, AttributeError):

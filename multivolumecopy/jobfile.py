@@ -36,6 +36,9 @@ COLUMNS_V1 = COLUMNS[:-1]
 
 @dataclass
 class VolumeRecord:
+    """What the jobfile knows of one volume: its drive's identity, what the drive can hold, how
+    full it is, and when it was last updated and verified."""
+
     number: int
     uuid: str
     created: str
@@ -57,6 +60,9 @@ class VolumeRecord:
 
 @dataclass
 class RunState:
+    """The last run's state; while it is in progress, what the same command needs to resume it
+    (its volumes done and pending, the open one, the moves, the replacements)."""
+
     number: int = 0
     id: str = ""
     state: str = "done"  # "in-progress" or "done"
@@ -70,11 +76,15 @@ class RunState:
 
     @property
     def in_progress(self) -> bool:
+        """Whether the run has not finished: the next run resumes it."""
         return self.state == "in-progress"
 
 
 @dataclass
 class Job:
+    """A jobfile in memory: the job's sources and options, its volumes, the last run, and the
+    catalog with each entry's volume."""
+
     job_id: str
     root: str
     sources: list[str]
@@ -88,6 +98,7 @@ class Job:
     cached: bool = False  # loaded through a cache that matched (not written to the file)
 
     def next_volume_number(self) -> int:
+        """The number a new volume gets: one past the highest ever used."""
         return max(self.volumes, default=0) + 1  # forgotten numbers are not reused
 
 
@@ -179,6 +190,8 @@ def _write_cache(path: str, cat: Catalog, size: int, crc: int) -> None:
 
 
 def load(path: str) -> Job:
+    """The jobfile at ``path``, its catalog read from the cache when the cache matches the file.
+    Raises :class:`JobfileError` for one missing, unreadable, damaged or of an unknown version."""
     try:
         with open(path, "rb") as fh:
             cached = _cached_catalog(path, fh)
@@ -191,6 +204,7 @@ def load(path: str) -> Job:
 
 
 def loads(raw: bytes, path: str = "jobfile") -> Job:
+    """A jobfile from its bytes (a drive's copy, say); ``path`` names it in errors."""
     return _parse(io.BytesIO(raw), path)
 
 
@@ -234,8 +248,9 @@ def _parse(fh: IO[bytes], path: str, cached: Optional[Catalog] = None) -> Job:
 
 # -- the catalog cache ------------------------------------------------------------------
 #
-# Parsing a million rows of JSON takes over a second; reading the same columns from their
-# binary form takes a tenth of that.  ``<jobfile>.cache`` holds them, with the size and CRC-32
+# Parsing the JSON rows is the floor of reading a jobfile in Python, and every command reads
+# one first; the same columns in binary read far faster (see docs/TECHNICAL_DECISIONS.rst, "The
+# catalog cache").  ``<jobfile>.cache`` holds them, with the size and CRC-32
 # of the exact jobfile bytes it was made from: a jobfile changed in any way (edited by hand,
 # restored from a drive, written by another version) no longer matches and is parsed.  The
 # cache is derived and safe to delete; the jobfile stays the record.  Layout: docs/formats.rst.

@@ -36,8 +36,9 @@ def document(
 
 def stream(doc: Any) -> Iterator[bytes]:
     """``doc`` as indented JSON, each item of a list on a line of its own, in chunks of about
-    CHUNK_BYTES (``json.dumps(indent=...)`` runs in pure Python and took 0.15 s for 100,000
-    paths; this writes lists of strings with the C encoder, a chunk of items at a time)."""
+    CHUNK_BYTES.  ``json.dumps(indent=...)`` runs in pure Python (see docs/performance.rst,
+    "Writing JSON rows"); this writes lists of strings with the C encoder, a chunk of items at
+    a time."""
     buffered: list[str] = []
     size = 0
     for part in _parts(doc, 0):

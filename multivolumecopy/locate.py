@@ -21,6 +21,9 @@ from .sizes import format_size
 
 @dataclass(frozen=True)
 class Found:
+    """An entry ``--locate`` matched: where the record places it (``volume`` 0: on no drive),
+    its size and time."""
+
     index: int
     path: str
     kind: str
@@ -47,6 +50,8 @@ def locate(catalog: Catalog, patterns: Iterable[str]) -> Iterator[Found]:
 
 
 def render(found: list[Found], as_json: bool) -> str:
+    """The matches for a person (where, size, time and path, a line each); or as JSON, with
+    ``as_json``."""
     if as_json:
         doc = {
             "format": "multivolumecopy-locate",

@@ -29,6 +29,9 @@ _NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class FileLock:
+    """A ``flock`` on the file at ``path`` (made if missing), exclusive or ``shared``; ``what``
+    names what it guards when the lock is refused."""
+
     def __init__(self, path: str, what: str, shared: bool = False):
         self.path = path
         self.what = what
@@ -37,6 +40,8 @@ class FileLock:
         self.created = False  # this lock made the file (the caller may remove it after)
 
     def acquire(self) -> FileLock:
+        """Take the lock without waiting, and return it; a writer leaves a line about itself in the
+        file.  Raises :class:`LockedError`, quoting the holder's line, while another run holds it."""
         fd = self._open()
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -75,6 +80,7 @@ class FileLock:
         return fd
 
     def release(self) -> None:
+        """Let go of the lock (a writer empties its line first)."""
         if self.fd is not None:
             if not self.shared:
                 try:

@@ -109,6 +109,7 @@ class Tree:
         return os.stat(name, dir_fd=self.folder(parent), follow_symlinks=False)
 
     def readlink(self, rel: str) -> str:
+        """The target of the symlink ``rel``, reached without following a symlink on the way."""
         parent, _, name = rel.rpartition("/")
         return os.readlink(name, dir_fd=self.folder(parent))
 
@@ -129,6 +130,7 @@ class Tree:
         return fd
 
     def close(self) -> None:
+        """Close every descriptor the tree holds, the top's included."""
         for _, fd in self._chain:
             os.close(fd)
         self._chain = []

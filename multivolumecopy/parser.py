@@ -37,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are UsageErrors: one line, exit code 2, no traceback."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the parse error as a :class:`UsageError`, instead of printing it and exiting."""
         raise UsageError(f"{message}; see multivolumecopy --help")
 
 

@@ -21,6 +21,7 @@ class Places:
         self._listings: dict[str, set[str]] = {}  # folder -> its names, case-folded
 
     def path(self, rel: str) -> str:
+        """The full path of ``rel`` on the drive."""
         return os.path.join(self.root, rel)
 
     def blocker(self, rel: str) -> Optional[str]:

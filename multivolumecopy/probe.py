@@ -4,7 +4,8 @@ USB drives are mostly exFAT, sometimes FAT32 or NTFS. Rather than guess from
 the filesystem's name, the probe tries each thing in the drive's temporary
 directory and looks at what happened.  The result is kept in the jobfile's
 volume record and in the drive's manifest, and drives the adaptations in
-:mod:`multivolumecopy.names` and :mod:`multivolumecopy.backup`.
+:mod:`multivolumecopy.names`, :mod:`multivolumecopy.drivenames` and
+:mod:`multivolumecopy.writer`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ FAT_MAX_FILE = 4 * 1024**3 - 1
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a drive's filesystem can hold, as probed: symlinks, permission bits, names differing
+    in case, the characters names may not hold, a trailing dot or space, the largest file, and
+    how finely it keeps times."""
+
     symlinks: bool = True
     modes: bool = True  # permission bits are kept
     case_sensitive: bool = True
@@ -33,10 +38,13 @@ class Capabilities:
     granularity_ns: int = 1
 
     def to_json(self) -> dict[str, Any]:
+        """As a JSON object: the jobfile's volume record and the manifest keep it."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, doc: Optional[dict[str, Any]]) -> Capabilities:
+        """From :meth:`to_json`'s object; none (a record that has none) is a drive that holds
+        everything."""
         return cls(**doc) if doc else cls()
 
     def limits(self) -> list[str]:

@@ -16,6 +16,9 @@ SUMMARY_LINES = 50  # entries not saved listed by path at the end; the jobfile l
 
 
 class TextRenderer:
+    """The events for a person on ``stream``: a line for each that matters, progress bars with
+    ``bars``, and with ``verbose`` more (adopted files; with 2, every path)."""
+
     def __init__(self, stream: IO[str], bars: bool, verbose: int = 0):
         self.stream = stream
         self.bars = bars
@@ -43,6 +46,7 @@ class TextRenderer:
         )
 
     def say(self, text: str) -> None:
+        """Print a line for the person, above the progress bars when they are shown."""
         if self._tqdm is not None and (self._job is not None or self._drive is not None):
             self._tqdm.write(text, file=self.stream)
         else:
@@ -56,6 +60,7 @@ class TextRenderer:
                 bar.clear()
 
     def close(self) -> None:
+        """Take the progress bars down for good."""
         for name in ("_drive", "_job"):
             bar = getattr(self, name)
             if bar is not None:
@@ -237,6 +242,7 @@ class ByteBar:
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
+        """Take the bar down, if it was ever shown."""
         if self.bar is not None:
             self.bar.close()
 

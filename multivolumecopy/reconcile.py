@@ -2,7 +2,7 @@
 
 :func:`plan_volume` is pure: a function of the catalog, what the drive holds,
 and the space it reports, with no I/O, so it is tested with tables.  Applying
-the plan (unlinking, copying) happens in :mod:`multivolumecopy.backup`.
+the plan (unlinking, copying) happens in :mod:`multivolumecopy.writer`.
 
 Usable space is the free space, plus what the purge will free, minus the
 ``--device-padding``, capped by ``--volume-size``; every file is rounded up to
@@ -24,6 +24,9 @@ from .fsutil import round_up
 
 @dataclass(frozen=True)
 class Space:
+    """What a drive offers a volume's plan: its free bytes, inodes and block size, and what the
+    options and our records hold back."""
+
     free: int  # bytes the filesystem says we may still write
     block: int  # filesystem block size
     padding: int = 0  # --device-padding: leave this much free
@@ -45,6 +48,9 @@ def record_cost(path: str, writing: bool) -> int:
 
 @dataclass
 class VolumePlan:
+    """What one volume keeps, removes, rewrites, renames and re-modes, and which new entries it
+    takes: catalog indexes (drive paths for ``purge``)."""
+
     volume: int
     keep: list[int] = field(default_factory=list)  # catalog indexes current on the drive
     purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
@@ -57,10 +63,12 @@ class VolumePlan:
 
     @property
     def last_index(self) -> Optional[int]:
+        """The last new entry the volume takes, or None when it takes none."""
         return self.fill[-1] if self.fill else None
 
     @property
     def writes(self) -> list[int]:
+        """Every entry to write: the rewrites, then the new entries."""
         return self.recopy + self.fill
 
 

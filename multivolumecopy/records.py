@@ -40,6 +40,7 @@ class Head:
 
     @property
     def in_progress(self) -> bool:
+        """Whether the record was saved while its run was still going."""
         return self.state == "in-progress"
 
     def order(self) -> tuple[int, float, bool, int]:
@@ -57,6 +58,7 @@ class Head:
 
 
 def head_of(job: jf.Job) -> Head:
+    """The :class:`Head` of a jobfile already loaded."""
     return Head(job.job_id, job.run.number, job.run.state, job.updated, len(job.run.done_volumes))
 
 

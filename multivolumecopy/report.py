@@ -21,6 +21,9 @@ ACTIONS = ("copied", "rewritten", "renamed", "deleted", "chmod")
 
 
 class ChangeReport:
+    """One run's change report, filled in as the run goes (the module docstring says what it
+    holds)."""
+
     def __init__(self, job: jf.Job, old: Optional[Catalog], changes: Changes):
         self.job = job
         self.old = old
@@ -33,6 +36,7 @@ class ChangeReport:
         return self.actions.setdefault(number, {name: [] for name in ACTIONS})
 
     def wrote(self, number: int, nbytes: int) -> None:
+        """Count ``nbytes`` more copied to volume ``number``."""
         self.written[number] = self.written.get(number, 0) + nbytes
 
     def document(self, only: Optional[int] = None) -> dict:
@@ -74,6 +78,8 @@ class ChangeReport:
         return doc
 
     def chunks(self, only: Optional[int] = None) -> Iterator[bytes]:
+        """The report as JSON, a chunk of bytes at a time: the whole of it, or volume ``only``'s
+        part."""
         return stream(self.document(only))
 
     def save(self, jobfile: str) -> None:

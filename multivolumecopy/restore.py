@@ -47,6 +47,8 @@ from .swap import Swapper, SwapRequest
 
 @dataclass
 class RestoreOptions:
+    """What ``--restore`` is given: the jobfile, the drives' mount points, ``--to``, the patterns."""
+
     jobfile: str
     outputs: list[str]
     to: str
@@ -55,6 +57,9 @@ class RestoreOptions:
 
 @dataclass
 class RestoreSummary:
+    """What a restore did: files restored and their bytes, those already intact, the volumes
+    read, and each problem as (path, why)."""
+
     restored: int = 0
     restored_bytes: int = 0
     intact: int = 0
@@ -106,6 +111,8 @@ Version = tuple[int, int]  # size, mtime_ns: which version of a file a problem w
 
 
 class Restore:
+    """One ``--restore``: goes by the newest record it meets, and reads each drive as it comes."""
+
     def __init__(self, opts: RestoreOptions, emit: Callable[[object], None], swapper: Swapper):
         self.opts = opts
         self.emit = emit
@@ -122,6 +129,9 @@ class Restore:
         self.visited: set[int] = set()  # volumes read under the record in use
 
     def run(self) -> RestoreSummary:
+        """Restore: make the folders and symlinks, read the wanted files from the drives as they come
+        (asking for each next one), then give the folders their modes and times.  Returns the
+        summary; raises :class:`SwapNeeded` when stopped at a drive swap."""
         job = jf.load(self.opts.jobfile)
         for out in self.opts.outputs:
             if not os.path.isdir(out):

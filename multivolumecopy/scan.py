@@ -28,6 +28,9 @@ SkipCallback = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class Sources:
+    """The source arguments, resolved: their common ``root`` (catalog paths are relative to it),
+    and each source's absolute path."""
+
     root: str
     paths: tuple[str, ...]  # absolute, normalised
 
@@ -332,6 +335,7 @@ class _Walk:
         self.skipped: list[tuple[str, str]] = []
 
     def close_piece(self) -> None:
+        """End the piece being walked (it joins :attr:`pieces`) and begin a new one."""
         self.pieces.append((self.cat, self.linked, self.skipped))
         self.layout.append(-1)
         self._new_piece()
@@ -342,6 +346,8 @@ class _Walk:
         self.tasks.append((path, rel, device))
 
     def skip(self, rel: str, why: str) -> None:
+        """Note an entry left out, and why: told through ``on_skip`` when the pieces are joined, in
+        index order."""
         self.skipped.append((rel, why))
 
     def _add(self, rel: str, kind: str, st: os.stat_result, target: Optional[str] = None) -> None:
@@ -356,6 +362,8 @@ class _Walk:
         cat.inodes.append(st.st_ino if kind == FILE else 0)
 
     def all(self, sources: Sources) -> None:
+        """Walk every source in index order: the folders between the root and a source, the source,
+        then its contents."""
         root = sources.root
         seen_dirs: set[str] = set()
         rels = [(os.path.relpath(src, root) if src != root else "", src) for src in sources.paths]

@@ -35,6 +35,8 @@ def event_name(event: object) -> str:
 
 
 def to_json(event: object, **extra: Any) -> dict[str, Any]:
+    """``event`` as an object of ``--events``: the schema version, the event's name, the time, its
+    fields, and ``extra``."""
     doc: dict[str, Any] = {"v": SCHEMA_VERSION, "event": event_name(event), "time": now_iso()}
     if dataclasses.is_dataclass(event) and not isinstance(event, type):
         doc.update(dataclasses.asdict(event))
@@ -96,6 +98,7 @@ class EventWriter:
         self.write(to_json(event))
 
     def write(self, doc: dict[str, Any]) -> None:
+        """Write one JSON line; a listener that went away ends the writing, not the run."""
         line = (json.dumps(doc) + "\n").encode("utf-8", "surrogateescape")
         try:
             if self._sock is not None:
@@ -107,6 +110,7 @@ class EventWriter:
             self.close()  # the listener went away; the backup goes on
 
     def close(self) -> None:
+        """Close the target (stdout stays open)."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -128,6 +132,9 @@ class Notifier:
             self.notify("swap", event.message, MVCOPY_NEXT=str(event.next_volume), MVCOPY_OUTPUT=event.output)
 
     def notify(self, kind: str, message: str, **env: str) -> None:
+        """Run the command with ``MVCOPY_EVENT`` (``kind``), ``MVCOPY_MESSAGE`` and ``env`` in its
+        environment.  One that fails, or is still running after ``timeout`` seconds (it is killed
+        then), is only warned about: the run goes on."""
         full = dict(os.environ, MVCOPY_EVENT=kind, MVCOPY_MESSAGE=message, **env)
         try:
             rc = subprocess.call(self.command, shell=True, env=full, timeout=self.timeout)  # noqa: S602
@@ -159,6 +166,8 @@ class Outside:
     def emit_to(
         self, person: Callable[[object], None], log: Optional[OperationLog] = None
     ) -> Callable[[object], None]:
+        """The run's emit function: each event to ``person``, then to ``--events``, the notify
+        command and the operation ``log``, those that are in use."""
         return Tee(person, *(s for s in (self.events, self.notifier, log) if s is not None))
 
     def finish(self, code: int, message: str, done: Optional[object] = None) -> None:

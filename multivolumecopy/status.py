@@ -24,6 +24,9 @@ DEFAULT_MAX_AGE_DAYS = 35.0
 
 @dataclass
 class VolumeStatus:
+    """One volume in ``--status``: when it was updated and verified, how full it is, and its
+    state with why."""
+
     number: int
     updated: Optional[str]
     verified: Optional[str]
@@ -36,6 +39,9 @@ class VolumeStatus:
 
 @dataclass
 class Status:
+    """What ``--status`` found: the Nagios code, a summary line, the run's state, each volume,
+    and the messages."""
+
     code: int
     summary: str
     run: dict
@@ -49,6 +55,8 @@ def _days(seconds: float) -> str:
 
 
 def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) -> Status:
+    """How current the backup recorded in ``job`` is at ``now`` (epoch seconds), judged by
+    ``max_age_days``."""
     limit = max_age_days * 86400
     code = OK
     messages: list[str] = []
@@ -96,6 +104,8 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
 
 
 def render(st: Status, as_json: bool) -> str:
+    """The status for a monitor (a Nagios line, then a line a volume); or as JSON, with
+    ``as_json``."""
     if as_json:
         doc = {"format": "multivolumecopy-status", "version": 1, "status": NAMES[st.code], **asdict(st)}
         return json.dumps(doc, indent=1) + "\n"

@@ -28,6 +28,9 @@ MAX_REFUSALS_BY_SCRIPT = 3
 
 @dataclass(frozen=True)
 class SwapRequest:
+    """What a run asks for at a drive swap: where, which volume (and the one just finished), and
+    why the last drive offered was refused."""
+
     output: str
     message: str  # what to insert, for a person
     finished: Optional[int]  # the volume just finished, if any
@@ -37,6 +40,9 @@ class SwapRequest:
 
 
 class Swapper:
+    """Gets the next drive into place: by ``--new-volume-script``, a prompt, or stopping the run
+    (see the module docstring)."""
+
     def __init__(
         self,
         script: Optional[str] = None,

@@ -50,6 +50,9 @@ READ_CHUNK = 1024 * 1024
 
 @dataclass
 class Report:
+    """What ``--verify`` found on one drive: what it checked, what is missing, different or
+    extra, and with ``--checksum`` what was read back and how it compared."""
+
     output: str
     volume: Optional[int]
     first: int
@@ -71,12 +74,17 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """Whether the drive passed: nothing missing, different, extra or corrupt, and no file left
+        unchecked for want of a recorded hash."""
         # A file a scrub could not check (no recorded hash) is not known to be good.
         return not (self.missing or self.different or self.extra or self.corrupt or self.unhashed)
 
 
 @dataclass(frozen=True)
 class Scrub:
+    """``--checksum``'s limits: files checked within ``max_age_days`` are left out, and the
+    reading stops after ``time_budget`` seconds."""
+
     max_age_days: Optional[float] = None
     time_budget: Optional[float] = None  # seconds
 
@@ -368,6 +376,8 @@ def _walk(root: str, rel: str) -> Iterator[str]:
 
 
 def render_report(report: Report, as_json: bool = False) -> str:
+    """The report for a person (a line a problem, then the verdict); or as JSON, with
+    ``as_json``."""
     if as_json:
         doc = asdict(report)
         doc["ok"] = report.ok

@@ -17,6 +17,9 @@ from .placement import NEW_DRIVE
 
 
 class Worklist:
+    """Answers what is left of the run (see the module docstring), from the job, where entries
+    are meant to go, and what failed or vanished in this run."""
+
     def __init__(
         self, job: jf.Job, destinations: dict[int, int], failed: Mapping[int, str], vanished: set[int]
     ):
@@ -34,6 +37,7 @@ class Worklist:
         return (i for i in range(len(vols)) if vols[i] == NO_VOLUME and i not in failed and i not in vanished)
 
     def any_unplaced(self) -> bool:
+        """Whether any entry on no volume may still be placed in this run."""
         return next(self.unplaced(), None) is not None
 
     def bound_for(self, volume: int) -> Iterator[int]:
@@ -43,6 +47,8 @@ class Worklist:
         return (i for i in self.unplaced() if get(i, NEW_DRIVE) == volume)
 
     def new_drive_needed(self) -> bool:
+        """Whether an entry waits for a new drive (or for a volume being filled for the first
+        time)."""
         return next(self.bound_for(NEW_DRIVE), None) is not None
 
     def left(self) -> tuple[int, int]:

@@ -49,6 +49,8 @@ def drive_refused(batch: CopyBatch, index: int, err: OSError) -> Outcome:
 
 
 def make_parents(root: str, rel: str) -> None:
+    """Make the folders above ``rel`` on the drive at ``root`` (private, as :func:`mkdirs` makes
+    them), unless this worker already knows them."""
     cut = rel.rfind("/")
     if cut < 0:
         return

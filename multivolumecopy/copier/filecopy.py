@@ -336,6 +336,8 @@ def _source_side(fsrc: int) -> bool:
 
 
 def unlink_quietly(path: str) -> None:
+    """Remove a temporary file of ours if it is there: the error that brought us here is the one
+    to report, not this one's."""
     try:
         os.unlink(path)
     except OSError:

@@ -38,26 +38,31 @@ from .worker import WorkerLimits, worker_main
 
 
 class WorkerDied(Exception):
-    pass
+    """Raised when a copy worker dies (killed, crashed, or failed to start): the run stops,
+    keeping what was copied."""
 
 
 class StopFlag:
     """Set by the parent when the drive is full or the run is interrupted; read by the workers
-    before every file and every chunk.  One byte of shared memory without a lock: a
-    ``multiprocessing.Event`` took 3 us a look, several looks a file, and its lock is a named
-    semaphore.  The byte lives in a file in /dev/shm unlinked as soon as it is made, so a
-    killed run leaves nothing of it behind."""
+    before every file and every chunk.  One byte of shared memory without a lock: it is read
+    several times a file, where a ``multiprocessing.Event`` is slow to read and its lock is a
+    named semaphore (see docs/TECHNICAL_DECISIONS.rst, "Processes, a short queue, batches").
+    The byte lives in a file in /dev/shm unlinked as soon as it is made, so a killed run leaves
+    nothing of it behind."""
 
     def __init__(self, ctx: Any):
         self._flag = ctx.RawValue("b", 0)
 
     def set(self) -> None:
+        """Ask every worker to abandon the file in hand and send the rest of its batch back."""
         self._flag.value = 1
 
     def clear(self) -> None:
+        """Let the workers copy again (the pool's next run)."""
         self._flag.value = 0
 
     def is_set(self) -> bool:
+        """Whether the workers are asked to stop."""
         return bool(self._flag.value)
 
 
@@ -88,6 +93,8 @@ class _DeferredInterrupt:
             signal.signal(sig, handler)
 
     def check(self) -> None:
+        """Raise the KeyboardInterrupt of a signal caught so far; called between two messages, where
+        nothing read from a worker can be lost."""
         if self.caught:
             raise KeyboardInterrupt
 

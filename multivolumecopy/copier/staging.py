@@ -7,7 +7,8 @@ under its own names into a staging folder in the batch's temporary folder, and t
 is renamed into place once, when the batch leaves it.  Nothing partial is ever under a final
 name: the staging folder holds only complete files when it moves.  If the folder has appeared
 meanwhile (another batch of the same folder, another worker making parents), each entry is moved
-into it on its own, as one copied alone would be.  docs/TECHNICAL_DECISIONS.rst has the numbers.
+into it on its own, as one copied alone would be.  The numbers: docs/TECHNICAL_DECISIONS.rst,
+"Staged folders: one rename a new folder".
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Group:
 
     @property
     def prefix(self) -> str:
+        """What the drive path of every entry inside the staged folder starts with."""
         return self.rel + "/"
 
 

@@ -27,6 +27,9 @@ from .state import STATE, Throttle
 
 @dataclass
 class WorkerLimits:
+    """What the pool gives each worker as it starts: the ``--bwlimit`` rate and its shared clock,
+    and whether to read and write at idle I/O priority."""
+
     bwlimit: float = 0.0  # bytes per second read from the sources, 0: no limit
     idle_io: bool = True  # idle I/O priority, where the OS has it
     clock: Any = None  # the throttle's shared clock: RawValue("d")
@@ -145,9 +148,8 @@ def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> Ba
             break
     if group is not None:
         commit_group(batch, group, outcomes)
-    # The emptied folder stays until the volume is committed: on a journal-less ext4, every
-    # file created after a deletion scans past the freed inode (kernel: recently_deleted), and
-    # one rmdir a batch made that 10 % of the whole copy's time.
+    # The emptied folder stays until the volume's commit: on a journal-less ext4 a deletion slows
+    # every later file creation (see docs/TECHNICAL_DECISIONS.rst, "Temporary name, then rename").
     STATE.batch_dirs.pop(f"{batch.volume_key}/{batch.batch_id}", None)
     return BatchDone(batch.batch_id, tuple(outcomes))
 
