@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Optional
 
-from .catalog import DIR, LINK, ancestors
+from .catalog import DIR, LINK
 from .driveformat import RECORDED_ONLY
 from .names import disambiguate, escape, escape_component
 from .probe import Capabilities
@@ -25,7 +25,7 @@ class StoredNames:
     def __init__(self, caps: Capabilities, names: Optional[dict[str, str]] = None):
         self.caps = caps
         self.names: dict[str, str] = names if names is not None else {}
-        self._folded: Optional[dict[str, str]] = None  # see _case_folded
+        self._taken_names: Optional[dict[str, tuple[str, str]]] = None  # see _taken
         self._folders: Optional[dict[str, str]] = None  # see _folder_names
 
     def __bool__(self) -> bool:
@@ -54,7 +54,9 @@ class StoredNames:
 
     def name_for(self, path: str, kind: str, held: Collection[str]) -> Optional[str]:
         """Choose (and remember) where a new entry goes on this drive; None: records only.
-        ``held``: the paths the drive holds (their names are taken)."""
+        ``held``: the paths the drive holds (their names are taken).  Two entries never get
+        one name: on a drive that changes names (escapes them, or ignores case), a name taken
+        by another entry, or a folder above it taken by another folder, is made distinct."""
         if path in held or path in self.names:
             return self.on_drive(path)
         caps = self.caps
@@ -63,16 +65,20 @@ class StoredNames:
             return None
         stored = self.on_drive(path)
         assert stored is not None
-        if not caps.case_sensitive:
-            folded = self._case_folded(held)
-            there = folded.get(stored.casefold())
-            if there is not None and there != stored:
-                stored = disambiguate(stored, path)  # another entry, differing only in case
-            folded[stored.casefold()] = stored
-            for folder in ancestors([stored]):
-                folded.setdefault(folder.casefold(), folder)
-            if kind == DIR and stored != escape(path, caps):
-                self._folder_names()[path] = stored
+        if self._changes_names():
+            taken = self._taken(held)
+            parts, got = path.split("/"), stored.split("/")
+            for n in range(1, len(parts) + 1):
+                owner = taken.get(self._key("/".join(got[:n])))
+                if owner is not None and owner[1] != "/".join(parts[:n]):
+                    # another entry's name, differing only in case or as escaped: a name of its own
+                    got[n - 1] = disambiguate(got[n - 1], "/".join(parts[:n]))
+                    if n < len(parts) or kind == DIR:
+                        self._folder_names()["/".join(parts[:n])] = "/".join(got[:n])
+            stored = "/".join(got)
+            for n in range(1, len(parts) + 1):
+                sub = "/".join(got[:n])
+                taken.setdefault(self._key(sub), (sub, "/".join(parts[:n])))
         if stored != path:
             self.names[path] = stored
         return stored
@@ -80,15 +86,26 @@ class StoredNames:
     def forget(self, path: str) -> None:
         """``path`` is no longer on the drive: its name is free again."""
         stored = self.names.pop(path, None)
-        if self._folded is not None:
-            self._folded.pop((stored or path).casefold(), None)
+        if self._taken_names is not None and stored != RECORDED_ONLY:
+            key = self._key(stored or path)
+            if self._taken_names.get(key, ("", ""))[1] == path:
+                del self._taken_names[key]
+
+    def _changes_names(self) -> bool:
+        """Whether this drive stores some names otherwise (escaped, or made distinct in case)."""
+        caps = self.caps
+        return not caps.case_sensitive or caps.forbidden != "" or not caps.trailing_dot_space
+
+    def _key(self, stored: str) -> str:
+        """What two stored paths share when the drive takes them for one."""
+        return stored if self.caps.case_sensitive else stored.casefold()
 
     def _folder_names(self) -> dict[str, str]:
-        """Folders stored under a name of their own (disambiguated), learnt from the stored
+        """Folders stored under a name of their own (made distinct), learnt from the stored
         names of the entries in them: a folder that only holds entries need not be one here."""
         if self._folders is None:
             self._folders = {}
-            if self.names and not self.caps.case_sensitive:
+            if self.names and self._changes_names():
                 for path, stored in self.names.items():
                     if stored and stored != path:
                         self._learn_folders(path, stored)
@@ -103,15 +120,19 @@ class StoredNames:
             if got[n - 1] != escape_component(parts[n - 1], self.caps):
                 self._folders["/".join(parts[:n])] = "/".join(got[:n])
 
-    def _case_folded(self, held: Collection[str]) -> dict[str, str]:
-        """On a drive that ignores case: every stored path of ours, and every folder above one,
-        case-folded, to the stored path."""
-        if self._folded is None:
-            self._folded = {}
+    def _taken(self, held: Collection[str]) -> dict[str, tuple[str, str]]:
+        """Every stored path of ours, and every folder above one: its key (see :meth:`_key`)
+        -> (the stored path, the source path stored there)."""
+        if self._taken_names is None:
+            self._taken_names = {}
             for p in held:
                 stored = self.names.get(p, p)
-                if stored:
-                    self._folded[stored.casefold()] = stored
-            for folder in ancestors(list(self._folded.values())):
-                self._folded.setdefault(folder.casefold(), folder)
-        return self._folded
+                if not stored:
+                    continue  # in the records only
+                parts, got = p.split("/"), stored.split("/")
+                if len(parts) != len(got):
+                    continue  # (never: a stored name has the path's depth)
+                for n in range(len(parts), 0, -1):
+                    sub = "/".join(got[:n])
+                    self._taken_names.setdefault(self._key(sub), (sub, "/".join(parts[:n])))
+        return self._taken_names

@@ -7,7 +7,8 @@ left in a staged folder), ``before-folder-rename`` (a worker, a staged new folde
 but not yet renamed into place),
 ``replace:<file name>`` (the temporary copy of a record such as ``.mvcopy-manifest.json``
 is written and synced but not yet renamed over the old one), ``after-purge`` (files
-removed from a drive, the journal not yet told).
+removed from a drive, the journal not yet told), ``after-rename`` (files moved in the sources
+renamed on a drive, the journal not yet told).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -175,12 +176,20 @@ def _load_libc() -> ctypes.CDLL:
 
 
 def syncfs(path: str) -> None:
-    """Flush one filesystem (the drive) to stable storage; falls back to ``sync()``."""
+    """Flush one filesystem (the drive) to stable storage; ``sync()`` where the C library has
+    no ``syncfs``.  Raises OSError when the drive reports that data did not reach it (EIO,
+    ENOSPC: Linux reports writeback errors through syncfs): what the page cache took is then
+    not on the drive, and nothing may be committed as if it were."""
     libc = _load_libc()
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         func = getattr(libc, "syncfs", None)
-        if func is None or func(fd) != 0:
+        if func is None:
+            os.sync()
+        elif func(fd) != 0:
+            err = ctypes.get_errno()
+            if err != errno.ENOSYS:
+                raise OSError(err, os.strerror(err), path)
             os.sync()
     finally:
         os.close(fd)
@@ -224,18 +233,19 @@ def is_mount_point(path: str) -> bool:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
             for line in fh:
                 point = line.split(" ", 5)[4]
-                if _unescape_mount(point) == real:
+                if unescape_mount(point) == real:
                     return True  # a bind mount of a folder of the same filesystem
     except OSError:
         pass
     return False
 
 
-def _unescape_mount(field: str) -> str:
-    """The kernel writes spaces, tabs, newlines and backslashes in mount points as octal."""
+def unescape_mount(field: str) -> str:
+    """A mount point as /proc/mounts writes it: spaces, tabs, newlines and backslashes as octal
+    (``\\040``); each escape read once, left to right."""
     if "\\" not in field:
         return field
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    return re.sub(r"\\(040|011|012|134)", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def block_size(path: str) -> int:

@@ -3,11 +3,11 @@
 A name with a character the drive refuses (``:`` ``?`` ``*`` ... on exFAT and
 FAT) is stored with that character written ``%XX`` (its UTF-8 bytes in hex);
 a name ending in ``.`` or space has that last character escaped the same way.
-On a case-insensitive drive, a file whose name differs only in case from one
-already on the volume gets ``~`` and 8 hex digits of a hash of its path before
-its extension.  The drive's manifest records every stored name that differs
-from the original (column ``stored``), and ``--restore`` puts the original
-back; a copy-back by hand gets the stored names.
+A name the drive would take for another entry's (differing only in case on a
+case-insensitive drive, or escaping to it: ``a:b`` beside ``a%3Ab``) gets ``~`` and 8
+hex digits of a hash of its path before its extension.  The drive's manifest records every
+stored name that differs from the original (column ``stored``), and ``--restore`` puts the
+original back; a copy-back by hand gets the stored names.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def escape(path: str, caps: Capabilities) -> str:
 
 
 def disambiguate(stored: str, original: str) -> str:
-    """A stored path made distinct from one that differs only in case."""
+    """A stored path made distinct from another entry's that the drive takes for the same."""
     head, _, name = stored.rpartition("/")
     stem, dot, ext = name.rpartition(".")
     if not stem:

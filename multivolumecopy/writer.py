@@ -153,34 +153,8 @@ class VolumeWriter:
         if occ is None:
             return Place(), None
         folder = stat.S_ISDIR(occ.st_mode)
-        sha = self._copy_there(occ, i, stored)
+        sha = copy_there(self.ctx, self.drive.path(stored), occ, i, self.rec.granularity_ns)
         return Place(occupied=True, folder_there=folder, a_copy=sha is not None), sha or None
-
-    def _copy_there(self, occ: os.stat_result, i: int, stored: str) -> Optional[str]:
-        """Whether what sits at ``stored`` (a drive seeded by ``cp -a``, or a copy a killed run
-        finished and never recorded) is a copy of entry ``i``: the same kind, size and time,
-        and for a file the same bytes as the source (both read, so the drive's record gets its
-        SHA-256 like any copy).  Returns the SHA-256 ("" for a folder or a symlink), or None."""
-        cat, gran = self.ctx.catalog, self.rec.granularity_ns
-        kind = cat.kinds[i]
-        if kind == DIR_CODE:
-            return "" if stat.S_ISDIR(occ.st_mode) else None
-        if not mtimes_equal(occ.st_mtime_ns, cat.mtimes[i], gran):
-            return None
-        if kind == LINK_CODE:
-            try:
-                same = stat.S_ISLNK(occ.st_mode) and os.readlink(self.drive.path(stored)) == cat.targets.get(
-                    i
-                )
-            except OSError:
-                return None
-            return "" if same else None
-        if not stat.S_ISREG(occ.st_mode) or occ.st_size != cat.sizes[i]:
-            return None
-        there = sha256_of(self.drive.path(stored))
-        if there is None or there != sha256_of(os.path.join(self.ctx.job.root, cat.paths[i])):
-            return None
-        return there
 
     # -- before the copy ----------------------------------------------------------------
 
@@ -191,6 +165,9 @@ class VolumeWriter:
         if not paths:
             return
         drive, places = self.drive, self.places
+        # Ours of unknown content until recorded removed: after a crash in between, the drive's
+        # records never list as held a path that is gone (its replay makes the path dirty).
+        drive.intent(paths)
         removed: list[str] = []
         dirs: list[str] = []
         for path in paths:
@@ -244,7 +221,9 @@ class VolumeWriter:
         if not plan.rename:
             return []
         cat = ctx.catalog
-        drive.intent([cat.paths[k] for _, k in plan.rename])
+        # Both ends are dirty until the rename is recorded: a crash in between must not leave
+        # the old path listed as held once it is gone (see purge).
+        drive.intent([cat.paths[k] for _, k in plan.rename] + [old for old, _ in plan.rename])
         moved: list[Entry] = []
         gone: list[str] = []
         again: list[int] = []
@@ -268,8 +247,9 @@ class VolumeWriter:
             try:
                 os.makedirs(os.path.dirname(drive.path(dst)), exist_ok=True)
                 os.rename(drive.path(src), drive.path(dst))
-            except FileNotFoundError:
+            except FileNotFoundError:  # the drive no longer has it: its record goes, the file is copied
                 again.append(k)
+                unconfirmed.append(old)
                 continue
             except OSError as err:
                 raise drive_error(drive.root, err) from None
@@ -279,6 +259,7 @@ class VolumeWriter:
             gone.append(old)
             self.written.append(k)
             self.actions["renamed"].append([old, cat.paths[k]])
+        faults.point("after-rename")
         drive.put(moved)
         drive.record_removed(gone)
         self._remove_empty_parents(gone)
@@ -389,6 +370,31 @@ class VolumeWriter:
             except OSError as err:
                 if err.errno not in KEEPS_NO_MODES:
                     raise drive_error(drive.root, err) from None
+
+
+def copy_there(ctx: RunContext, full: str, occ: os.stat_result, i: int, granularity: int) -> Optional[str]:
+    """Whether what sits at ``full`` on a drive (seeded by ``cp -a``, or a copy a killed run
+    finished and never recorded) is a copy of entry ``i``: the same kind, size and time, and
+    for a file the same bytes as the source (both read, so the drive's record gets its SHA-256
+    like any copy).  Returns the SHA-256 ("" for a folder or a symlink), or None."""
+    cat = ctx.catalog
+    kind = cat.kinds[i]
+    if kind == DIR_CODE:
+        return "" if stat.S_ISDIR(occ.st_mode) else None
+    if not mtimes_equal(occ.st_mtime_ns, cat.mtimes[i], granularity):
+        return None
+    if kind == LINK_CODE:
+        try:
+            same = stat.S_ISLNK(occ.st_mode) and os.readlink(full) == cat.targets.get(i)
+        except OSError:
+            return None
+        return "" if same else None
+    if not stat.S_ISREG(occ.st_mode) or occ.st_size != cat.sizes[i]:
+        return None
+    there = sha256_of(full)
+    if there is None or there != sha256_of(os.path.join(ctx.job.root, cat.paths[i])):
+        return None
+    return there
 
 
 def _held_kind(drive: Drive, path: str) -> Optional[str]:

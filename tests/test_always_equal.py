@@ -555,6 +555,29 @@ def test_folders_differing_only_in_case_on_exfat_verify_and_restore(tmp_path, dr
     assert tree_differences(src, out2) == ""
 
 
+def test_names_that_escape_alike_on_exfat_are_two_files_and_two_folders(tmp_path, drives):
+    """exFAT refuses ``:``: it is stored ``%3A``, which a name may already hold as it is."""
+    if shutil.which("mount.exfat-fuse") is None:
+        pytest.fail("mount.exfat-fuse is missing: install exfat-fuse (tests/run does, as root)")
+    stick = drives.mount_exfat(drives.exfat("stick"), tmp_path / "stick")
+    src = tmp_path / "src"
+    write(src / "a%3Ab", "the file named a%3Ab\n")
+    write(src / "a:b", "the file named a:b\n")
+    write(src / "x%3Ay/f", "f in x%3Ay\n")
+    write(src / "x:y/f", "f in x:y\n")
+
+    r = run_mvc(str(src), "-o", str(stick), "-f", jobfile(tmp_path), cwd=tmp_path)
+
+    assert r.returncode == 0, r.stderr
+    assert len([p for p in stick.rglob("*") if p.is_file() and not p.name.startswith(".mvcopy")]) == 4
+    verify = run_mvc("--verify", "--checksum", "-f", jobfile(tmp_path), "-o", str(stick), cwd=tmp_path)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    out = tmp_path / "out"
+    back = run_mvc("--restore", "--to", str(out), "-f", jobfile(tmp_path), "-o", str(stick), cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert tree_differences(src, out) == ""
+
+
 # ---------------------------------------------------------------- 15. guards for untested paths
 
 

@@ -54,3 +54,38 @@ def test_a_file_differing_only_in_case_from_one_held_is_made_distinct_and_forget
     assert other is not None and other.startswith("Readme~") and other.endswith(".md")
     names.forget("Readme.md")
     assert names.get("Readme.md") is None
+
+
+def test_a_name_that_escapes_to_one_already_taken_gets_a_name_of_its_own():
+    names = StoredNames(EXFAT)
+    held = {"a%3Ab"}  # a file really named so in the sources
+    stored = names.name_for("a:b", FILE, held)
+    assert stored is not None and stored != "a%3Ab" and stored.startswith("a%3Ab~")
+    assert names.on_drive("a%3Ab") == "a%3Ab"
+
+
+def test_two_new_names_that_escape_alike_on_a_drive_that_keeps_case_are_kept_apart():
+    colon_only = Capabilities(forbidden=":")
+    names = StoredNames(colon_only)
+    first = names.name_for("a%3Ab", FILE, set())
+    second = names.name_for("a:b", FILE, set())
+    assert first == "a%3Ab" and second is not None and second != first
+
+
+def test_folders_that_escape_alike_are_two_folders_and_their_files_stay_in_their_own():
+    names = StoredNames(EXFAT)
+    held = {"x%3Ay", "x%3Ay/f"}
+    mine = names.name_for("x:y/f", FILE, held)  # its folder's own entry lives on another volume
+    assert mine is not None and not mine.startswith("x%3Ay/")
+    assert names.name_for("x:y/g", FILE, held) == mine.rsplit("/", 1)[0] + "/g"
+    assert names.on_drive("x%3Ay/f") == "x%3Ay/f"
+
+
+def test_forgetting_a_symlink_kept_in_the_records_frees_no_other_entrys_name():
+    names = StoredNames(EXFAT)
+    held = {"ab"}
+    names.name_for("c", FILE, held)  # the names taken are known from here on
+    names.name_for("Ab", LINK, held)  # records only, on exFAT
+    names.forget("Ab")
+    other = names.name_for("AB", FILE, held)
+    assert other is not None and other != "AB" and other.startswith("AB~")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -30,6 +31,7 @@ from helpers import (
     wait_for_partial_copy,
 )
 from multivolumecopy.errors import ExitCode
+from multivolumecopy.fsutil import syncfs
 
 pytestmark = needs_root
 
@@ -273,3 +275,33 @@ def test_a_file_that_keeps_changing_while_copied_is_reported_as_unstable(tmp_pat
     assert "FAILED growing.log: kept changing while it was copied (3 tries)" in result.stderr
     assert not (bay.point / "growing.log").exists()
     assert leftovers(bay.point) == []
+
+
+def test_a_drive_that_loses_writes_after_the_page_cache_took_them_is_never_reported_synced(tmp_path, drives):
+    """A drive whose disk refuses writes once they leave the page cache (here: a loop device
+    whose image sits on a full tmpfs): the sync that must come before every commit says so,
+    where a fallback to sync() would say nothing and the manifest would be committed."""
+    shelf, usb = tmp_path / "shelf", tmp_path / "usb"
+    shelf.mkdir()
+    usb.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(shelf)], check=True)
+    dev = ""
+    try:
+        image = shelf / "drive.img"
+        with open(image, "wb") as fh:
+            fh.truncate(32 * 2**20)  # 32 MiB on a 3 MiB shelf: the writes run out of room
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-b", "1024", "-O", "^has_journal", "-e", "continue", str(image)]
+        )
+        dev = drives.attach(image)
+        subprocess.run(["mount", dev, str(usb)], check=True)
+        (usb / "data").write_bytes(os.urandom(8 * 2**20))  # taken by the page cache
+
+        with pytest.raises(OSError) as failed:
+            syncfs(str(usb))
+        assert failed.value.errno in (errno.EIO, errno.ENOSPC)
+    finally:
+        subprocess.call(["umount", str(usb)], stderr=subprocess.DEVNULL)
+        if dev:
+            drives.detach(dev)
+        subprocess.call(["umount", str(shelf)], stderr=subprocess.DEVNULL)

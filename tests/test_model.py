@@ -53,6 +53,7 @@ FAULTS = [
     "before-rename:3",
     "before-folder-rename:1",
     "after-purge",
+    "after-rename",
     "replace:.mvcopy-manifest.json",
     "replace:.mvcopy-sha256sums",
     "replace:.mvcopy-jobdata.json",

@@ -130,3 +130,62 @@ def test_a_rewrite_that_did_not_grow_is_not_the_one_given_up(tmp_path):
     report = json.loads((tmp_path / "job.json.changes.json").read_text())
     assert report["volumes"]["1"]["rewritten"] == ["z"]
     assert report["volumes"]["2"]["copied"] == ["a"]
+
+
+def _sums_without_a_file(tmp_path: Path) -> list[str]:
+    """Paths the drive's .mvcopy-sha256sums lists that are not files on the drive."""
+    usb = tmp_path / "usb"
+    listed = [line.split("  ", 1)[1] for line in (usb / ".mvcopy-sha256sums").read_text().splitlines()]
+    return [path for path in listed if not (usb / path).is_file()]
+
+
+def test_a_folder_moved_then_killed_after_its_rename_leaves_no_file_listed_that_is_not_there(tmp_path):
+    """A folder moved in the source is renamed on the drive; killed right after (at the purge of
+    the emptied folders), the journal had not yet told of the rename.  The re-run must not keep
+    listing the old path as held: it is not on the drive any more."""
+    src = start(tmp_path, {"x": "x\n", "tree/l0/l1/l2/f0": "deep\n"})
+    assert backup(tmp_path).returncode == 0
+    (src / "tree/l0/l1/l2").rename(src / "a2")
+
+    killed = backup(tmp_path, fault="after-purge")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = backup(tmp_path)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert drive_equals_source(tmp_path) == ""
+    assert _sums_without_a_file(tmp_path) == []
+
+
+def test_a_file_removed_then_killed_before_the_removal_was_recorded_is_copied_when_it_comes_back(tmp_path):
+    """A file deleted from the source is removed from the drive; killed before that removal is
+    recorded, then the file comes back as it was: the drive's records must not count the copy
+    that is gone as kept."""
+    src = start(tmp_path, {"a": "a\n", "b": "b, which goes and comes back\n"})
+    assert backup(tmp_path).returncode == 0
+    kept = tmp_path / "b, kept aside"
+    (src / "b").rename(kept)
+
+    killed = backup(tmp_path, fault="after-purge")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (tmp_path / "usb/b").exists()
+    kept.rename(src / "b")  # the same bytes and time
+    rerun = backup(tmp_path)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert drive_equals_source(tmp_path) == ""
+
+
+def test_a_moved_file_killed_right_after_its_rename_on_the_drive_is_not_listed_at_its_old_path(tmp_path):
+    """Killed after a move was renamed on the drive and before the journal heard of it: the old
+    path is gone from the drive, and must not stay listed as held there."""
+    src = start(tmp_path, {"a": "a\n", "docs/report.txt": "the report\n"})
+    assert backup(tmp_path).returncode == 0
+    (src / "docs/report.txt").rename(src / "report, moved.txt")
+
+    killed = backup(tmp_path, fault="after-rename")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = backup(tmp_path)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert drive_equals_source(tmp_path) == ""
+    assert _sums_without_a_file(tmp_path) == []
