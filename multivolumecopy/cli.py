@@ -292,6 +292,9 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     except MvcError as err:
         outside.finish(int(err.exit_code), str(err))
         raise
+    except KeyboardInterrupt:
+        outside.finish(int(ExitCode.INTERRUPTED), "restore interrupted; run the same command again")
+        raise
     finally:
         renderer.close()
     lines = [

@@ -88,5 +88,9 @@ class Places:
             ok = stat.S_ISDIR(os.lstat(self.path(folder)).st_mode)
         except FileNotFoundError:
             ok = True  # it will be made
+        except NotADirectoryError:
+            ok = False
+        except OSError as err:
+            raise self.failed(err) from None
         self._real_folders[folder] = ok
         return ok

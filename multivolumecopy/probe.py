@@ -16,7 +16,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from .fsutil import probe_mtime_granularity
+from .fsutil import probe_mtime_granularity, unescape_mount
 
 # Characters Windows filesystems refuse in names; which ones a given drive refuses is probed.
 CANDIDATES = ':?*"<>|\\'
@@ -130,7 +130,7 @@ def _fs_type(root: str) -> str:
         with open("/proc/mounts") as fh:
             for line in fh:
                 parts = line.split()
-                point = parts[1].replace("\\040", " ")
+                point = unescape_mount(parts[1])
                 if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
                     best, kind = point, parts[2]
     except OSError:

@@ -217,7 +217,18 @@ def _verify(
             # Every file of the volume has been read back and found intact since the oldest of
             # their checks (this one, or one --max-age left alone): that is when it was verified.
             when = min((drive.verified.get(cat.paths[i], clock()) for i in present), default=clock())
-            note = _remember_verified(jobfile, job, rec.number, when)
+            note = _remember(jobfile, job, rec.number, verified=when)
+            if note:
+                report.notes.append(note)
+        elif (
+            report.unhashed
+            and rec is not None
+            and rec.unhashed < len(report.unhashed)
+            and not path_inside(jobfile, output)
+        ):
+            # The jobfile did not know (a drive written by an older version): the next run that
+            # hashes must visit the volume, as the report says it will.
+            note = _remember(jobfile, job, rec.number, unhashed=len(report.unhashed))
             if note:
                 report.notes.append(note)
     return report
@@ -318,17 +329,24 @@ def _sha256(
     return digest.hexdigest()
 
 
-def _remember_verified(jobfile: str, job: jf.Job, volume: int, when: float) -> Optional[str]:
-    """Record in the jobfile when the volume was verified; returns why it could not be."""
+def _remember(
+    jobfile: str, job: jf.Job, volume: int, verified: Optional[float] = None, unhashed: int = 0
+) -> Optional[str]:
+    """Record in the jobfile when the volume was ``verified``, or how many files it holds with
+    no hash (``unhashed``: a run that hashes then visits it); returns why it could not be."""
     try:
         with FileLock(jobfile + ".lock", f"the jobfile {jobfile}"):
             fresh = jf.load(jobfile)
             if fresh.job_id == job.job_id and volume in fresh.volumes:
-                fresh.volumes[volume].last_verified = clock.iso(when)
+                rec = fresh.volumes[volume]
+                if verified is not None:
+                    rec.last_verified = clock.iso(verified)
+                rec.unhashed = max(rec.unhashed, unhashed)
                 jf.save(jobfile, fresh)
     except (LockedError, OSError) as err:
         why = err.strerror if isinstance(err, OSError) else "a backup is using it"
-        return f"the verification was not recorded in the jobfile {jobfile} ({why})"
+        what = "the verification was" if verified is not None else "the files with no hash were"
+        return f"{what} not recorded in the jobfile {jobfile} ({why})"
     return None
 
 
@@ -416,10 +434,9 @@ def render_report(report: Report, as_json: bool = False) -> str:
     if report.unhashed:
         n = report.volume or "N"
         lines.append(
-            f"{len(report.unhashed)} files have no recorded hash (backed up with --no-hash, or adopted "
-            "from a drive that already held them), so their content could not be checked, only their "
-            f"size and time; to give them hashes, back the volume up again onto a blank drive "
-            f"(--replace-volume {n}, without --no-hash)"
+            f"{len(report.unhashed)} files have no recorded hash (backed up with --no-hash), so their "
+            "content could not be checked, only their size and time; the next backup run without "
+            f"--no-hash asks for volume {n} and hashes them"
         )
     if report.read_only:
         lines.append("the drive is read-only here: the check times were not recorded on it")

@@ -341,10 +341,14 @@ def test_a_scrub_that_cannot_check_files_by_hash_says_so_and_fails(tmp_path, how
     assert scrub.returncode == ExitCode.VERIFY_FAILED, scrub.stdout
     assert scrub.stdout.startswith("PROBLEMS: volume 1"), scrub.stdout
     assert f"{files} files have no recorded hash" in scrub.stdout
-    assert "--replace-volume 1" in scrub.stdout  # what to do about it
+    assert "the next backup run without --no-hash asks for volume 1 and hashes them" in scrub.stdout
     assert as_json["ok"] is False and len(as_json["unhashed"]) == files
     assert last_verified(tmp_path) == [None]
     assert plain.returncode == 0, plain.stdout  # without --checksum, size and time are all it checks
+    # What it says to do works: a run that hashes, then the scrub passes.
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    again = verify(tmp_path, usb, "--checksum")
+    assert again.returncode == 0, again.stdout
 
 
 @needs_root
