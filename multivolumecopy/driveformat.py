@@ -68,16 +68,11 @@ class Label:
 def read_label(root: str) -> Optional[Label]:
     """The drive's label, or None for a drive this tool has never written to."""
     path = os.path.join(root, LABEL)
-    try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read())
-    except FileNotFoundError:
+    doc = _read_json(
+        path, "label", "check the drive with fsck, or move the label away to use the drive as a blank one"
+    )
+    if doc is _MISSING:
         return None
-    except (OSError, ValueError) as err:
-        raise OutputError(
-            f"the label {path} is unreadable ({_why(err)}); check the drive with fsck, "
-            "or move the label away to use the drive as a blank one"
-        ) from None
     if not isinstance(doc, dict) or doc.get("format") != LABEL_FORMAT:
         raise OutputError(f"{path} is not a multivolumecopy label; move it away or use another drive")
     if doc.get("version") != VERSION:
@@ -97,8 +92,20 @@ def read_label(root: str) -> Optional[Label]:
         raise OutputError(f"the label {path} is damaged; move it away or use another drive") from None
 
 
-def _why(err: BaseException) -> str:
-    return err.strerror if isinstance(err, OSError) and err.strerror else "not valid JSON"
+_MISSING = object()
+
+
+def _read_json(path: str, what: str, advice: str) -> Any:
+    """The JSON document at ``path``, ``_MISSING`` if there is no such file; OutputError (with
+    ``advice``) if it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
+    except FileNotFoundError:
+        return _MISSING
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else "not valid JSON"
+        raise OutputError(f"the {what} {path} is unreadable ({why}); {advice}") from None
 
 
 def filesystem_id(root: str) -> str:
@@ -154,16 +161,9 @@ class ManifestState:
 def read_manifest(path: str) -> Optional[ManifestState]:
     """The manifest at ``path``; None for a drive labelled and never committed (nothing of it is
     trusted yet).  Raises OutputError for one that cannot be read or trusted."""
-    try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read())
-    except FileNotFoundError:
+    doc = _read_json(path, "manifest", "run fsck on the drive, or give the volume up and back it up again")
+    if doc is _MISSING:
         return None
-    except (OSError, ValueError) as err:
-        raise OutputError(
-            f"the manifest {path} is unreadable ({_why(err)}); run fsck on the drive, "
-            "or give the volume up and back it up again"
-        ) from None
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("version") != VERSION:
         version = doc.get("version") if isinstance(doc, dict) else None
         raise OutputError(

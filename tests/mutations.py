@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 class Mutation(NamedTuple):
     name: str
     file: str
-    old: str
-    new: str
+    old: Union[str, tuple[str, ...]]  # one change, or several made together in the same file
+    new: Union[str, tuple[str, ...]]
     test: str  # a pytest node id (or -k expression after "::-k ")
 
 
@@ -159,6 +159,47 @@ MUTATIONS = [
         "tests/test_verify_restore.py::-k failed_scrub_records_no_verification",
     ),
     Mutation(
+        "old-copy-accepted",  # a drive whose volume id the jobfile knows as another drive is used
+        "multivolumecopy/identify.py",
+        "    if known is not None and known.uuid != label.volume_uuid:",
+        "    if False:",
+        "tests/test_identify.py::test_a_drive_whose_volume_id_the_jobfile_knows_as_another_drive_is_refused_as_an_old_copy",
+    ),
+    Mutation(
+        "label-before-record",  # a blank drive is labelled before the jobfile records its volume
+        "multivolumecopy/identify.py",
+        "    save()  # before the label: a crash in between leaves a volume with no files\n",
+        "",
+        "tests/test_identify.py::test_a_blank_drive_becomes_the_next_volume_and_is_labelled_between_two_saves",
+    ),
+    Mutation(
+        "removal-unjournalled",  # files are removed before the journal makes them ours-unknown
+        "multivolumecopy/writer.py",
+        "        drive.intent(paths)\n        removed: list[str] = []",
+        "        removed: list[str] = []",
+        "tests/test_sequences.py::test_a_file_removed_then_killed_before_the_removal_was_recorded_is_copied_when_it_comes_back",
+    ),
+    Mutation(
+        "rename-unjournalled",  # a rename's old path is not made dirty first, nor dropped if gone
+        "multivolumecopy/writer.py",
+        (
+            "drive.intent([cat.paths[k] for _, k in plan.rename] + [old for old, _ in plan.rename])",
+            "the file is copied\n                again.append(k)\n                unconfirmed.append(old)\n",
+        ),
+        (
+            "drive.intent([cat.paths[k] for _, k in plan.rename])",
+            "the file is copied\n                again.append(k)\n",
+        ),
+        "tests/test_sequences.py::test_a_moved_file_killed_right_after_its_rename_on_the_drive_is_not_listed_at_its_old_path",
+    ),
+    Mutation(
+        "syncfs-error-hidden",  # a sync that failed falls back to sync(), which says nothing
+        "multivolumecopy/fsutil.py",
+        "            if err != errno.ENOSYS:\n                raise OSError(err, os.strerror(err), path)\n",
+        "",
+        "tests/test_faults.py::test_a_drive_that_loses_writes_after_the_page_cache_took_them_is_never_reported_synced",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",
@@ -172,13 +213,19 @@ def run(mutation: Mutation, workdir: Path) -> bool:
     """True when the mutation was caught (its test failed)."""
     tree = workdir / mutation.name
     shutil.copytree(
-        REPO, tree, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".hypothesis")
+        REPO,
+        tree,
+        ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".hypothesis", "mutants", "build"),
     )
     target = tree / mutation.file
     text = target.read_text()
-    if text.count(mutation.old) != 1:
-        raise SystemExit(f"{mutation.name}: the code to mutate is not found once in {mutation.file}")
-    target.write_text(text.replace(mutation.old, mutation.new))
+    olds = (mutation.old,) if isinstance(mutation.old, str) else mutation.old
+    news = (mutation.new,) if isinstance(mutation.new, str) else mutation.new
+    for old, new in zip(olds, news):
+        if text.count(old) != 1:
+            raise SystemExit(f"{mutation.name}: the code to mutate is not found once in {mutation.file}")
+        text = text.replace(old, new)
+    target.write_text(text)
     node, _, k = mutation.test.partition("::-k ")
     args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", node] + (
         ["-k", k] if k else []

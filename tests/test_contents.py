@@ -8,7 +8,7 @@ import json
 import pytest
 
 from multivolumecopy.catalog import DIR, FILE, LINK, Entry
-from multivolumecopy.contents import DriveContents as Held
+from multivolumecopy.contents import DriveContents
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
 
@@ -23,7 +23,7 @@ ENTRIES = [
 
 
 def test_every_kind_of_entry_comes_back_as_it_was_stored():
-    held = Held()
+    held = DriveContents()
     for e in ENTRIES:
         held[e.path] = e
     assert len(held) == len(ENTRIES)
@@ -33,7 +33,7 @@ def test_every_kind_of_entry_comes_back_as_it_was_stored():
 
 
 def test_replacing_and_removing_entries():
-    held = Held()
+    held = DriveContents()
     held["a/link"] = ENTRIES[3]
     held["a/link"] = Entry("a/link", FILE, 3, 4, 0o644, None, DIGEST)  # the link became a file
     assert held["a/link"].target is None and held["a/link"].sha256 == DIGEST
@@ -45,11 +45,11 @@ def test_replacing_and_removing_entries():
 
 def test_a_number_out_of_range_from_a_damaged_manifest_is_a_value_error():
     with pytest.raises(ValueError):
-        Held()["big"] = Entry("big", FILE, 2**64, 0, 0o644)
+        DriveContents()["big"] = Entry("big", FILE, 2**64, 0, 0o644)
 
 
 def test_the_packed_answers_match_the_entries():
-    held = Held()
+    held = DriveContents()
     for e in ENTRIES:
         held[e.path] = e
     paths = [e.path for e in ENTRIES]

@@ -6,6 +6,7 @@ here (no root); tests/test_real_drives.py refuses real ones through the command 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -140,3 +141,31 @@ def test_a_bare_mount_point_is_no_drive_for_a_job_of_drives(tmp_path, job):
 
     mount = subprocess.run(["findmnt", "-n", "-o", "TARGET", "/"], capture_output=True, text=True)
     assert no_drive_at(ctx.job, mount.stdout.strip() or "/") is None  # a mount point is a drive
+
+
+@pytest.mark.parametrize(
+    "record,content,says",
+    [
+        (".mvcopy-label.json", "{not json", "the label .* is unreadable \\(not valid JSON\\)"),
+        (".mvcopy-label.json", "null", "is not a multivolumecopy label"),
+        (".mvcopy-manifest.json", "[1, 2", "the manifest .* is unreadable \\(not valid JSON\\)"),
+    ],
+)
+def test_a_damaged_record_on_a_drive_stops_the_run_in_one_line_and_the_drive_is_kept(
+    tmp_path, job, record, content, says
+):
+    src, jobfile = job
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    assert run_mvc(str(src), "-o", str(usb), "-f", str(jobfile), cwd=tmp_path).returncode == 0
+    (usb / record).write_text(content)
+    (src / "new file").write_text("work for the run")
+    before = sorted(p.name for p in usb.rglob("*"))
+
+    r = run_mvc(str(src), "-o", str(usb), "-f", str(jobfile), cwd=tmp_path)
+
+    assert r.returncode == 5
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("multivolumecopy: ") and re.search(says, last), r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in usb.rglob("*")) == before

@@ -189,10 +189,10 @@ def test_a_jobfile_reformatted_by_another_tool_still_loads(tmp_path):
 
 
 def test_reports_written_in_chunks_are_one_valid_json_document():
-    from multivolumecopy.jsonstream import ROWS_PER_CHUNK as ROWS_AT_A_TIME
+    from multivolumecopy.jsonstream import ROWS_PER_CHUNK
     from multivolumecopy.jsonstream import stream as _json
 
-    paths = [f"d/f{i} caf\u00e9 \udcff" for i in range(2 * ROWS_AT_A_TIME + 3)]
+    paths = [f"d/f{i} caf\u00e9 \udcff" for i in range(2 * ROWS_PER_CHUNK + 3)]
     doc = {"volumes": {"1": {"copied": paths, "renamed": [["a", "b"]]}, "2": {}}, "empty": []}
     chunks = list(_json(doc))
     assert len(chunks) > 1
