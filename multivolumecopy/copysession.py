@@ -14,12 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import time
+from array import array
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .catalog import FILE, Entry
+from .catalog import FILE, Catalog, Entry
 from .copier import BatchDone, CopyItem, CopyPool, Status, WorkerDied, make_batches
 from .drive import drive_error
 from .errors import DriveError, Interrupted
@@ -82,14 +83,7 @@ class CopySession:
 
     def _items(self, indexes: Iterator[int]) -> Iterator[CopyItem]:
         cat, drive = self.ctx.catalog, self.drive
-        paths, kinds, sizes, mtimes, modes, targets = (
-            cat.paths,
-            cat.kinds,
-            cat.sizes,
-            cat.mtimes,
-            cat.modes,
-            cat.targets,
-        )
+        paths, kinds, sizes, mtimes, modes, targets = _copy_columns(cat)
         renamed = drive.stored or drive.caps.forbidden or not drive.caps.trailing_dot_space
         item = partial(tuple.__new__, CopyItem)  # (the fields in order: a call less a file)
         for i in indexes:
@@ -102,14 +96,7 @@ class CopySession:
         work)."""
         ctx, drive, writer, number = self.ctx, self.drive, self.writer, self.number
         cat = ctx.catalog
-        paths, kinds, sizes, mtimes, modes, targets = (
-            cat.paths,
-            cat.kinds,
-            cat.sizes,
-            cat.mtimes,
-            cat.modes,
-            cat.targets,
-        )
+        paths, kinds, sizes, mtimes, modes, targets = _copy_columns(cat)
         actions = writer.actions
         puts: list[Entry] = []
         nbytes = told = 0
@@ -219,3 +206,8 @@ class CopySession:
             for i in linked:
                 writer.actions["rewritten" if i in writer.rewrites else "copied"].append(cat.paths[i])
             ctx.emit(ev.Copied(number, len(puts), 0, 0, tuple(e.path for e in puts)))
+
+
+def _copy_columns(cat: Catalog) -> tuple[list[str], bytearray, array, array, array, dict[int, str]]:
+    """The catalog's columns a copy item is made of (bound once, outside the per-file loops)."""
+    return cat.paths, cat.kinds, cat.sizes, cat.mtimes, cat.modes, cat.targets

@@ -530,6 +530,10 @@ def test_folders_differing_only_in_case_on_exfat_verify_and_restore(tmp_path, dr
     r = run_mvc(str(src), "-o", str(stick), "-f", jobfile(tmp_path), cwd=tmp_path)
 
     assert r.returncode == 0, r.stderr
+    # two folders on the drive, each with its own files (a copy-back by hand keeps them apart)
+    folders = sorted(p for p in stick.iterdir() if not p.name.startswith(".mvcopy"))
+    assert [p.name.lower()[:6] for p in folders] == ["photos", "photos"], folders
+    assert sorted(len(list(p.iterdir())) for p in folders) == [2, 2], folders
     verify = run_mvc("--verify", "-f", jobfile(tmp_path), "-o", str(stick), cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "extra" not in verify.stdout.replace("0 extra", ""), verify.stdout
