@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -68,6 +70,10 @@ def drives(tmp_path: Path):
 
 
 @pytest.fixture
-def bay(drives: Drives, tmp_path: Path) -> Bay:
+def bay(drives: Drives, tmp_path: Path) -> Iterator[Bay]:
     """One mount point whose drive a --new-volume-script swaps, as a person would."""
-    return Bay(drives, tmp_path / "usb", tmp_path / "swap")
+    b = Bay(drives, tmp_path / "usb", tmp_path / "swap")
+    yield b
+    if b.busy.exists():
+        held = b.busy.read_text()
+        warnings.warn(f"a swap found the drive busy and tried again; what held it:\n{held}", stacklevel=2)

@@ -266,7 +266,16 @@ def _mount_sources() -> set[str]:
 SWAP_SCRIPT = """#!/bin/sh
 set -e
 echo "$MVCOPY_VOLUME $MVCOPY_NEXT" >> "{log}"
-umount "$MVCOPY_OUTPUT"
+# Once seen under load (a CI run beside other test sessions): umount said "target is busy"
+# right after the run said the drive was safe to remove.  What held it goes to {busy} (the
+# bay warns at teardown) and the swap tries again, as a person would.
+tries=0
+until umount "$MVCOPY_OUTPUT"; do
+  {{ date +%T.%N; fuser -vm "$MVCOPY_OUTPUT" 2>&1 | grep -v "^Cannot stat"; }} >> "{busy}" || true
+  tries=$((tries + 1))
+  [ "$tries" -lt 5 ] || exit 32
+  sleep 1
+done
 next=$(head -n 1 "{queue}")
 [ -n "$next" ] || exit 1
 sed -i 1d "{queue}"
@@ -284,7 +293,8 @@ class Bay:
         self.queue = workdir / "queue"
         self.log = workdir / "log"
         self.script_path = workdir / "swap.sh"
-        self.script_path.write_text(SWAP_SCRIPT.format(log=self.log, queue=self.queue))
+        self.busy = workdir / "busy"  # what held the drive when a swap's umount was refused
+        self.script_path.write_text(SWAP_SCRIPT.format(log=self.log, queue=self.queue, busy=self.busy))
         self.log.write_text("")
         self.queue.write_text("")
         point.mkdir(parents=True, exist_ok=True)
