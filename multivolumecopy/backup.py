@@ -37,9 +37,9 @@ from .identify import Refused, identify, no_drive_at
 from .placement import NEW_DRIVE
 from .prepare import (
     catalog_changed,
+    check_jobfile_folder,
     check_outputs,
     check_sizes,
-    jobfile_folder,
     jobfile_lock,
     merge,
     pick_up_job,
@@ -82,7 +82,7 @@ class Backup:
         sources = resolve_sources(opts.sources)
         check_outputs(opts, sources)
         jobfile = self.jobfile
-        jobfile_folder(jobfile, opts.jobfile, self.emit)
+        check_jobfile_folder(jobfile, opts.jobfile)
         with jobfile_lock(jobfile, opts.jobfile):
             remove_stale_temporaries(jobfile)
             remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)

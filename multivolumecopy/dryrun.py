@@ -18,7 +18,7 @@ from . import events as ev
 from . import jobfile as jf
 from .catalog import FILE
 from .context import Options, Summary
-from .prepare import merge
+from .prepare import check_jobfile_folder, merge
 from .reconcile import VolumePlan
 from .runplan import plan_run, recorded_plan
 from .scan import resolve_sources
@@ -60,7 +60,9 @@ def dry_run(opts: Options, emit: ev.Emit) -> DryRun:
     each volume to visit) with each volume's contents and room taken from its record, and the
     plans recorded instead of carried out."""
     sources = resolve_sources(opts.sources)
-    _, ctx, pending = merge(opts, sources, os.path.abspath(opts.jobfile), emit, Summary())
+    jobfile = os.path.abspath(opts.jobfile)
+    check_jobfile_folder(jobfile, opts.jobfile)  # the run would refuse it: so does its preview
+    _, ctx, pending = merge(opts, sources, jobfile, emit, Summary())
     job = ctx.job
     number = job.run.number if job.run.in_progress else job.run.number + 1
     plans: dict[int, VolumePlan] = {}

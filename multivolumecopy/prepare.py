@@ -1,6 +1,6 @@
 """A backup's first stage: everything before a drive is touched.
 
-The outputs are checked; the jobfile's folder made, the jobfile locked (or, when it is
+The outputs and the jobfile's folder are checked; the jobfile locked (or, when it is
 missing, picked up from a drive of the same job at an output); the sources scanned while the
 jobfile is read; the scan merged with it (:func:`~multivolumecopy.changes.classify`: what is
 new, changed, moved, deleted; the record of each entry's volume carried over by the ledger);
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from collections.abc import Iterator
 from typing import Optional
 
@@ -73,8 +74,10 @@ def check_outputs(opts: Options, sources: Sources) -> None:
             )
 
 
-def jobfile_folder(jobfile: str, given: str, emit: ev.Emit) -> None:
-    """The jobfile's folder: made if missing (and said), refused in one line if unusable."""
+def check_jobfile_folder(jobfile: str, given: str) -> None:
+    """The jobfile's folder must be there: one that is missing is refused, not made, since a
+    mistyped path, or the mount point of a share or stick that is not mounted (udisks removes
+    those), would put the job's memory somewhere nobody looks for it."""
     folder = os.path.dirname(jobfile)
     if os.path.isdir(folder):
         return
@@ -82,14 +85,10 @@ def jobfile_folder(jobfile: str, given: str, emit: ev.Emit) -> None:
         raise JobfileError(
             f"the jobfile {given} cannot be kept in {folder}: it is not a folder; give -f a path in a folder"
         )
-    try:
-        os.makedirs(folder)
-    except OSError as err:
-        raise JobfileError(
-            f"cannot make the jobfile's folder {folder} ({err.strerror}); create it, or "
-            "give -f a path in a writable folder"
-        ) from None
-    emit(ev.Note(f"made the folder {folder} for the jobfile"))
+    raise JobfileError(
+        f"the jobfile's folder {folder} does not exist; create it (mkdir -p {shlex.quote(folder)}), "
+        "or give -f a path in an existing folder"
+    )
 
 
 @contextlib.contextmanager

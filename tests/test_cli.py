@@ -69,6 +69,21 @@ def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(place, args
     assert not (place / "job.json").exists()
 
 
+@pytest.mark.parametrize("mode", [[], ["--dry-run"]])
+def test_a_jobfile_in_a_missing_folder_is_refused_in_one_line_and_the_folder_is_not_made(place, mode):
+    folder = place / "no such folder"  # a mistyped path, or a share's mount point while unmounted
+    result = run_mvc("src", "-o", "usb", "-f", str(folder / "job.json"), *mode, cwd=place)
+
+    assert result.returncode == ExitCode.JOBFILE_ERROR
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"multivolumecopy: the jobfile's folder {folder} does not exist; create it "
+        f"(mkdir -p '{folder}'), or give -f a path in an existing folder"
+    ]
+    assert not folder.exists()
+    assert os.listdir(place / "usb") == []
+
+
 @pytest.mark.parametrize(
     "content,says",
     [
