@@ -37,6 +37,7 @@ from .identify import Refused, identify, no_drive_at
 from .placement import NEW_DRIVE
 from .prepare import (
     catalog_changed,
+    check_drives_free,
     check_jobfile_folder,
     check_outputs,
     check_sizes,
@@ -83,6 +84,7 @@ class Backup:
         check_outputs(opts, sources)
         jobfile = self.jobfile
         check_jobfile_folder(jobfile, opts.jobfile)
+        check_drives_free(opts.outputs)  # a busy drive refuses the run now, not after the scan
         with jobfile_lock(jobfile, opts.jobfile):
             remove_stale_temporaries(jobfile)
             remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)

@@ -129,10 +129,11 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
         stdout.flush()
         return int(ExitCode.OK)
     start = time.monotonic()
+    from .jobfile import LOG_SUFFIX
     from .sinks import OperationLog
 
     outside = _outside(args, renderer)
-    oplog = OperationLog(os.path.abspath(args.jobfile) + ".log")
+    oplog = OperationLog(os.path.abspath(args.jobfile) + LOG_SUFFIX)
     backup = Backup(opts, outside.emit_to(renderer, oplog), swapper)
     try:
         summary = backup.run()

@@ -30,6 +30,7 @@ FORMAT = "multivolumecopy-jobfile"
 VERSION = 2
 READS = (1, 2)  # version 1 had no "stale" column: every placed entry was taken as current
 DEFAULT_NAME = ".mvcopy-jobdata.json"
+LOG_SUFFIX = ".log"  # the operation log beside the jobfile (sinks.OperationLog)
 COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale")
 COLUMNS_V1 = COLUMNS[:-1]
 

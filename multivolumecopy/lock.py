@@ -42,19 +42,22 @@ class FileLock:
     def acquire(self) -> FileLock:
         """Take the lock without waiting, and return it; a writer leaves a line about itself in the
         file.  Raises :class:`LockedError`, quoting the holder's line, while another run holds it."""
-        fd = self._open()
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                err = _in_use(fd, self.what)
+                os.close(fd)
+                raise err from None
+            except OSError:
+                os.close(fd)
+                raise
+            if _still_at(fd, self.path):
+                break
+            # Its maker removed the file (a run that never wrote what it guards) between our
+            # open and our flock: a lock on a file no longer there guards nothing; open anew.
             os.close(fd)
-            raise LockedError(
-                f"{self.what} is in use by another multivolumecopy run ({holder}); "
-                "wait for it to finish, or stop it first"
-            ) from None
-        except OSError:
-            os.close(fd)
-            raise
         if not self.shared:  # a shared holder leaves the line to the one a writer is told about
             me = f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}: {' '.join(sys.argv[:3])}"
             os.ftruncate(fd, 0)
@@ -79,6 +82,17 @@ class FileLock:
         self.created = not existed
         return fd
 
+    def remove_if_made(self) -> None:
+        """Remove the lock file, if this lock made it, while still holding it (so no other run
+        holds a lock on the file removed; see :meth:`acquire`).  Never another run's file."""
+        if self.fd is not None and self.created:
+            try:
+                if _still_at(self.fd, self.path):
+                    os.unlink(self.path)
+            except OSError:
+                pass  # left behind: harmless, the next run locks it as usual
+            self.created = False
+
     def release(self) -> None:
         """Let go of the lock (a writer empties its line first)."""
         if self.fd is not None:
@@ -95,6 +109,44 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def check_free(path: str, what: str) -> None:
+    """Raise :class:`LockedError` if another run holds the lock at ``path`` now; take nothing
+    and make nothing (a missing lock file is a free lock).  For a run to be refused before it
+    scans the sources rather than after, with the real lock taken later."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _FLAGS)  # a FIFO there must not hang us
+    except OSError:
+        return  # missing, a symlink, unreadable: the real lock says what is wrong, if anything
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(fd, what) from None
+    except OSError:
+        pass  # a filesystem without flock: the real lock decides
+    finally:
+        os.close(fd)  # drops the lock, if it was taken
+
+
+def _in_use(fd: int, what: str) -> LockedError:
+    """The refusal, quoting the line the holder left in the lock file at ``fd``."""
+    holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+    return LockedError(
+        f"{what} is in use by another multivolumecopy run ({holder}); wait for it to finish, or stop it first"
+    )
+
+
+def _still_at(fd: int, path: str) -> bool:
+    """Whether the file open at ``fd`` is still the one at ``path``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell (a failing drive): the lock stands, as before this check
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 def reading_lock(path: str, what: str) -> Optional[FileLock]:

@@ -1,6 +1,7 @@
 """A backup's first stage: everything before a drive is touched.
 
-The outputs and the jobfile's folder are checked; the jobfile locked (or, when it is
+The outputs and the jobfile's folder are checked, and the drives given looked at for another
+run that holds them (so a busy run is refused before it scans); the jobfile locked (or, when it is
 missing, picked up from a drive of the same job at an output); the sources scanned while the
 jobfile is read; the scan merged with it (:func:`~multivolumecopy.changes.classify`: what is
 new, changed, moved, deleted; the record of each entry's volume carried over by the ledger);
@@ -22,10 +23,10 @@ from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
 from .changes import Changes, classify
 from .context import Options, RunContext, Summary
-from .driveformat import JOBCOPY, read_label
+from .driveformat import JOBCOPY, LOCKFILE, read_label
 from .errors import JobfileError, MvcError, OutputError, TooLargeError, UsageError
 from .fsutil import atomic_write, block_size, path_inside, read_chunks, round_up
-from .lock import FileLock
+from .lock import FileLock, check_free
 from .reconcile import metadata_reserve
 from .scan import Scan, Sources, usable_cpus
 from .sizes import format_size
@@ -91,9 +92,18 @@ def check_jobfile_folder(jobfile: str, given: str) -> None:
     )
 
 
+def check_drives_free(outputs: list[str]) -> None:
+    """Refuse the run now, before the scan, when another run holds a drive given with ``-o``
+    (each drive's own lock is taken when it is opened)."""
+    for out in outputs:
+        check_free(os.path.join(out, LOCKFILE), f"the drive at {os.path.abspath(out)}")
+
+
 @contextlib.contextmanager
 def jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
-    """The jobfile's lock, with a one-line error where its folder refuses a file."""
+    """The jobfile's lock, with a one-line error where its folder refuses a file.  A run that
+    leaves no jobfile (refused, or stopped before its first save) takes away the lock file and
+    the operation log it made, so nothing of it stays beside a jobfile that is not there."""
     lock = FileLock(jobfile + ".lock", f"the jobfile {given}")
     try:
         lock.acquire()
@@ -101,9 +111,16 @@ def jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
         raise JobfileError(
             f"cannot write beside the jobfile {given} ({err.strerror}); give -f a path in a writable folder"
         ) from None
+    log = jobfile + jf.LOG_SUFFIX
+    log_was_there = os.path.lexists(log)  # only the lock's holder writes it
     try:
         yield
     finally:
+        if not os.path.lexists(jobfile):
+            if not log_was_there:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(log)
+            lock.remove_if_made()
         lock.release()
 
 

@@ -115,8 +115,28 @@ def test_a_second_run_on_the_same_jobfile_is_refused_naming_the_first(place):
         result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place)
     assert result.returncode == ExitCode.LOCKED
     assert "in use by another multivolumecopy run (pid 4242 on fileserver" in one_line_error(result)
+    assert "scanned" not in result.stderr  # refused before the scan
+    assert sorted(os.listdir(place)) == ["dangling", "job.json.lock", "src", "usb"]  # the holder's lock
     # The holder is gone: its lock no longer blocks.
     assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place).returncode == 0
+
+
+def test_a_run_refused_for_a_busy_drive_is_refused_before_the_scan_and_leaves_nothing(place):
+    for i in range(2000):  # a scan that would be seen: the refusal comes before it
+        (place / f"src/f{i}").write_text("x")
+    before = sorted(os.listdir(place))
+    with open(place / "usb/.mvcopy-lock", "a+") as lock:  # a backup or --verify holds the drive
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("pid 4242 on fileserver, started earlier")
+        lock.flush()
+        result = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=place)
+
+    assert result.returncode == ExitCode.LOCKED
+    error = one_line_error(result)
+    assert f"the drive at {place / 'usb'} is in use by another multivolumecopy run (pid 4242" in error
+    assert result.stderr.splitlines() == [error]  # no "scanned ...", no "starting run ..."
+    assert sorted(os.listdir(place)) == before  # no job.json.lock, no job.json.log
+    assert os.listdir(place / "usb") == [".mvcopy-lock"]
 
 
 def test_help_lists_the_exit_codes_and_the_cards_calls(capsys):

@@ -11,8 +11,9 @@ import pytest
 from helpers import run_mvc
 from multivolumecopy.catalog import NO_VOLUME
 from multivolumecopy.context import Options
-from multivolumecopy.errors import JobfileError, OutputError
-from multivolumecopy.prepare import check_outputs
+from multivolumecopy.errors import JobfileError, LockedError, OutputError
+from multivolumecopy.lock import FileLock
+from multivolumecopy.prepare import check_outputs, jobfile_lock
 from multivolumecopy.scan import resolve_sources
 from stages import context
 
@@ -94,3 +95,58 @@ def test_the_jobfile_on_the_drive_itself_is_refused(tmp_path, src):
 
     with pytest.raises(OutputError, match="is on the backup drive"):
         check_outputs(opts, resolve_sources(opts.sources))
+
+
+def test_a_run_that_never_wrote_its_jobfile_takes_away_the_lock_and_log_it_made(tmp_path):
+    # the drive was taken by another run between the check before the scan and its opening
+    job = tmp_path / "job.json"
+    with pytest.raises(LockedError), jobfile_lock(str(job), "job.json"):
+        (tmp_path / "job.json.log").write_text("run=1 run_started {}\n")  # what the run logged
+        raise LockedError("the drive at /mnt/usb is in use by another multivolumecopy run")
+
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_lock_and_log_that_were_there_before_the_run_stay(tmp_path):
+    job = tmp_path / "job.json"
+    (tmp_path / "job.json.lock").write_text("")  # left by an earlier run: not this run's to remove
+    (tmp_path / "job.json.log").write_text("an earlier run\n")
+    with pytest.raises(LockedError), jobfile_lock(str(job), "job.json"):
+        raise LockedError("busy")
+
+    assert sorted(os.listdir(tmp_path)) == ["job.json.lock", "job.json.log"]
+    assert (tmp_path / "job.json.log").read_text() == "an earlier run\n"
+
+
+def test_a_run_that_wrote_its_jobfile_keeps_its_lock_file_and_log(tmp_path):
+    job = tmp_path / "job.json"
+    with jobfile_lock(str(job), "job.json"):
+        job.write_text("{}")
+        (tmp_path / "job.json.log").write_text("run=1 copied 'a'\n")
+
+    assert sorted(os.listdir(tmp_path)) == ["job.json", "job.json.lock", "job.json.log"]
+
+
+def test_a_lock_whose_file_its_maker_removed_is_taken_on_a_new_file(tmp_path, monkeypatch):
+    # run A made the lock file and removes it as it gives up, between run B's open and flock:
+    # B must not hold a lock on the removed file while a third run locks a new one
+    path = str(tmp_path / "job.json.lock")
+    maker = FileLock(path, "the jobfile").acquire()
+    opened = []
+    real_open = FileLock._open
+
+    def open_then_maker_leaves(self):
+        fd = real_open(self)
+        if not opened:
+            opened.append(os.fstat(fd).st_ino)
+            maker.remove_if_made()
+            maker.release()
+        return fd
+
+    monkeypatch.setattr(FileLock, "_open", open_then_maker_leaves)
+    taker = FileLock(path, "the jobfile").acquire()
+
+    assert os.fstat(taker.fd).st_ino == os.stat(path).st_ino  # the file at the path, not the old one
+    with pytest.raises(LockedError):
+        FileLock(path, "the jobfile").acquire()
+    taker.release()
