@@ -165,7 +165,12 @@ def _outside(args: argparse.Namespace, renderer: Any) -> Any:
     from .sinks import Outside
 
     try:
-        return Outside(args.events, args.notify_command, lambda text: renderer.say(f"warning: {text}"))
+        return Outside(
+            args.events,
+            args.notify_command,
+            lambda text: renderer.say(f"warning: {text}"),
+            lambda text: renderer.say(f"note: {text}"),
+        )
     except OSError as err:
         raise UsageError(f"cannot write events to {args.events}: {err.strerror}; check --events") from None
 

@@ -3,7 +3,8 @@
 ``--events PATH`` writes one JSON object per line for every state change, plus a ``progress``
 line every few seconds.  PATH may be ``-`` (stdout), a file (appended to), a FIFO, or a UNIX
 stream socket; a program blocked reading a FIFO or socket learns of a drive swap the moment
-it is needed.  The schema is in docs/formats.rst ("Events"); each line carries its version.
+it is needed.  A FIFO nobody reads yet holds the run at its start, and the person is told.
+The schema is in docs/formats.rst ("Events"); each line carries its version.
 
 ``--notify-command CMD`` runs CMD through the shell when a person is needed: a drive must be
 inserted, the run failed, or it finished.
@@ -12,6 +13,7 @@ inserted, the run failed, or it finished.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import socket
@@ -49,11 +51,18 @@ _QUIET = (ev.Copied, ev.BytesCopied, ev.Adopted, ev.Renamed)
 
 
 class EventWriter:
-    """JSON lines to a file, FIFO, socket or stdout."""
+    """JSON lines to a file, FIFO, socket or stdout; ``tell`` says it when the run has to wait
+    for a FIFO's reader."""
 
-    def __init__(self, target: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        target: str,
+        clock: Callable[[], float] = time.monotonic,
+        tell: Callable[[str], None] = lambda text: None,
+    ):
         self.target = target
         self.clock = clock
+        self.tell = tell
         self._out: Optional[IO[bytes]] = None
         self._sock: Optional[socket.socket] = None
         self._bytes = 0
@@ -72,9 +81,27 @@ class EventWriter:
         if stat.S_ISSOCK(mode):
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._sock.connect(self.target)
+        elif stat.S_ISFIFO(mode):
+            self._out = self._open_fifo()
         else:
-            # A FIFO blocks here until a reader opens it: the reader is meant to be waiting.
             self._out = open(self.target, "ab", buffering=0)  # noqa: SIM115 - held for the run
+
+    def _open_fifo(self) -> IO[bytes]:
+        """The FIFO opened for writing.  The reader is meant to be waiting; when it is not, the
+        open blocks until one comes, and the person is told why nothing happens meanwhile."""
+        try:
+            fd = os.open(self.target, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as err:
+            if err.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            self.tell(
+                f"waiting for a program to read the FIFO {self.target} (--events) before starting; "
+                "start it, or press Ctrl-C to stop"
+            )
+            fd = os.open(self.target, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            os.set_blocking(fd, True)  # a slow reader slows the run rather than losing lines
+        return os.fdopen(fd, "wb", buffering=0)
 
     def __call__(self, event: object) -> None:
         if isinstance(event, (ev.Copied, ev.BytesCopied)):
@@ -159,8 +186,14 @@ class Tee:
 class Outside:
     """The ``--events`` writer and the ``--notify-command`` together, and the run's last word."""
 
-    def __init__(self, events: Optional[str], notify: Optional[str], warn: Callable[[str], None]):
-        self.events = EventWriter(events) if events else None
+    def __init__(
+        self,
+        events: Optional[str],
+        notify: Optional[str],
+        warn: Callable[[str], None],
+        tell: Callable[[str], None] = lambda text: None,
+    ):
+        self.events = EventWriter(events, tell=tell) if events else None
         self.notifier = Notifier(notify, warn) if notify else None
 
     def emit_to(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
-from helpers import backup, make_tree, run_mvc
+from helpers import backup, make_tree, mvc_argv, mvc_env, run_mvc
 from multivolumecopy.clock import epoch, iso
 
 
@@ -91,6 +93,35 @@ def test_a_program_waiting_on_a_fifo_is_told_when_a_drive_is_needed(tmp_path, dr
 
     assert result.returncode == 0, result.stderr
     assert seen.count("waiting_for_drive") >= 2 and seen[-1] == "run_done"
+
+
+def test_events_to_a_fifo_with_no_reader_says_it_waits_for_one_then_runs(tmp_path):
+    make_tree(tmp_path / "src", n_files=20, big=1)
+    (tmp_path / "usb").mkdir()
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    args = ["src", "-o", "usb", "-f", "job.json", "--events", str(fifo)]
+    run = subprocess.Popen(mvc_argv(*args), cwd=tmp_path, env=mvc_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        said = select.select([run.stderr], [], [], 20)[0]  # before it waits: no reader yet
+        first = run.stderr.readline() if said else ""  # (silence fails the test, not hangs it)
+        time.sleep(1.0)  # the reader comes late; meanwhile the run waits, and does nothing
+        assert run.poll() is None and not (tmp_path / "job.json.lock").exists()
+        with open(fifo) as fh:
+            events = [json.loads(line) for line in fh]
+        rest = run.stderr.read()
+        assert run.wait(timeout=60) == 0, first + rest
+    finally:
+        run.kill()
+        run.wait()
+
+    assert first == (
+        f"note: waiting for a program to read the FIFO {fifo} (--events) before starting; "
+        "start it, or press Ctrl-C to stop\n"
+    )
+    assert "waiting for a program" not in rest  # said once
+    assert events[0]["event"] == "scan_done" and events[-1]["event"] == "run_done"
+    assert events[-1]["exit_code"] == 0
 
 
 def test_the_notify_command_hears_of_swaps_and_of_the_end(tmp_path):
