@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 
 from .errors import ExitCode, MvcError, UsageError
 from .parser import build_parser
-from .sizes import format_size, parse_duration, parse_size
+from .sizes import count, format_size, numbered, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from .context import Options
@@ -156,8 +156,10 @@ def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: I
     if not summary.nothing_to_do:
         renderer(done)
     code = int(ExitCode.FILES_FAILED if summary.failed else ExitCode.OK)
-    failed = f", {len(summary.failed)} files failed" if summary.failed else ""
-    outside.finish(code, f"backup done: wrote {summary.copied_files} entries{failed}", done)
+    failed = f", {count(len(summary.failed), 'file')} failed" if summary.failed else ""
+    outside.finish(
+        code, f"backup done: wrote {count(summary.copied_files, 'entry', 'entries')}{failed}", done
+    )
     return code
 
 
@@ -306,8 +308,8 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     lines = [
         "",
         "summary:",
-        f"  restored {summary.restored} entries ({format_size(summary.restored_bytes)}) "
-        f"from volumes {', '.join(map(str, summary.volumes)) or 'none'} in {time.monotonic() - start:.1f} s",
+        f"  restored {count(summary.restored, 'entry', 'entries')} ({format_size(summary.restored_bytes)}) "
+        f"from {numbered('volume', summary.volumes, 'no volume')} in {time.monotonic() - start:.1f} s",
         f"  {summary.intact} already restored and intact",
     ]
     if summary.problems:

@@ -22,7 +22,7 @@ from .prepare import check_jobfile_folder, merge
 from .reconcile import VolumePlan
 from .runplan import plan_run, recorded_plan
 from .scan import resolve_sources
-from .sizes import format_size
+from .sizes import count, format_size
 
 
 @dataclass
@@ -125,7 +125,8 @@ def render(dry: DryRun, as_json: bool) -> str:
         )
     if dry.new_drive.copy:
         lines.append(
-            f"a new drive: {len(dry.new_drive.copy)} entries ({format_size(dry.new_drive.bytes)}) "
+            f"a new drive: {count(len(dry.new_drive.copy), 'entry', 'entries')} "
+            f"({format_size(dry.new_drive.bytes)}) "
             "that no volume has room for"
         )
     insert = dry.insert()

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from . import events as ev
 from .catalog import format_ranges
-from .sizes import format_size
+from .sizes import count, format_size, numbered, plural
 
 SUMMARY_LINES = 50  # entries not saved listed by path at the end; the jobfile lists them all
 
@@ -89,9 +89,9 @@ class TextRenderer:
             if self.bars:
                 self._job = self._bar(event.bytes_to_write, "job", 0)
         elif isinstance(event, ev.RestoreStarted):
-            vols = ", ".join(str(v) for v in event.volumes) or "none"
+            vols = numbered("volume", event.volumes, "no volume")
             self.say(
-                f"restoring {count(event.files, 'file')} ({format_size(event.bytes)}) from volumes {vols}; "
+                f"restoring {count(event.files, 'file')} ({format_size(event.bytes)}) from {vols}; "
                 f"{event.intact} already restored and intact"
             )
             self._files["job"] = [0, event.files]
@@ -128,7 +128,7 @@ class TextRenderer:
                 counts = self._files[key]
                 counts[0] += event.files
                 if bar is not None:
-                    bar.set_postfix_str(f"{counts[0]}/{counts[1]} files", refresh=False)
+                    bar.set_postfix_str(f"{counts[0]}/{count(counts[1], 'file')}", refresh=False)
                     bar.update(event.unshown)
         elif isinstance(event, ev.BytesCopied):
             for bar in (self._job, self._drive):
@@ -151,7 +151,7 @@ class TextRenderer:
         elif isinstance(event, ev.Purged):
             self.say(
                 f"volume {event.volume}: removed {count(event.files, 'entry', 'entries')} "
-                "that no longer belong there"
+                f"that no longer {plural(event.files, 'belongs', 'belong')} there"
             )
         elif isinstance(event, ev.VolumeFull):
             self.say(f"volume {event.volume} is full")
@@ -168,7 +168,8 @@ class TextRenderer:
         elif isinstance(event, ev.Adapted):
             self.say(
                 f"volume {event.volume} adapted to its filesystem ({'; '.join(event.limits)}): "
-                f"{event.renamed} entries stored under escaped names, {event.recorded_only} symlinks "
+                f"{count(event.renamed, 'entry', 'entries')} stored under escaped names, "
+                f"{count(event.recorded_only, 'symlink')} "
                 "kept in the records only; --restore puts them back as they were"
             )
         elif isinstance(event, ev.DriveRefused):
@@ -192,7 +193,7 @@ class TextRenderer:
             lines.append(f"  {event.skipped} skipped (listed above)")
         if event.failed:
             n = len(event.failed)
-            now = "it is" if n == 1 else "they are"
+            now = plural(n, "it is", "they are")
             lines.append(
                 f"  {count(n, 'entry', 'entries')} not saved (on no drive as {now} now; the run exits 1):"
             )
@@ -208,11 +209,6 @@ class TextRenderer:
 def make_renderer(stream: IO[str], hide_progress: bool, verbose: int = 0) -> TextRenderer:
     """The renderer for a person reading ``stream``: progress bars when it is a terminal."""
     return TextRenderer(stream, bars=isatty(stream) and not hide_progress, verbose=verbose)
-
-
-def count(n: int, one: str, many: str = "") -> str:
-    """``1 file``, ``2 files``; ``many`` where the plural is not ``one`` + s."""
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 class ByteBar:

@@ -24,6 +24,7 @@ from . import clock
 from . import jobfile as jf
 from .driveformat import JOBCOPY, Label, read_label
 from .errors import JobfileError, OutputError
+from .sizes import count
 
 _HEAD_LIMIT = 64 * 1024 * 1024  # a head larger than this is not one of ours: no record to go by
 
@@ -53,7 +54,9 @@ class Head:
 
     def describe(self) -> str:
         """``run 3, in progress with 2 volumes done, saved 2026-11-22T03:00:00+00:00``"""
-        state = f"in progress with {self.done_volumes} volumes done" if self.in_progress else "finished"
+        state = (
+            f"in progress with {count(self.done_volumes, 'volume')} done" if self.in_progress else "finished"
+        )
         return f"run {self.run}, {state}, saved {self.updated or 'at an unknown time'}"
 
 

@@ -42,6 +42,7 @@ from .lock import reading_lock
 from .nofollow import Blocked, Tree
 from .patterns import Matcher
 from .records import Head, head_of, load_record, newer, peek, standing
+from .sizes import count, plural
 from .swap import Swapper, SwapRequest
 
 
@@ -270,7 +271,7 @@ class Restore:
             which = "volumes " + ", ".join(str(v) for v in wanted[:-1]) + f" or {wanted[-1]}"
         if later:
             return (
-                f"the record in use ({self.head.describe()}) places {len(self.wanted)} files on no "
+                f"the record in use ({self.head.describe()}) places {count(len(self.wanted), 'file')} on no "
                 f"volume: insert a drive written after it ({which}) at {out}"
             )
         if len(wanted) == 1:
@@ -389,7 +390,10 @@ class Restore:
                 if want.sha256 and digest != want.sha256:
                     return f"damaged on volume {volume}: its content differs from what was backed up"
                 if size != want.size:
-                    return f"damaged on volume {volume}: {size} bytes, {want.size} were backed up"
+                    return (
+                        f"damaged on volume {volume}: {count(size, 'byte')}, "
+                        f"{want.size} {plural(want.size, 'was', 'were')} backed up"
+                    )
                 return None
 
             try:

@@ -1,8 +1,11 @@
-"""Parsing and printing byte sizes (``--device-padding 500M``, ``--volume-size 4G``)."""
+"""Numbers for people: byte sizes parsed and printed (``--device-padding 500M``, ``--volume-size
+4G``), durations parsed, and counts of things worded (``1 entry``, ``2 entries``, ``volumes 2
+and 4``): every message with a count takes its plural from :func:`plural`."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from .errors import UsageError
 
@@ -58,3 +61,23 @@ def parse_duration(text: str, option: str = "duration") -> float:
     if match is None:
         raise UsageError(f"{option} {text!r} is not a duration; write seconds, or a number with s, m, h or d")
     return float(match.group(1)) * _SECONDS[match.group(2).lower()]
+
+
+def plural(n: float, one: str, many: str = "") -> str:
+    """The word that goes with ``n``: ``one`` for exactly 1, else ``many`` (by default ``one`` + s).
+    Verbs and pronouns agree through it too: ``plural(n, "belongs", "belong")``."""
+    return one if n == 1 else many or one + "s"
+
+
+def count(n: int, one: str, many: str = "") -> str:
+    """``1 file``, ``2 files``; ``count(n, "entry", "entries")``."""
+    return f"{n} {plural(n, one, many)}"
+
+
+def numbered(one: str, numbers: Sequence[int], none: str = "none") -> str:
+    """``volume 3``, ``volumes 2 and 4``, ``volumes 1, 4 and 5``; ``none`` for no numbers."""
+    if not numbers:
+        return none
+    names = [str(n) for n in numbers]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    return f"{plural(len(names), one)} {listed}"

@@ -15,7 +15,7 @@ from typing import Optional
 
 from . import clock
 from . import jobfile as jf
-from .sizes import format_size
+from .sizes import count, format_size, numbered, plural
 
 OK, WARNING, CRITICAL = 0, 1, 2
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
@@ -65,17 +65,21 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
     if run.in_progress:
         since = now - clock.epoch(run.started) if run.started else 0.0
         msg = f"run {run.number} in progress for {_days(since)}"
-        if busy or run.open_volume:
-            msg += f", volumes still to update: {', '.join(map(str, sorted(busy))) or run.open_volume}"
+        still = sorted(busy) or ([run.open_volume] if run.open_volume else [])
+        if still:
+            msg += f", {numbered('volume', still)} still to update"
         if since > limit:
             code = max(code, WARNING)
-            msg += f" (longer than --max-age {max_age_days:g} days: is it waiting for a drive?)"
+            days = plural(max_age_days, "day")
+            msg += f" (longer than --max-age {max_age_days:g} {days}: is it waiting for a drive?)"
         messages.append(msg)
     elif run.number:
         messages.append(f"last run {run.number} finished {run.finished or 'at an unknown time'}")
     if job.failed:
         code = max(code, WARNING)
-        messages.append(f"the last run could not copy {len(job.failed)} files (listed in the jobfile)")
+        messages.append(
+            f"the last run could not copy {count(len(job.failed), 'file')} (listed in the jobfile)"
+        )
     vols = []
     for v, rec in sorted(job.volumes.items()):
         if rec.forgotten:
@@ -98,8 +102,12 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
         vols.append(vs)
     stale = [v.number for v in vols if v.state != "OK"]
     if stale:
-        messages.append(f"out of date: volume {', '.join(map(str, stale))} (--max-age {max_age_days:g} days)")
-    summary = f"{len(vols)} volumes, {sum(v.files for v in vols)} entries; " + "; ".join(messages)
+        messages.append(
+            f"out of date: {numbered('volume', stale)} "
+            f"(--max-age {max_age_days:g} {plural(max_age_days, 'day')})"
+        )
+    entries = count(sum(v.files for v in vols), "entry", "entries")
+    summary = f"{count(len(vols), 'volume')}, {entries}; " + "; ".join(messages)
     return Status(code, summary, asdict(run), vols, messages)
 
 
@@ -114,6 +122,6 @@ def render(st: Status, as_json: bool) -> str:
         full = f"{100 * v.used / v.capacity:.0f}% full" if v.capacity else "size unknown"
         lines.append(
             f"  volume {v.number}: {v.state}, {v.note}; last verified {v.verified or 'never'}; "
-            f"{v.files} entries, {format_size(v.used)}, {full}"
+            f"{count(v.files, 'entry', 'entries')}, {format_size(v.used)}, {full}"
         )
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .errors import SwapNeeded
+from .sizes import count
 
 MAX_REFUSALS_BY_SCRIPT = 3
 
@@ -71,7 +72,7 @@ class Swapper:
         assert self.script is not None
         if self._refusals >= MAX_REFUSALS_BY_SCRIPT:
             raise SwapNeeded(
-                f"the drive offered by --new-volume-script was refused {self._refusals} times "
+                f"the drive offered by --new-volume-script was refused {count(self._refusals, 'time')} "
                 f"({req.refusal}); {req.message}, then run the same command again"
             )
         env = dict(os.environ)

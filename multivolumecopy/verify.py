@@ -43,7 +43,7 @@ from .fsutil import path_inside
 from .lock import FileLock, reading_lock
 from .nofollow import Blocked, Tree
 from .records import head_of, load_record, newer, peek, standing
-from .sizes import format_size
+from .sizes import count, format_size, plural
 
 READ_CHUNK = 1024 * 1024
 
@@ -415,13 +415,14 @@ def render_report(report: Report, as_json: bool = False) -> str:
     scope = f"indexes {report.first}-{report.stop - 1}" if report.stop > report.first else "no indexes"
     verdict = "OK" if report.ok else "PROBLEMS"
     lines.append(
-        f"{verdict}: {where} at {report.output}, {scope}: checked {report.checked} entries "
+        f"{verdict}: {where} at {report.output}, {scope}: "
+        f"checked {count(report.checked, 'entry', 'entries')} "
         f"({format_size(report.checked_bytes)}); {len(report.missing)} missing, "
         f"{len(report.different)} different, {len(report.extra)} extra"
     )
     if report.scrubbed or report.unhashed or report.recent or report.not_reached or report.corrupt:
         line = (
-            f"content: read back {report.scrubbed} files ({format_size(report.scrubbed_bytes)}), "
+            f"content: read back {count(report.scrubbed, 'file')} ({format_size(report.scrubbed_bytes)}), "
             f"{len(report.corrupt)} corrupt"
         )
         if report.recent:
@@ -432,11 +433,12 @@ def render_report(report: Report, as_json: bool = False) -> str:
             line += f", {len(report.unhashed)} not checked"
         lines.append(line)
     if report.unhashed:
-        n = report.volume or "N"
+        n, volume = len(report.unhashed), report.volume or "N"
+        its = plural(n, "its", "their")
         lines.append(
-            f"{len(report.unhashed)} files have no recorded hash (backed up with --no-hash), so their "
-            "content could not be checked, only their size and time; the next backup run without "
-            f"--no-hash asks for volume {n} and hashes them"
+            f"{count(n, 'file')} {plural(n, 'has', 'have')} no recorded hash (backed up with --no-hash), "
+            f"so {its} content could not be checked, only {its} size and time; the next backup run "
+            f"without --no-hash asks for volume {volume} and hashes {plural(n, 'it', 'them')}"
         )
     if report.read_only:
         lines.append("the drive is read-only here: the check times were not recorded on it")

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from . import jobfile as jf
 from .catalog import NO_VOLUME
 from .placement import NEW_DRIVE
+from .sizes import numbered, plural
 
 
 class Worklist:
@@ -103,11 +104,4 @@ class Worklist:
 
 def volumes_text(wanted: list[int], still: str = "") -> str:
     """``[1]`` -> "volume 1 needs", ``[1, 4, 5]`` -> "volumes 1, 4 and 5 need" (then "updating")."""
-    names = (
-        " and ".join(map(str, wanted))
-        if len(wanted) < 3
-        else (", ".join(map(str, wanted[:-1])) + f" and {wanted[-1]}")
-    )
-    if len(wanted) == 1:
-        return f"volume {names} {still}needs updating"
-    return f"volumes {names} {still}need updating"
+    return f"{numbered('volume', wanted)} {still}{plural(len(wanted), 'needs', 'need')} updating"

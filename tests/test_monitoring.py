@@ -164,7 +164,7 @@ def test_status_says_how_old_the_backup_is_with_nagios_codes(tmp_path, finished_
     result = status(tmp_path, days)
 
     assert result.returncode == code, result.stdout
-    assert result.stdout.startswith(f"MULTIVOLUMECOPY {word} - 1 volumes")
+    assert result.stdout.startswith(f"MULTIVOLUMECOPY {word} - 1 volume, ")
     doc = json.loads(status(tmp_path, days, "--json").stdout)
     assert doc["status"] == word and doc["volumes"][0]["state"] == word
     assert doc["volumes"][0]["verified"] is None

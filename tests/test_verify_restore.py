@@ -118,8 +118,8 @@ def test_restore_from_drives_offered_in_reverse_order_gives_the_source_back(tmp_
     result = restore_through_bay(tmp_path, bay, to)
 
     assert result.returncode == 0, result.stderr
-    order = ", ".join(str(n) for n in range(len(images), 0, -1))
-    assert f"from volumes {order} in" in result.stderr
+    order = [str(n) for n in range(len(images), 0, -1)]
+    assert f"from volumes {', '.join(order[:-1])} and {order[-1]} in" in result.stderr
     assert tree_differences(src, to) == ""
     # Run again: everything is already there and intact.
     again = run_mvc(
@@ -147,7 +147,9 @@ def test_a_pattern_restore_takes_only_matching_files_and_asks_only_for_their_dri
 
     assert result.returncode == 0, result.stderr
     assert f"drive refused: volume {unneeded} holds nothing still to restore" in result.stderr
-    assert f"from volumes {', '.join(map(str, volumes))} in" in result.stderr
+    named = [str(v) for v in volumes]
+    said = f"volume {named[0]}" if len(named) == 1 else f"volumes {', '.join(named[:-1])} and {named[-1]}"
+    assert f"from {said} in" in result.stderr
     assert len(bay.swaps()) == len(volumes)  # asked for exactly the drives it needed
     assert set(files_on(to)) == set(wanted)
     for rel in wanted:
