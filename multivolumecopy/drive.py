@@ -68,7 +68,6 @@ class Drive:
         self.stored = StoredNames(self.state.caps, self.state.stored)
         self._lock: Optional[FileLock] = None
         self._journal: Optional[IO[bytes]] = None
-        self._made_lock = False
         self.root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of the root when opened
 
     # The manifest's state, by name.
@@ -105,7 +104,6 @@ class Drive:
         """Lock the drive, read its label, recover its state (replaying the journal of a run
         that was cut short, committing it), clear leftovers."""
         lock_path = os.path.join(self.root, LOCKFILE)
-        self._made_lock = not os.path.lexists(lock_path)
         self._lock = FileLock(lock_path, f"the drive at {self.root}")
         self._lock.acquire()
         st = os.stat(self.root)
@@ -151,13 +149,10 @@ class Drive:
                 pass
             self._journal = None
         if self._lock is not None:
+            if self.label is None:  # removed while still held: no other run holds a lock on it
+                self._lock.remove_if_made()
             self._lock.release()
             self._lock = None
-            if self._made_lock and self.label is None:
-                try:
-                    os.unlink(os.path.join(self.root, LOCKFILE))
-                except OSError:
-                    pass
 
     def path(self, rel: str) -> str:
         """The full path of ``rel`` (relative to the drive's root) on this drive."""
