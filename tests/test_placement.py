@@ -11,8 +11,9 @@ from multivolumecopy import changes
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.changes import Changes, classify
+from multivolumecopy.fsutil import round_up
 from multivolumecopy.ledger import Ledger
-from multivolumecopy.placement import place_new
+from multivolumecopy.placement import place_new, room_by_record
 from multivolumecopy.reconcile import record_cost
 
 B = 1024
@@ -136,6 +137,132 @@ def test_a_volume_not_offered_this_run_is_passed_over():
 def test_a_new_file_needs_its_blocks_and_four_record_rows_on_its_volume(room, placed):
     c = catalog(("a/1", 1), ("a/2", 0))  # "a/2": 1 KiB, and 4 x (3 + 80) bytes of records
     assert place_new(c, [1], {1: room}, {1: B}) == placed
+
+
+# -- each volume's room by its record (room_by_record) ------------------------------------------
+
+
+def volume_job(c: Catalog, records: dict[int, dict], **run) -> jf.Job:
+    """A job on ``c`` with a record of each volume (``{1: {"capacity": ...}}``): a run in
+    progress unless ``run`` says otherwise."""
+    job = jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created="", catalog=c)
+    job.volumes = {n: jf.VolumeRecord(n, f"u{n}", "", **rec) for n, rec in records.items()}
+    job.run = jf.RunState(**{"number": 1, "state": "in-progress", **run})
+    return job
+
+
+KEPT = 2 * (1 + 80)  # the two manifest rows of a kept entry with a one-letter name
+
+
+def test_a_volumes_room_is_its_capacity_less_its_files_the_padding_the_reserve_and_its_records():
+    c = catalog(("a", 1), ("b", 1), ("c", 2), ("d", 0))
+    job = volume_job(
+        c, {1: dict(capacity=100 * B, used=10 * B, block_size=512), 2: dict(capacity=50 * B, used=40 * B)}
+    )
+    room, block, given_up = room_by_record(job, None, Changes(), 3 * B, None, 2 * B)
+    assert room == {1: 85 * B - 2 * KEPT, 2: 5 * B - KEPT}
+    assert block == {1: 512, 2: 4096}
+    assert given_up == []
+
+
+@pytest.mark.parametrize(
+    "volume_size,room",
+    [(None, 85 * B), (30 * B, 20 * B), (95 * B, 85 * B), (96 * B, 85 * B), (94 * B, 84 * B)],
+)
+def test_volume_size_caps_the_room_by_what_the_volume_holds_already(volume_size, room):
+    c = catalog(("a", 1), ("b", 1))
+    job = volume_job(c, {1: dict(capacity=100 * B, used=10 * B)})
+    assert room_by_record(job, None, Changes(), 3 * B, volume_size, 2 * B)[0] == {1: room - 2 * KEPT}
+
+
+@pytest.mark.parametrize(
+    "run,records,offered",
+    [
+        ({"done_volumes": [2]}, {}, [1, 3]),  # updated already in this run
+        ({"done_volumes": [2], "state": "done"}, {}, [1, 2, 3]),  # the last run's, finished
+        ({"replace": [3]}, {}, [1, 2]),  # a blank drive takes its place: filled anew
+        ({}, {2: {"forgotten": True}}, [1, 3]),  # given up with --forget-volume
+        ({}, {3: {"capacity": 0}}, [1, 2]),  # never finished: filled as a new drive
+    ],
+)
+def test_volumes_done_replaced_forgotten_or_never_finished_get_no_room(run, records, offered):
+    c = catalog(("a", 1), ("b", 2), ("c", 3))
+    recs = {v: {"capacity": 10 * B, **records.get(v, {})} for v in (1, 2, 3)}
+    room, block, _ = room_by_record(volume_job(c, recs, **run), None, Changes(), 0, None, 0)
+    assert sorted(room) == sorted(block) == offered
+    assert all(room[v] == 10 * B - KEPT for v in offered)
+
+
+def test_deletions_free_their_blocks_and_rewrites_take_what_they_grew_with_their_records():
+    old = Catalog()
+    old.append(Entry("a", FILE, 5000, 1, 0o644), 1)  # deleted: frees 5 blocks of 1 KiB
+    old.append(Entry("b", FILE, 5000, 1, 0o644), 2)  # deleted from volume 2, done in this run
+    old.append(Entry("m", FILE, 3000, 1, 0o644, ino=77), 1)  # moved to "n": renamed, frees nothing
+    old.append(Entry("r", FILE, 1000, 1, 0o644), 1)  # rewritten, 3 blocks instead of 1
+    new = Catalog()
+    new.append(Entry("n", FILE, 3000, 1, 0o644, ino=77))
+    new.append(Entry("r", FILE, 3000, 2, 0o644))
+    ch = carried(old, new, lambda v: 1)
+    assert (ch.changed, ch.moved, sorted(ch.deleted)) == ([1], {0: 2}, [0, 1, 2])
+    recs = {1: dict(capacity=100 * B, used=9 * B, block_size=B), 2: dict(capacity=100 * B, used=5 * B)}
+    job = volume_job(new, recs, done_volumes=[2])
+    room, _, given_up = room_by_record(job, old, ch, 0, None, 0)
+    # kept: two rows each of "n" and "r"; written: two more rows each (intent and put)
+    assert room == {1: 100 * B - 9 * B + 5 * B - 2 * B - 2 * KEPT - 2 * KEPT}
+    assert given_up == []
+
+
+def overflowing(shortfall: int, *sizes: tuple[str, int, int]) -> tuple[Catalog, list[int], int]:
+    """Files ``(name, size before, size now)`` on volume 1 (1 KiB blocks), all rewritten, and a
+    capacity that leaves the volume ``shortfall`` bytes short: (catalog, given up, room)."""
+    old, new = Catalog(), Catalog()
+    for name, before, now in sizes:
+        old.append(Entry(name, FILE, before, 1, 0o644), 1)
+        new.append(Entry(name, FILE, now, 2, 0o644))
+    ch = carried(old, new, lambda v: 1)
+    used = sum(round_up(before, B) for _, before, _ in sizes)
+    grown = sum(round_up(now, B) for _, _, now in sizes) - used
+    records = sum(record_cost(name, True) for name, _, _ in sizes)  # kept, and rewritten
+    capacity = used + grown + records - shortfall
+    room, _, given_up = room_by_record(
+        volume_job(new, {1: dict(capacity=capacity, used=used, block_size=B)}), old, ch, 0, None, 0
+    )
+    return new, given_up, room[1]
+
+
+@pytest.mark.parametrize(
+    "shortfall,given_up,room",
+    [
+        (0, [], 0),  # fits to the byte
+        (1, [1], 4 * B - 1),  # the one that grew most goes: its new 4 blocks are not written
+        (4 * B, [1], 0),
+        (4 * B + 1, [1, 2], 3 * B - 1),  # then the next
+        (10 * B, [1, 2, 0], -B),  # all given up and still short (the drive holds less): no more
+    ],
+)
+def test_the_rewrites_that_grew_most_are_given_up_until_the_volume_fits(shortfall, given_up, room):
+    # f1 grows by 1 block, f2 by 3, f3 by 2
+    _, out, left = overflowing(shortfall, ("f1", 1000, 2000), ("f2", 1000, 4000), ("f3", 1000, 3000))
+    assert (out, left) == (given_up, room)
+
+
+def test_a_rewrite_that_became_a_folder_or_a_symlink_is_never_given_up():
+    old, new = Catalog(), Catalog()
+    for c in (old, new):
+        c.append(Entry("a", FILE, 1000, 1 if c is old else 2, 0o644))  # same size, new content
+    old.append(Entry("d", FILE, 1000, 1, 0o644))
+    new.append(Entry("d", DIR, 0, 1, 0o755))  # a file that became a folder
+    old.append(Entry("l", LINK, 0, 1, 0o777, target="x"))
+    new.append(Entry("l", LINK, 0, 1, 0o777, target="y"))  # a symlink re-made elsewhere
+    for i in range(3):
+        old.volumes[i] = 1
+    ch = carried(old, new, lambda v: 1)
+    assert ch.changed == [0, 1, 2]
+    recs = {1: dict(capacity=B, used=3 * B, block_size=B)}  # the drive holds less than its record
+    room, _, given_up = room_by_record(volume_job(new, recs), old, ch, 0, None, 0)
+    assert given_up == [0]
+    # a: 1 KiB back; d: its 1 KiB file goes; each keeps two rows and writes two more
+    assert room == {1: B - 3 * B + B - 3 * 2 * KEPT + B}
 
 
 # -- what changed since the last run (changes.classify) -----------------------------------------
