@@ -199,11 +199,13 @@ def test_deletions_free_their_blocks_and_rewrites_take_what_they_grew_with_their
     old.append(Entry("b", FILE, 5000, 1, 0o644), 2)  # deleted from volume 2, done in this run
     old.append(Entry("m", FILE, 3000, 1, 0o644, ino=77), 1)  # moved to "n": renamed, frees nothing
     old.append(Entry("r", FILE, 1000, 1, 0o644), 1)  # rewritten, 3 blocks instead of 1
+    old.append(Entry("s", FILE, 1000, 1, 0o644), 2)  # rewritten on volume 2
     new = Catalog()
     new.append(Entry("n", FILE, 3000, 1, 0o644, ino=77))
     new.append(Entry("r", FILE, 3000, 2, 0o644))
+    new.append(Entry("s", FILE, 9000, 2, 0o644))
     ch = carried(old, new, lambda v: 1)
-    assert (ch.changed, ch.moved, sorted(ch.deleted)) == ([1], {0: 2}, [0, 1, 2])
+    assert (ch.changed, ch.moved, sorted(ch.deleted)) == ([1, 2], {0: 2}, [0, 1, 2])
     recs = {1: dict(capacity=100 * B, used=9 * B, block_size=B), 2: dict(capacity=100 * B, used=5 * B)}
     job = volume_job(new, recs, done_volumes=[2])
     room, _, given_up = room_by_record(job, old, ch, 0, None, 0)
@@ -380,6 +382,15 @@ def test_a_moved_file_is_stale_until_renamed_and_other_new_files_stay_new():
     assert (ch.moved, ch.new, ch.deleted) == ({2: 0}, [1], [0])
     assert list(new.volumes) == [3, 0, 2]
     assert new.stale_indexes() == [2]
+
+
+def test_a_reruns_merged_record_is_saved_in_the_jobfile_and_read_back(tmp_path):
+    old = catalog(("a", 1), ("b", 2), ("c", 3))
+    new = catalog(("a", 0), ("b", 0), ("c", 0), ("d", 0))
+    carried(old, new, lambda v: 1)
+    job = jf.Job(job_id="j", root="/src", sources=["/src"], options={}, created="", catalog=new)
+    jf.save(str(tmp_path / "job.json"), job)
+    assert list(jf.load(str(tmp_path / "job.json")).catalog.volumes) == [1, 2, 3, 0]
 
 
 def test_a_file_whose_inode_is_unknown_is_never_taken_for_a_move():
