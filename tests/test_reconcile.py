@@ -7,7 +7,20 @@ import pytest
 from multivolumecopy import clock
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
-from multivolumecopy.reconcile import Space, metadata_reserve, plan_volume, record_cost
+from multivolumecopy.reconcile import (
+    ADOPT,
+    BLOCKED,
+    COPY,
+    IN_THE_WAY,
+    RECORD,
+    TOO_BIG,
+    Place,
+    Space,
+    decide_write,
+    metadata_reserve,
+    plan_volume,
+    record_cost,
+)
 
 K = 1024
 ROOM = 10**9  # plenty
@@ -44,6 +57,12 @@ def test_blank_volume_takes_a_contiguous_run_and_stops_at_the_first_that_does_no
     plan = plan_volume(c, 1, {}, (), space(fits(c, 2) + 500), unplaced=range(4))
     assert plan.fill == [0, 1]  # "c" would fit the leftover, but the run stays contiguous
     assert plan.last_index == 1
+
+
+def test_a_volume_that_cannot_take_every_candidate_says_it_is_full():
+    c = cat(("a", 1000), ("b", 3000))
+    assert plan_volume(c, 1, {}, (), space(fits(c, 1)), unplaced=range(2)).more
+    assert not plan_volume(c, 1, {}, (), space(fits(c, 2)), unplaced=range(2)).more
 
 
 def test_sizes_are_rounded_up_to_the_block_size():
@@ -500,3 +519,30 @@ def test_a_candidate_the_drive_already_holds_is_not_copied_again(on_drive, keep,
     )
     assert (p.keep, p.recopy, p.fill) == (keep, recopy, [1])
     assert p.writes == recopy + [1]
+
+
+# -- what the writer does at an entry's place on the drive (decide_write) ----------------------
+
+THERE = {"occupied": True}  # something not ours sits at the entry's place
+
+
+@pytest.mark.parametrize(
+    "folder,place,action",
+    [
+        (False, {}, COPY),  # nothing there
+        (True, {}, COPY),
+        (False, {"ours": True, **THERE}, COPY),  # our old copy (or ours of unknown content)
+        (True, {"folder_there": True, **THERE}, COPY),  # a folder where a folder goes: used
+        (False, {"folder_there": True, **THERE}, IN_THE_WAY),  # a folder where a file goes
+        (False, {"a_copy": True, **THERE}, ADOPT),  # a copy of it already: recorded, not copied
+        (True, {"a_copy": True, "folder_there": True, **THERE}, COPY),
+        (False, THERE, IN_THE_WAY),  # a foreign file: never written over
+        (True, THERE, IN_THE_WAY),
+        (False, {"blocker": "photos", "ours": True}, BLOCKED),  # never written through a symlink
+        (False, {"storable": False, "blocker": "photos"}, RECORD),  # a symlink on exFAT
+        (False, {"too_big": True, "storable": False}, TOO_BIG),  # over FAT's 4 GiB
+        (True, {"too_big": True, "blocker": "x", "ours": True}, TOO_BIG),
+    ],
+)
+def test_what_is_at_an_entrys_place_decides_whether_it_is_written(folder, place, action):
+    assert decide_write(folder, Place(**place)) == action
