@@ -86,3 +86,55 @@ def test_volumes_text_reads_as_english():
     assert volumes_text([3]) == "volume 3 needs updating"
     assert volumes_text([1, 4], "still ") == "volumes 1 and 4 still need updating"
     assert volumes_text([1, 4, 5]) == "volumes 1, 4 and 5 need updating"
+
+
+def test_whether_anything_is_left_to_place_counts_the_first_entry_too():
+    wl, job = _worklist([NO_VOLUME, 1, 2])
+    assert wl.any_unplaced()  # entry 0 is on no volume
+    job.catalog.volumes[0] = 2
+    assert not wl.any_unplaced()
+    wl, _ = _worklist([1, NO_VOLUME, NO_VOLUME])
+    wl.failed[1] = "cannot read"
+    assert wl.any_unplaced()
+    wl.vanished.add(2)
+    assert not wl.any_unplaced()  # what failed or vanished is not offered again in this run
+
+
+def test_what_is_left_counts_every_entry_and_all_their_bytes():
+    wl, job = _worklist([NO_VOLUME, 1, NO_VOLUME, NO_VOLUME])
+    job.catalog.sizes[2] = 5000
+    job.catalog.sizes[3] = 7
+    assert wl.left() == (3, 100 + 5000 + 7)
+
+
+def test_a_volume_to_update_and_a_new_drive_are_asked_for_as_either():
+    wl, _ = _worklist([1, NO_VOLUME], pending_volumes=[2])
+
+    wanted, first, message = wl.wanted("/mnt/usb")
+
+    assert (wanted, first) == ([2], 2)
+    assert (
+        message
+        == "volume 2 still needs updating; a blank drive is needed for volume 3: insert either at /mnt/usb"
+    )
+
+
+def test_a_replaced_volume_and_a_new_drive_are_two_blank_drives():
+    wl, _ = _worklist([1, 2, NO_VOLUME], replace=[2])
+
+    wanted, first, message = wl.wanted("/mnt/usb")
+
+    assert (wanted, first) == ([], 2)
+    assert message == (
+        "a blank drive is needed for volume 2 (replacing the old drive) and volume 3: "
+        "insert either at /mnt/usb"
+    )
+
+
+def test_only_a_new_drive_is_asked_for_under_the_next_number():
+    wl, _ = _worklist([1, 2, NO_VOLUME], records=(1, 2, 5))
+
+    wanted, first, message = wl.wanted("/mnt/usb")
+
+    assert (wanted, first) == ([], 6)
+    assert message == "a blank drive is needed for volume 6: insert it at /mnt/usb"
