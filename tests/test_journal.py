@@ -115,3 +115,43 @@ def test_what_was_intended_and_never_put_after_a_copy_cut_short():
         lines(journal.header(3), journal.intent(["a", "b", "c"], {}), put(entry("a")), journal.removed(["c"]))
     )
     assert journal.intended_not_put(records, {"a"}) == {"b"}
+
+
+def test_the_first_line_names_the_format_its_version_and_the_manifest_it_sits_on():
+    """As docs/formats.rst gives it: a reader checks the version before it trusts the rest."""
+    assert json.loads(json.dumps(journal.header(7))) == {
+        "format": "multivolumecopy-journal",
+        "version": 1,
+        "generation": 7,
+    }
+
+
+def test_a_put_of_several_entries_holds_them_all_once_synced():
+    state = state_with()
+    journal.replay(
+        journal.parse(lines(journal.header(3), put(entry("a"), entry("b"), entry("c")), journal.SYNC)), state
+    )
+    assert set(state.contents) == {"a", "b", "c"} and state.dirty == set()
+
+
+def test_a_file_put_then_removed_before_the_sync_is_not_held():
+    state = state_with()
+    records = journal.parse(
+        lines(
+            journal.header(3),
+            journal.intent(["a", "b"], {}),
+            put(entry("a"), entry("b")),
+            journal.removed(["a"]),
+            journal.SYNC,
+        )
+    )
+    journal.replay(records, state)
+    assert set(state.contents) == {"b"} and state.dirty == set()
+
+
+def test_a_held_file_about_to_be_rewritten_when_the_crash_came_is_no_longer_held_but_dirty():
+    state = state_with(entry("a"), entry("b"))
+    state.dirty.add("x")  # dirty already in the manifest: stays so
+    journal.replay(journal.parse(lines(journal.header(3), journal.intent(["a"], {}))), state)
+    assert set(state.contents) == {"b"}
+    assert state.dirty == {"a", "x"}
