@@ -19,10 +19,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 
-from .catalog import LINK, NO_VOLUME, Catalog
+from .catalog import NO_VOLUME, Catalog
 from .contents import DriveContents
-
-LINK_CODE = ord(LINK)
 
 
 class Ledger:
@@ -68,13 +66,12 @@ class Ledger:
 def current_on(cat: Catalog, contents: DriveContents, i: int, granularity: int) -> bool:
     """Whether ``contents`` (a drive's) holds entry ``i`` of ``cat`` in its current version,
     mode included (a folder's time is set on its drive at each visit, not recorded)."""
-    link = cat.kinds[i] == LINK_CODE
     return contents.current(
         cat.paths[i],
         chr(cat.kinds[i]),
         cat.sizes[i],
         cat.mtimes[i],
         cat.modes[i],
-        cat.targets.get(i) if link else None,
+        cat.targets.get(i),  # compared for a symlink only (a hard-linked file's is its group's)
         granularity,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from array import array
 
-from multivolumecopy.catalog import FILE, NO_VOLUME, Catalog, Entry
+from multivolumecopy.catalog import FILE, LINK, NO_VOLUME, Catalog, Entry
 from multivolumecopy.contents import DriveContents
 from multivolumecopy.ledger import Ledger
 
@@ -99,3 +99,20 @@ def test_carry_takes_the_merges_columns():
     Ledger(c).carry(array("i", [3, 4]), bytearray([1, 0]))
 
     assert list(c.volumes) == [3, 4] and list(c.stale) == [1, 0]
+
+
+def test_a_symlink_is_current_by_its_target_and_a_hard_linked_file_by_its_size_and_time():
+    c = Catalog()
+    c.append(Entry("a", FILE, 10, 1000, 0o644), 1)
+    c.append(Entry("b", FILE, 10, 1000, 0o644, target="a"), 1)  # a hard link to "a"
+    c.append(Entry("l", LINK, 0, 1000, 0o777, target="a"), 1)
+    c.append(Entry("m", LINK, 0, 1000, 0o777, target="a"), 1)
+    held = DriveContents()
+    held["a"] = c.entry(0)
+    held["b"] = c.entry(1)._replace(target=None)  # the drive's record of a file names no link
+    held["l"] = c.entry(2)
+    held["m"] = c.entry(3)._replace(target="old")  # the link was re-made to point elsewhere
+
+    for granularity in (1, 2_000_000_000):
+        Ledger(c).settle(1, held, written=[], granularity=granularity)
+        assert list(c.stale) == [0, 0, 0, 1]
