@@ -155,3 +155,10 @@ def test_a_held_file_about_to_be_rewritten_when_the_crash_came_is_no_longer_held
     journal.replay(journal.parse(lines(journal.header(3), journal.intent(["a"], {}))), state)
     assert set(state.contents) == {"b"}
     assert state.dirty == {"a", "x"}
+
+
+def test_an_intent_from_before_drives_kept_stored_names_is_still_dirty():
+    """Version 1 journals written before the ``stored`` key existed name only the paths."""
+    state = state_with(entry("a"))
+    journal.replay(journal.parse(lines(journal.header(3), {"t": "intent", "paths": ["a", "b"]})), state)
+    assert state.dirty == {"a", "b"} and not state.contents and state.stored == {}
