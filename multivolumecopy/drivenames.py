@@ -65,7 +65,7 @@ class StoredNames:
             return None
         stored = self.on_drive(path)
         assert stored is not None
-        if self._changes_names():
+        if self.changes_names():
             taken = self._taken(held)
             parts, got = path.split("/"), stored.split("/")
             for n in range(1, len(parts) + 1):
@@ -91,7 +91,7 @@ class StoredNames:
             if self._taken_names.get(key, ("", ""))[1] == path:
                 del self._taken_names[key]
 
-    def _changes_names(self) -> bool:
+    def changes_names(self) -> bool:
         """Whether this drive stores some names otherwise (escaped, or made distinct in case)."""
         caps = self.caps
         return not caps.case_sensitive or caps.forbidden != "" or not caps.trailing_dot_space
@@ -105,7 +105,7 @@ class StoredNames:
         names of the entries in them: a folder that only holds entries need not be one here."""
         if self._folders is None:
             self._folders = {}
-            if self.names and self._changes_names():
+            if self.names and self.changes_names():
                 for path, stored in self.names.items():
                     if stored and stored != path:
                         self._learn_folders(path, stored)

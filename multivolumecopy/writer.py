@@ -82,6 +82,12 @@ class VolumeWriter:
         record what needs no copy (adopted, records only), tell what cannot be written; returns
         the entries to copy."""
         ctx, drive, places, number = self.ctx, self.drive, self.places, self.rec.number
+        caps = drive.caps
+        if self.bare and caps.max_file is None and caps.symlinks and not drive.stored.changes_names():
+            # A blank drive that holds every entry under its own name: every place is free, and
+            # decide_write copies to a free place; not surveyed one by one (a first backup's
+            # every entry, before the first batch goes out: docs/performance.rst).
+            return list(indexes)
         cat = ctx.catalog
         to_copy: list[int] = []
         recorded: list[Entry] = []
