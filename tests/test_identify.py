@@ -17,6 +17,16 @@ from multivolumecopy.identify import Refused, identify, no_drive_at
 from stages import context, opened
 
 
+def refused(ctx, point, reason: str) -> None:
+    """``identify`` refuses the drive at ``point`` for ``reason`` (a pattern)."""
+    drive = opened(point)
+    try:
+        with pytest.raises(Refused, match=reason):
+            identify(ctx, drive, lambda: None)
+    finally:
+        drive.close()
+
+
 @pytest.fixture
 def job(tmp_path):
     src = tmp_path / "src"
@@ -57,13 +67,7 @@ def test_a_drive_of_another_job_is_refused_and_not_written_to(tmp_path, job):
     before = sorted(p.relative_to(usb) for p in usb.rglob("*"))
     label = _label(usb)
 
-    ctx = context(src, jobfile, usb)
-    drive = opened(usb)
-    try:
-        with pytest.raises(Refused, match="of another job"):
-            identify(ctx, drive, lambda: None)
-    finally:
-        drive.close()
+    refused(context(src, jobfile, usb), usb, "of another job")
 
     assert sorted(p.relative_to(usb) for p in usb.rglob("*")) == before
     assert _label(usb) == label
@@ -79,13 +83,7 @@ def test_a_drive_whose_volume_id_the_jobfile_knows_as_another_drive_is_refused_a
     jf.save(str(jobfile), saved)
     (src / "new file").write_text("so the run has work to do")
 
-    ctx = context(src, jobfile, usb)
-    drive = opened(usb)
-    try:
-        with pytest.raises(Refused, match="old copy"):
-            identify(ctx, drive, lambda: None)
-    finally:
-        drive.close()
+    refused(context(src, jobfile, usb), usb, "old copy")
 
 
 def test_a_blank_drive_is_refused_while_the_labelled_volume_is_unfinished(tmp_path, job):
@@ -100,13 +98,7 @@ def test_a_blank_drive_is_refused_while_the_labelled_volume_is_unfinished(tmp_pa
     finally:
         drive.close()  # a crash now: volume 1 labelled, nothing copied
 
-    ctx = context(src, jobfile, second)
-    drive = opened(second)
-    try:
-        with pytest.raises(Refused, match="volume 1 is not finished"):
-            identify(ctx, drive, lambda: None)
-    finally:
-        drive.close()
+    refused(context(src, jobfile, second), second, "volume 1 is not finished")
     assert not (second / ".mvcopy-label.json").exists()
 
 
@@ -119,13 +111,7 @@ def test_a_blank_drive_is_refused_when_only_existing_volumes_need_updating(tmp_p
     victim = next(p for p in sorted(src.rglob("*")) if p.is_file())
     victim.write_bytes(victim.read_bytes() + b" changed")  # a change for volume 1, nothing new
 
-    ctx = context(src, jobfile, blank)
-    drive = opened(blank)
-    try:
-        with pytest.raises(Refused, match="volume 1 needs updating, not a new one"):
-            identify(ctx, drive, lambda: None)
-    finally:
-        drive.close()
+    refused(context(src, jobfile, blank), blank, "volume 1 needs updating, not a new one")
 
 
 def test_a_bare_mount_point_is_no_drive_for_a_job_of_drives(tmp_path, job):
