@@ -42,6 +42,7 @@ from .driveformat import (
 from .drivenames import StoredNames
 from .errors import DriveError, OutputError
 from .fsutil import (
+    SyncHandle,
     atomic_write,
     fsync_dir,
     is_drive_gone,
@@ -68,6 +69,7 @@ class Drive:
         self.stored = StoredNames(self.state.caps, self.state.stored)
         self._lock: Optional[FileLock] = None
         self._journal: Optional[IO[bytes]] = None
+        self._sync: Optional[SyncHandle] = None
         self.root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of the root when opened
 
     # The manifest's state, by name.
@@ -109,6 +111,9 @@ class Drive:
         st = os.stat(self.root)
         self.root_id = (st.st_dev, st.st_ino)
         try:
+            # Opened before this run writes anything: every write error from now on reaches
+            # the syncs made through it, whoever else hears of the error first.
+            self._sync = SyncHandle(self.root)
             for name in (LABEL, MANIFEST, SUMS, JOBCOPY, CHANGES):
                 remove_stale_temporaries(self.path(name))
             self.label = read_label(self.root)
@@ -148,6 +153,9 @@ class Drive:
             except OSError:
                 pass
             self._journal = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
         if self._lock is not None:
             if self.label is None:  # removed while still held: no other run holds a lock on it
                 self._lock.remove_if_made()
@@ -261,7 +269,7 @@ class Drive:
             return
         self._flush(durable=False)
         self.check_present()
-        self._guard(syncfs, self.root)
+        self._guard(self._synced)
         self._append(journal.SYNC)
         self._flush(durable=True)
 
@@ -275,7 +283,7 @@ class Drive:
         if self._journal is not None:
             self._flush(durable=False)
         self.check_present()
-        self._guard(syncfs, self.root)
+        self._guard(self._synced)
         state = self.state
         if run_number is not None:
             state.run = run_number
@@ -349,6 +357,13 @@ class Drive:
         self._guard(self._journal.flush)
         if durable:
             self._guard(os.fsync, self._journal.fileno())
+
+    def _synced(self) -> None:
+        """Flush the drive, through the descriptor opened with it (see :class:`SyncHandle`)."""
+        if self._sync is not None:
+            self._sync.sync()
+        else:
+            syncfs(self.root)
 
     def _guard(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -179,20 +179,50 @@ def syncfs(path: str) -> None:
     """Flush one filesystem (the drive) to stable storage; ``sync()`` where the C library has
     no ``syncfs``.  Raises OSError when the drive reports that data did not reach it (EIO,
     ENOSPC: Linux reports writeback errors through syncfs): what the page cache took is then
-    not on the drive, and nothing may be committed as if it were."""
-    libc = _load_libc()
+    not on the drive, and nothing may be committed as if it were.  Linux tells each open
+    descriptor of the filesystem of an error once, and a descriptor opened after another one
+    was told hears nothing: to answer for writes, sync through a :class:`SyncHandle` opened
+    before them."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        func = getattr(libc, "syncfs", None)
-        if func is None:
-            os.sync()
-        elif func(fd) != 0:
-            err = ctypes.get_errno()
-            if err != errno.ENOSYS:
-                raise OSError(err, os.strerror(err), path)
-            os.sync()
+        syncfs_fd(fd, path)
     finally:
         os.close(fd)
+
+
+def syncfs_fd(fd: int, path: str) -> None:
+    """:func:`syncfs` through the open descriptor ``fd`` of a folder on the filesystem."""
+    func = getattr(_load_libc(), "syncfs", None)
+    if func is None:
+        os.sync()
+    elif func(fd) != 0:
+        err = ctypes.get_errno()
+        if err != errno.ENOSYS:
+            raise OSError(err, os.strerror(err), path)
+        os.sync()
+
+
+class SyncHandle:
+    """A descriptor of a drive's root, kept open while the drive is in use, for the syncs that
+    must hear of every write error since it was opened (:func:`syncfs`); whoever else syncs the
+    filesystem meanwhile (the background :class:`Writeback`, another program) cannot hide one
+    from it.  Closed with the drive: an open descriptor keeps a drive from being unmounted."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+    def sync(self) -> None:
+        """Flush the filesystem; OSError if data written since this handle was opened was lost."""
+        if self.fd is None:
+            raise OSError(errno.EBADF, "the drive was closed", self.path)
+        syncfs_fd(self.fd, self.path)
+
+    def close(self) -> None:
+        """Let go of the descriptor."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 RENAME_NOREPLACE = 1  # renameat2(2): fail with EEXIST rather than replace what is there

@@ -197,9 +197,16 @@ MUTATIONS = [
     Mutation(
         "syncfs-error-hidden",  # a sync that failed falls back to sync(), which says nothing
         "multivolumecopy/fsutil.py",
-        "            if err != errno.ENOSYS:\n                raise OSError(err, os.strerror(err), path)\n",
+        "        if err != errno.ENOSYS:\n            raise OSError(err, os.strerror(err), path)\n",
         "",
         "tests/test_faults.py::test_a_drive_that_loses_writes_after_the_page_cache_took_them_is_never_reported_synced",
+    ),
+    Mutation(
+        "sync-through-fresh-descriptor",  # the commit's sync opens a descriptor of its own
+        "multivolumecopy/drive.py",
+        "        if self._sync is not None:\n            self._sync.sync()\n        else:\n            syncfs(self.root)",
+        "        syncfs(self.root)",
+        "tests/test_faults.py::test_a_commit_hears_of_a_lost_write_that_another_sync_heard_of_first",
     ),
     Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
