@@ -42,7 +42,7 @@ class FileLock:
     def acquire(self) -> FileLock:
         """Take the lock without waiting, and return it; a writer leaves a line about itself in the
         file.  Raises :class:`LockedError`, quoting the holder's line, while another run holds it."""
-        while True:
+        for _attempt in range(REOPEN_TRIES):
             fd = self._open()
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -58,6 +58,11 @@ class FileLock:
             # Its maker removed the file (a run that never wrote what it guards) between our
             # open and our flock: a lock on a file no longer there guards nothing; open anew.
             os.close(fd)
+        else:
+            raise OutputError(
+                f"cannot lock {self.path}: something removes or replaces it each time it is opened; "
+                "make sure no other program removes it, then run the same command again"
+            )
         if not self.shared:  # a shared holder leaves the line to the one a writer is told about
             me = f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}: {' '.join(sys.argv[:3])}"
             os.ftruncate(fd, 0)
@@ -87,10 +92,12 @@ class FileLock:
         holds a lock on the file removed; see :meth:`acquire`).  Never another run's file."""
         if self.fd is not None and self.created:
             try:
+                if self.shared:  # a reader: only while no other run holds the file too
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if _still_at(self.fd, self.path):
                     os.unlink(self.path)
             except OSError:
-                pass  # left behind: harmless, the next run locks it as usual
+                pass  # held by another run now, or left behind: the next run locks it as usual
             self.created = False
 
     def release(self) -> None:
@@ -111,6 +118,9 @@ class FileLock:
         self.release()
 
 
+REOPEN_TRIES = 10  # lock files removed under us in a row before giving up
+
+
 def check_free(path: str, what: str) -> None:
     """Raise :class:`LockedError` if another run holds the lock at ``path`` now; take nothing
     and make nothing (a missing lock file is a free lock).  For a run to be refused before it
@@ -120,7 +130,9 @@ def check_free(path: str, what: str) -> None:
     except OSError:
         return  # missing, a symlink, unreadable: the real lock says what is wrong, if anything
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Shared: it sees a writer, and never makes another run that locks the file at this
+        # instant think it busy (a reader holding the drive is met when the drive is opened).
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         raise _in_use(fd, what) from None
     except OSError:

@@ -289,12 +289,9 @@ class Restore:
             return self._read_drive(drive, out)
         finally:
             if lock is not None:
+                if drive.label is None:
+                    lock.remove_if_made()  # a drive that is not ours keeps nothing of ours
                 lock.release()
-                if lock.created and drive.label is None:
-                    try:
-                        os.unlink(lock_path)  # a drive that is not ours keeps nothing of ours
-                    except OSError:
-                        pass
 
     def _read_drive(self, drive: Drive, out: str) -> int:
         try:

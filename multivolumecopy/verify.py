@@ -70,6 +70,7 @@ class Report:
     recent: int = 0  # left out by --max-age: checked lately
     not_reached: int = 0  # left for next time by --time-budget
     read_only: bool = False  # the scrub could not record its check times on the drive
+    rehashed_by_next_run: bool = False  # the jobfile says its unhashed files: a run that hashes visits it
     notes: list[str] = field(default_factory=list)  # for a person: what else happened
 
     @property
@@ -122,9 +123,9 @@ def verify(
     finally:
         drive.close()
         if lock is not None:
+            if drive.label is None:
+                lock.remove_if_made()  # a drive that is not ours keeps nothing of ours
             lock.release()
-            if lock.created and drive.label is None:
-                _unlink(lock.path)  # a drive that is not ours keeps nothing of ours
 
 
 def _mounted_read_only(root: str) -> bool:
@@ -209,10 +210,10 @@ def _verify(
         report.extra = _extras(output, expected)
     if scrub is not None:
         complete = _scrub(cat, drive, tree, present, scrub, report, progress, clock)
-        if writable:
-            drive.commit()
-        else:
+        if not writable:
             report.read_only = True
+        elif drive.label is not None:  # a drive that is not a volume gets no records of ours
+            drive.commit()
         if complete and report.ok and rec is not None and not ranged and not path_inside(jobfile, output):
             # Every file of the volume has been read back and found intact since the oldest of
             # their checks (this one, or one --max-age left alone): that is when it was verified.
@@ -220,17 +221,16 @@ def _verify(
             note = _remember(jobfile, job, rec.number, verified=when)
             if note:
                 report.notes.append(note)
-        elif (
-            report.unhashed
-            and rec is not None
-            and rec.unhashed < len(report.unhashed)
-            and not path_inside(jobfile, output)
-        ):
-            # The jobfile did not know (a drive written by an older version): the next run that
-            # hashes must visit the volume, as the report says it will.
-            note = _remember(jobfile, job, rec.number, unhashed=len(report.unhashed))
-            if note:
-                report.notes.append(note)
+        elif report.unhashed and rec is not None and not rec.forgotten:
+            known = rec.unhashed >= len(report.unhashed)
+            if not known and not path_inside(jobfile, output):
+                # The jobfile did not know (a drive written by an older version): the next run
+                # that hashes must visit the volume, as the report then says it will.
+                note = _remember(jobfile, job, rec.number, unhashed=len(report.unhashed))
+                if note:
+                    report.notes.append(note)
+                known = note is None
+            report.rehashed_by_next_run = known
     return report
 
 
@@ -350,13 +350,6 @@ def _remember(
     return None
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def _difference(cat: Catalog, i: int, st: os.stat_result, readlink: Callable[[], str], gran: int) -> str:
     kind = cat.kind(i)
     if kind == DIR:
@@ -433,13 +426,18 @@ def render_report(report: Report, as_json: bool = False) -> str:
             line += f", {len(report.unhashed)} not checked"
         lines.append(line)
     if report.unhashed:
-        n, volume = len(report.unhashed), report.volume or "N"
+        n = len(report.unhashed)
         its = plural(n, "its", "their")
-        lines.append(
+        line = (
             f"{count(n, 'file')} {plural(n, 'has', 'have')} no recorded hash (backed up with --no-hash), "
-            f"so {its} content could not be checked, only {its} size and time; the next backup run "
-            f"without --no-hash asks for volume {volume} and hashes {plural(n, 'it', 'them')}"
+            f"so {its} content could not be checked, only {its} size and time"
         )
+        if report.rehashed_by_next_run:
+            line += (
+                f"; the next backup run without --no-hash asks for volume {report.volume} "
+                f"and hashes {plural(n, 'it', 'them')}"
+            )
+        lines.append(line)
     if report.read_only:
         lines.append("the drive is read-only here: the check times were not recorded on it")
     lines.extend(report.notes)

@@ -204,7 +204,8 @@ MUTATIONS = [
     Mutation(
         "sync-through-fresh-descriptor",  # the commit's sync opens a descriptor of its own
         "multivolumecopy/drive.py",
-        "        if self._sync is not None:\n            self._sync.sync()\n        else:\n            syncfs(self.root)",
+        "        if self._sync is not None:\n            self._sync.sync()\n"
+        "        else:\n            syncfs(self.root)",
         "        syncfs(self.root)",
         "tests/test_faults.py::test_a_commit_hears_of_a_lost_write_that_another_sync_heard_of_first",
     ),

@@ -12,7 +12,7 @@ from helpers import run_mvc
 from multivolumecopy.catalog import NO_VOLUME
 from multivolumecopy.context import Options
 from multivolumecopy.errors import JobfileError, LockedError, OutputError
-from multivolumecopy.lock import FileLock
+from multivolumecopy.lock import FileLock, reading_lock
 from multivolumecopy.prepare import check_outputs, jobfile_lock
 from multivolumecopy.scan import resolve_sources
 from stages import context
@@ -150,3 +150,38 @@ def test_a_lock_whose_file_its_maker_removed_is_taken_on_a_new_file(tmp_path, mo
     with pytest.raises(LockedError):
         FileLock(path, "the jobfile").acquire()
     taker.release()
+
+
+def test_a_reader_that_made_the_lock_file_leaves_it_while_another_run_holds_it(tmp_path):
+    # --verify or --restore on a drive that is not ours: it takes away the lock file it made,
+    # but not while another run (here a backup about to label the drive) holds that file
+    path = str(tmp_path / ".mvcopy-lock")
+    reader = reading_lock(path, "the drive")
+    assert reader is not None and reader.created
+    other = FileLock(path, "the drive", shared=True).acquire()
+
+    reader.remove_if_made()
+    reader.release()
+
+    assert os.path.exists(path)
+    other.release()
+
+
+def test_a_reader_alone_takes_away_the_lock_file_it_made(tmp_path):
+    path = str(tmp_path / ".mvcopy-lock")
+    reader = reading_lock(path, "the drive")
+    assert reader is not None and reader.created
+
+    reader.remove_if_made()
+    reader.release()
+
+    assert not os.path.exists(path)
+
+
+def test_a_lock_file_that_is_never_the_one_at_its_path_is_refused_in_one_line(tmp_path, monkeypatch):
+    # removed each time it is opened (or a filesystem whose fstat and lstat disagree): one
+    # line, not a run spinning for ever
+    monkeypatch.setattr("multivolumecopy.lock._still_at", lambda fd, path: False)
+
+    with pytest.raises(OutputError, match="removes or replaces it each time it is opened"):
+        FileLock(str(tmp_path / "job.json.lock"), "the jobfile").acquire()

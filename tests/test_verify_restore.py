@@ -472,3 +472,24 @@ def test_a_lock_file_planted_as_a_symlink_is_refused_not_followed(tmp_path, extr
     assert result.returncode == ExitCode.OUTPUT_ERROR, result.stdout + result.stderr
     assert ".mvcopy-lock is a symlink, not a lock file; remove it" in result.stderr
     assert victim.read_text() == "precious\n"
+
+
+def test_a_ranged_scrub_of_a_slice_copied_by_hand_writes_nothing_on_it_and_promises_nothing(tmp_path):
+    # a drive that is not a volume (no label): files copied there by hand from a volume
+    src = tmp_path / "src"
+    make_tree(src, n_files=8, big=0)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", "--no-hash", cwd=tmp_path).returncode == 0
+    by_hand = tmp_path / "copied by hand"
+    subprocess.run(["cp", "-a", str(src), str(by_hand)], check=True)
+    before = sorted(p.name for p in by_hand.iterdir())
+
+    scrub = run_mvc(
+        "--verify", "--checksum", "-f", "job.json", "-i", "0", "-si", "3", "-o", str(by_hand), cwd=tmp_path
+    )
+
+    assert "Traceback" not in scrub.stderr, scrub.stderr
+    assert sorted(p.name for p in by_hand.iterdir()) == before  # no manifest, sums or lock of ours
+    assert "no recorded hash" in scrub.stdout, scrub.stdout
+    assert "asks for volume" not in scrub.stdout, scrub.stdout
