@@ -104,17 +104,16 @@ def test_many_small_files_of_varied_sizes_all_along():
 def test_a_few_large_files_told_every_32_mib():
     # Large files move the count rarely: the progress inside them comes in bytes alone.
     sizes = [700 * MIB, 300 * MIB, 1200 * MIB, 500 * MIB]
-    run, elapsed, nbytes, files = [(0.0, 0, 0)], 0.0, 0, 0
+    run, elapsed, nbytes = [(0.0, 0, 0)], 0.0, 0
     rng = random.Random(2)
-    for size in sizes:
+    for finished, size in enumerate(sizes, start=1):
         for _ in range(size // (32 * MIB)):
             elapsed += PER_BYTE * 32 * MIB * (1 + rng.uniform(-0.1, 0.1))
             nbytes += 32 * MIB
-            run.append((elapsed, files, nbytes))
+            run.append((elapsed, finished - 1, nbytes))
         elapsed += PER_FILE + PER_BYTE * (size % (32 * MIB))
         nbytes += size % (32 * MIB)
-        files += 1
-        run.append((elapsed, files, nbytes))
+        run.append((elapsed, finished, nbytes))
     for k in (10, 30, 50):
         _, files, done = run[k]
         truth = PER_FILE * (len(sizes) - files) + PER_BYTE * (sum(sizes) - done)
