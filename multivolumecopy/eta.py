@@ -29,6 +29,7 @@ class Costs(NamedTuple):
     per_byte: float
 
     def seconds(self, files: int, nbytes: int) -> float:
+        """What ``files`` files of ``nbytes`` bytes in all cost."""
         return self.per_file * files + self.per_byte * nbytes
 
 

@@ -122,9 +122,11 @@ class Bar:
         self.estimator.pause()
 
     def clear(self) -> None:
+        """Take the bar off the screen until it is drawn again (before a prompt)."""
         self.tqdm.clear()
 
     def close(self) -> None:
+        """Take the bar down for good."""
         self.tqdm.close()
 
 
