@@ -214,24 +214,45 @@ def _verify(
             report.read_only = True
         elif drive.label is not None:  # a drive that is not a volume gets no records of ours
             drive.commit()
-        if complete and report.ok and rec is not None and not ranged and not path_inside(jobfile, output):
-            # Every file of the volume has been read back and found intact since the oldest of
-            # their checks (this one, or one --max-age left alone): that is when it was verified.
-            when = min((drive.verified.get(cat.paths[i], clock()) for i in present), default=clock())
-            note = _remember(jobfile, job, rec.number, verified=when)
+        if rec is not None:
+            _record_scrub(job, jobfile, rec, report, complete and not ranged, drive, present, clock)
+    return report
+
+
+def _record_scrub(
+    job: jf.Job,
+    jobfile: str,
+    rec: jf.VolumeRecord,
+    report: Report,
+    whole: bool,
+    drive: Drive,
+    present: list[int],
+    clock: Callable[[], float],
+) -> None:
+    """Tell the jobfile (kept off the drive) what a scrub of volume ``rec`` found: when it was
+    verified, after a ``whole`` scrub that found it good; or its files with no hash, so that
+    the next run that hashes visits it (and the report says so only when the jobfile knows)."""
+    cat = job.catalog
+    known = not rec.forgotten and rec.unhashed >= len(report.unhashed)
+    if path_inside(jobfile, drive.root):  # a jobfile on the drive checked is not written here
+        report.rehashed_by_next_run = bool(report.unhashed) and known
+        return
+    if whole and report.ok:
+        # Every file of the volume has been read back and found intact since the oldest of
+        # their checks (this one, or one --max-age left alone): that is when it was verified.
+        when = min((drive.verified.get(cat.paths[i], clock()) for i in present), default=clock())
+        note = _remember(jobfile, job, rec.number, verified=when)
+        if note:
+            report.notes.append(note)
+    elif report.unhashed and not rec.forgotten:
+        if not known:
+            # The jobfile did not know (a drive written by an older version): the next run
+            # that hashes must visit the volume, as the report then says it will.
+            note = _remember(jobfile, job, rec.number, unhashed=len(report.unhashed))
             if note:
                 report.notes.append(note)
-        elif report.unhashed and rec is not None and not rec.forgotten:
-            known = rec.unhashed >= len(report.unhashed)
-            if not known and not path_inside(jobfile, output):
-                # The jobfile did not know (a drive written by an older version): the next run
-                # that hashes must visit the volume, as the report then says it will.
-                note = _remember(jobfile, job, rec.number, unhashed=len(report.unhashed))
-                if note:
-                    report.notes.append(note)
-                known = note is None
-            report.rehashed_by_next_run = known
-    return report
+            known = note is None
+        report.rehashed_by_next_run = known
 
 
 def _check_label(job: jf.Job, jobfile: str, output: str, label: Label) -> None:

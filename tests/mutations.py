@@ -42,7 +42,7 @@ MUTATIONS = [
     Mutation(
         "sync-before-commit",  # the manifest is committed before the drive's data is synced
         "multivolumecopy/drive.py",
-        "        self.check_present()\n        self._guard(syncfs, self.root)\n        state = self.state",
+        "        self.check_present()\n        self._guard(self._synced)\n        state = self.state",
         "        self.check_present()\n        state = self.state",
         "tests/test_always_equal.py::test_the_drive_is_synced_before_its_manifest_is_committed",
     ),
@@ -156,8 +156,8 @@ MUTATIONS = [
     Mutation(
         "verified-when-failed",  # a scrub that found damage records the volume as verified
         "multivolumecopy/verify.py",
-        "        if complete and report.ok and rec is not None",
-        "        if complete and rec is not None",
+        "    if whole and report.ok:",
+        "    if whole:",
         "tests/test_verify_restore.py::-k failed_scrub_records_no_verification",
     ),
     Mutation(
