@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+import pexpect
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +31,30 @@ def mvc_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
 
 def mvc_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "multivolumecopy", *args]
+
+
+def mvc_pty(*args: str, cwd: Path, columns: int, lines: int = 24, timeout: float = 60) -> pexpect.spawn:
+    """The CLI in a real pseudo-terminal ``columns`` wide, as an operator runs it."""
+    argv = mvc_argv(*args)
+    return pexpect.spawn(
+        argv[0],
+        argv[1:],
+        cwd=str(cwd),
+        env=mvc_env(),
+        encoding="utf-8",
+        timeout=timeout,
+        dimensions=(lines, columns),
+    )
+
+
+def source_of(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A source tree at ``tmp_path/src`` holding ``files`` (path: text), and an empty ``usb``."""
+    src = tmp_path / "src"
+    for rel, text in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    (tmp_path / "usb").mkdir()
+    return src
 
 
 def run_mvc(

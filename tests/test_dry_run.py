@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from helpers import run_mvc
+from helpers import run_mvc, source_of
 
 
 def backup(tmp_path: Path, *extra: str):
@@ -29,11 +29,7 @@ def predicted_then_done(tmp_path: Path) -> tuple[dict, dict]:
 
 
 def start(tmp_path: Path, files: dict[str, str]) -> Path:
-    src = tmp_path / "src"
-    for rel, text in files.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(text)
-    (tmp_path / "usb").mkdir()
+    src = source_of(tmp_path, files)
     assert backup(tmp_path).returncode == 0
     return src
 

@@ -9,7 +9,7 @@ import pexpect
 import pytest
 from tqdm import tqdm
 
-from helpers import mvc_argv, mvc_env, run_mvc
+from helpers import mvc_pty, run_mvc
 from multivolumecopy.progress import MIN_BAR, bar_format, eta_text
 
 ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -81,16 +81,8 @@ def small_files(tmp_path):
 def test_the_bars_on_a_narrow_terminal_show_the_whole_count_and_an_eta(tmp_path, small_files, columns):
     # --bwlimit spreads the 2.8 MiB over a few seconds, -w 1 over several batches in turn: the
     # bars are drawn between batches, after the first increment gives an ETA.
-    argv = mvc_argv("src", "-o", "usb", "-f", "job.json", "--volume-size", "1G", "-w", "1", "--bwlimit", "1M")
-    child = pexpect.spawn(
-        argv[0],
-        argv[1:],
-        cwd=str(tmp_path),
-        env=mvc_env(),
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(24, columns),
-    )
+    run = ["src", "-o", "usb", "-f", "job.json", "--volume-size", "1G", "-w", "1", "--bwlimit", "1M"]
+    child = mvc_pty(*run, cwd=tmp_path, columns=columns, timeout=120)
     child.expect(pexpect.EOF)
     child.close()
     out = child.before

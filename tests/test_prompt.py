@@ -5,7 +5,7 @@ from __future__ import annotations
 import pexpect
 
 from conftest import needs_root
-from helpers import backup, make_tree, mvc_argv, mvc_env, restored, tree_differences
+from helpers import backup, make_tree, mvc_pty, restored, tree_differences
 
 pytestmark = needs_root
 
@@ -13,16 +13,8 @@ PROMPT = "Press Enter when it is mounted, or type q and Enter to stop: "
 
 
 def spawn(tmp_path, bay) -> pexpect.spawn:
-    argv = mvc_argv(str(tmp_path / "src"), "-o", str(bay.point), "-f", str(tmp_path / "job.json"))
-    return pexpect.spawn(
-        argv[0],
-        argv[1:],
-        cwd=str(tmp_path),
-        env=mvc_env(),
-        encoding="utf-8",
-        timeout=60,
-        dimensions=(40, 200),
-    )
+    src, job = str(tmp_path / "src"), str(tmp_path / "job.json")
+    return mvc_pty(src, "-o", str(bay.point), "-f", job, cwd=tmp_path, columns=200, lines=40)
 
 
 def test_prompt_refuses_the_full_drive_then_goes_on_after_a_real_swap(tmp_path, drives, bay):

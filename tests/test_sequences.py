@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from helpers import mvc_argv, mvc_env, run_mvc, tree_differences
+from helpers import mvc_argv, mvc_env, run_mvc, source_of, tree_differences
 
 
 def backup(tmp_path: Path, *extra: str, fault: str = "") -> subprocess.CompletedProcess:
@@ -27,15 +27,6 @@ def backup(tmp_path: Path, *extra: str, fault: str = "") -> subprocess.Completed
         timeout=120,
         start_new_session=True,  # the fault point kills its whole process group
     )
-
-
-def start(tmp_path: Path, files: dict[str, str]) -> Path:
-    src = tmp_path / "src"
-    for rel, text in files.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(text)
-    (tmp_path / "usb").mkdir()
-    return src
 
 
 def drive_equals_source(tmp_path: Path) -> str:
@@ -55,7 +46,7 @@ def drive_equals_source(tmp_path: Path) -> str:
 def test_a_file_left_dirty_by_a_crash_where_a_folder_now_goes_is_replaced(tmp_path):
     """Killed during volume 1's first commit, the drive's files are ours of unknown content
     (dirty); a2 then became a folder: the dirty file is removed first, the folder written."""
-    src = start(tmp_path, {"a": "a\n", "a2": "a2\n"})
+    src = source_of(tmp_path, {"a": "a\n", "a2": "a2\n"})
     killed = backup(tmp_path, fault="replace:.mvcopy-sha256sums")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (src / "a2").unlink()
@@ -73,7 +64,7 @@ def test_a_crash_between_the_drives_jobfile_copy_and_the_jobfile_leaves_no_stale
     """Killed while the drive's copy of the jobfile is replaced at the end of a re-run, the next
     run must not call the job done with that copy older than the drive: it visits the drive
     again, and a restore from the drive's copy alone gives the source back."""
-    src = start(tmp_path, {"a": "version one\n", "b": "b\n"})
+    src = source_of(tmp_path, {"a": "version one\n", "b": "b\n"})
     assert backup(tmp_path).returncode == 0
     (src / "a").write_text("version two, longer\n")
     killed = backup(tmp_path, fault="replace:.mvcopy-jobdata.json")
@@ -95,7 +86,7 @@ def test_a_crash_between_the_drives_jobfile_copy_and_the_jobfile_leaves_no_stale
 def test_a_crash_after_the_drives_jobfile_copy_visits_the_drive_again(tmp_path):
     """Killed after the drive's copy is written and before the jobfile is: the jobfile still
     says the volume is open, so the next run finishes it, and both agree."""
-    src = start(tmp_path, {"a": "version one\n", "b": "b\n"})
+    src = source_of(tmp_path, {"a": "version one\n", "b": "b\n"})
     assert backup(tmp_path).returncode == 0
     (src / "a").write_text("version two, longer\n")
     killed = backup(tmp_path, fault="replace:job.json")
@@ -113,7 +104,7 @@ def test_a_crash_after_the_drives_jobfile_copy_visits_the_drive_again(tmp_path):
 def test_a_rewrite_that_did_not_grow_is_not_the_one_given_up(tmp_path):
     """Volume 1 too small for its rewrites: the file that grew goes to a new drive, not the
     touched one beside it; none is written twice (the dry run said copy and rewrite of one)."""
-    src = start(tmp_path, {"a": "x" * 60_000, "b": "y" * 40_000, "z": "z" * 4_000})
+    src = source_of(tmp_path, {"a": "x" * 60_000, "b": "y" * 40_000, "z": "z" * 4_000})
     (tmp_path / "usb2").mkdir()
     args = ("-o", "usb2", "--volume-size", "120K")
     assert backup(tmp_path, *args).returncode == 0
@@ -143,7 +134,7 @@ def test_a_folder_moved_then_killed_after_its_rename_leaves_no_file_listed_that_
     """A folder moved in the source is renamed on the drive; killed right after (at the purge of
     the emptied folders), the journal had not yet told of the rename.  The re-run must not keep
     listing the old path as held: it is not on the drive any more."""
-    src = start(tmp_path, {"x": "x\n", "tree/l0/l1/l2/f0": "deep\n"})
+    src = source_of(tmp_path, {"x": "x\n", "tree/l0/l1/l2/f0": "deep\n"})
     assert backup(tmp_path).returncode == 0
     (src / "tree/l0/l1/l2").rename(src / "a2")
 
@@ -160,7 +151,7 @@ def test_a_file_removed_then_killed_before_the_removal_was_recorded_is_copied_wh
     """A file deleted from the source is removed from the drive; killed before that removal is
     recorded, then the file comes back as it was: the drive's records must not count the copy
     that is gone as kept."""
-    src = start(tmp_path, {"a": "a\n", "b": "b, which goes and comes back\n"})
+    src = source_of(tmp_path, {"a": "a\n", "b": "b, which goes and comes back\n"})
     assert backup(tmp_path).returncode == 0
     kept = tmp_path / "b, kept aside"
     (src / "b").rename(kept)
@@ -178,7 +169,7 @@ def test_a_file_removed_then_killed_before_the_removal_was_recorded_is_copied_wh
 def test_a_moved_file_killed_right_after_its_rename_on_the_drive_is_not_listed_at_its_old_path(tmp_path):
     """Killed after a move was renamed on the drive and before the journal heard of it: the old
     path is gone from the drive, and must not stay listed as held there."""
-    src = start(tmp_path, {"a": "a\n", "docs/report.txt": "the report\n"})
+    src = source_of(tmp_path, {"a": "a\n", "docs/report.txt": "the report\n"})
     assert backup(tmp_path).returncode == 0
     (src / "docs/report.txt").rename(src / "report, moved.txt")
 
