@@ -291,9 +291,10 @@ def _mount_sources() -> set[str]:
 SWAP_SCRIPT = """#!/bin/sh
 set -e
 echo "$MVCOPY_VOLUME $MVCOPY_NEXT" >> "{log}"
-# Once seen under load (a CI run beside other test sessions): umount said "target is busy"
-# right after the run said the drive was safe to remove.  What held it goes to {busy} (the
-# bay warns at teardown) and the swap tries again, as a person would.
+# Another program may still hold the drive when the run asks for the next one (seen: the
+# ``dd`` that test_a_rewrite_that_meets_a_full_drive... runs to fill the drive, still writing
+# when the run found the drive full).  What held it goes to {busy} (the bay warns at
+# teardown) and the swap tries again, as a person would.
 tries=0
 until umount "$MVCOPY_OUTPUT"; do
   {{ date +%T.%N; fuser -vm "$MVCOPY_OUTPUT" 2>&1 | grep -v "^Cannot stat"; }} >> "{busy}" || true
