@@ -55,8 +55,9 @@ class Report:
 
     output: str
     volume: Optional[int]
-    first: int
-    stop: int
+    first: int  # the indexes checked: [first, stop) given by -i/-si, or those of the volume's
+    stop: int  # entries (from its first to past its last) when the volume was checked whole
+    ranged: bool = True  # -i/-si gave the range; else the volume's own entries were checked
     checked: int = 0
     checked_bytes: int = 0
     missing: list[tuple[int, str]] = field(default_factory=list)
@@ -180,12 +181,13 @@ def _verify(
     volume = label.volume if label else None
     rec = job.volumes.get(volume) if volume else None
     gran = rec.granularity_ns if rec else 1
-    report = Report(output, volume, lo, hi)
+    report = Report(output, volume, lo, hi, ranged)
     expected: set[str] = set()
     present: list[int] = []
-    for i in range(lo, hi) if ranged else range(len(cat)):
-        if not ranged and cat.volumes[i] != volume:
-            continue
+    held = range(lo, hi) if ranged else [i for i in range(len(cat)) if cat.volumes[i] == volume]
+    if not ranged:
+        report.first, report.stop = (held[0], held[-1] + 1) if held else (0, 0)
+    for i in held:
         path = cat.paths[i]
         report.checked += 1
         report.checked_bytes += cat.sizes[i]
@@ -426,7 +428,12 @@ def render_report(report: Report, as_json: bool = False) -> str:
     for path in report.extra:
         lines.append(f"extra      {'-':>8}  {path}")
     where = f"volume {report.volume}" if report.volume else "the drive"
-    scope = f"indexes {report.first}-{report.stop - 1}" if report.stop > report.first else "no indexes"
+    if report.stop <= report.first:
+        scope = "no indexes" if report.ranged else "no entries on it"
+    elif report.ranged:
+        scope = f"indexes {report.first}-{report.stop - 1}"
+    else:
+        scope = f"its entries (indexes {report.first}-{report.stop - 1})"
     verdict = "OK" if report.ok else "PROBLEMS"
     lines.append(
         f"{verdict}: {where} at {report.output}, {scope}: "

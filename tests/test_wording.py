@@ -79,3 +79,18 @@ def test_status_counts_volumes_and_entries_one_and_many(tmp_path, two_volumes):
     assert one.stdout.startswith("MULTIVOLUMECOPY OK - 1 volume, 1 entry; "), one.stdout
     assert "; 1 entry, " in one.stdout  # the volume's line
     assert many.stdout.startswith("MULTIVOLUMECOPY OK - 2 volumes, 3 entries; "), many.stdout
+
+
+def test_verify_names_the_indexes_of_the_volume_it_checked(tmp_path, two_volumes):
+    """A whole volume's check says which indexes that volume holds, not the whole catalog's."""
+    job = json.loads((tmp_path / "job.json").read_text())
+    index = {row[0]: i for i, row in enumerate(job["files"])}
+    for volume, drive in ((1, "usb-1"), (2, "usb")):
+        held = sorted(index[path] for path, v in two_volumes.items() if v == volume)
+        result = run_mvc("--verify", "-f", "job.json", "-o", drive, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        scope = f"its entries (indexes {held[0]}-{held[-1]})"
+        assert f"OK: volume {volume} at {tmp_path / drive}, {scope}: " in result.stdout
+
+    ranged = run_mvc("--verify", "-f", "job.json", "-o", "usb", "-i", "0", "-si", "2", cwd=tmp_path)
+    assert ", indexes 0-1: checked 2 entries " in ranged.stdout, ranged.stdout
