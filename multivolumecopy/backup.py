@@ -289,7 +289,13 @@ class Backup:
         cat = job.catalog
         writer.give_up_unwritten(full)
         writer.set_dir_metadata()
-        drive.commit(job.run.number, _index_order(cat, rec.number, writer.written))
+        # A visit that changed nothing leaves the drive's records, and its change report (what
+        # the last visit that changed it did), as they were.
+        unchanged = not drive.changed  # every write to the drive is in its journal
+        if unchanged:
+            drive.close_unchanged()
+        else:
+            drive.commit(job.run.number, _index_order(cat, rec.number, writer.written))
         for i in ctx.ledger.settle(rec.number, drive.contents, writer.written, rec.granularity_ns):
             if i not in ctx.failed:
                 ctx.destinations[i] = NEW_DRIVE  # a drive holding less than its record said
@@ -322,7 +328,8 @@ class Backup:
             why = f"no room for the jobfile copy on volume {rec.number} (its older copy was removed)"
             self.emit(ev.Skipped(".mvcopy-jobdata.json", why))
         try:
-            drive.write_record(CHANGES, ctx.report.chunks(only=rec.number))
+            if not unchanged:
+                drive.write_record(CHANGES, ctx.report.chunks(only=rec.number))
         except OSError as err:
             if not is_no_space(err):
                 raise drive_error(drive.root, err) from None
@@ -335,6 +342,7 @@ class Backup:
             copied_bytes=self.summary.copied_bytes - before[1],
             ranges=tuple(index_ranges(indexes)),
             full=full,
+            unchanged=unchanged,
         )
         self.summary.volumes.append(done)
         self.emit(done)

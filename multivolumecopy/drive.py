@@ -70,6 +70,7 @@ class Drive:
         self._lock: Optional[FileLock] = None
         self._journal: Optional[IO[bytes]] = None
         self._sync: Optional[SyncHandle] = None
+        self.changed = False  # since it was opened: anything recorded, labelled or marked dirty
         self.root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of the root when opened
 
     # The manifest's state, by name.
@@ -98,6 +99,7 @@ class Drive:
     @caps.setter
     def caps(self, caps: Capabilities) -> None:
         """Set what the drive can hold, for the names entries are stored under too."""
+        self.changed = self.changed or caps != self.state.caps
         self.state.caps = self.stored.caps = caps
 
     # -- opening -----------------------------------------------------------------------
@@ -211,6 +213,7 @@ class Drive:
         self.check_present()
         self._guard(atomic_write, self.path(LABEL), label.to_json())
         self.label = label
+        self.changed = True
 
     def prepare(self) -> None:
         """Create the temp directory and start a journal on top of the current manifest."""
@@ -261,7 +264,10 @@ class Drive:
                 records = journal.parse(fh.read())
         except OSError:
             return  # the commit that follows says what is wrong with the drive
-        self.dirty.update(journal.intended_not_put(records, self.contents))
+        unfinished = journal.intended_not_put(records, self.contents) - self.dirty
+        if unfinished:
+            self.dirty.update(unfinished)
+            self.changed = True
 
     def sync_point(self) -> None:
         """Make every put so far durable and trusted."""
@@ -318,6 +324,24 @@ class Drive:
         except OSError:
             pass  # cleared when the drive is next opened
 
+    def close_unchanged(self) -> None:
+        """End a visit that changed nothing (see :attr:`changed`): its manifest and sums stay as
+        they are, and its journal, which holds only its header and sync points, goes."""
+        assert not self.changed, "a drive that changed is committed"
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        try:
+            os.unlink(self.path(JOURNAL))  # nothing in it to replay, whether or not this lasts
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise drive_error(self.root, err) from None
+        try:
+            self._clear_tmp()
+        except OSError:
+            pass  # cleared when the drive is next opened
+
     def write_jobcopy(self, jobfile: str) -> bool:
         """A copy of the jobfile at ``jobfile``; False when the drive has no room for it (the
         older copy is then removed: it would tell a restore of files the drive no longer
@@ -346,10 +370,13 @@ class Drive:
         atomic_write(self.path(name), data)
 
     def _append(self, rec: dict[str, Any]) -> None:
-        self._append_text(json.dumps(rec))
+        self._append_text(json.dumps(rec), changes=rec is not journal.SYNC and rec.get("format") is None)
 
-    def _append_text(self, line: str) -> None:
+    def _append_text(self, line: str, changes: bool = True) -> None:
+        """Add ``line`` to the journal; ``changes``: it records a change (not the header or a
+        sync point)."""
         assert self._journal is not None, "prepare() first"
+        self.changed = self.changed or changes
         self._guard(self._journal.write, line.encode("ascii") + b"\n")
 
     def _flush(self, durable: bool) -> None:

@@ -171,6 +171,7 @@ class VolumeDone:
     copied_bytes: int
     ranges: tuple[tuple[int, int], ...]
     full: bool
+    unchanged: bool = False  # nothing on it needed changing: its records were left as they were
 
 
 @dataclass(frozen=True)

@@ -259,12 +259,15 @@ class TextRenderer:
             if self._drive is not None:
                 self._drive.close()
                 self._drive = None
-            self.say(
-                f"volume {event.volume} done: holds indexes {format_ranges(list(event.ranges))} "
-                f"({count(event.files, 'entry', 'entries')}, {format_size(event.bytes)}); "
-                f"wrote {event.copied_files} "
-                f"({format_size(event.copied_bytes)}). It is safe to remove the drive."
+            held = (
+                f"holds indexes {format_ranges(list(event.ranges))} "
+                f"({count(event.files, 'entry', 'entries')}, {format_size(event.bytes)})"
             )
+            if event.unchanged:
+                did = "nothing on it needed changing"
+            else:
+                did = f"wrote {event.copied_files} ({format_size(event.copied_bytes)})"
+            self.say(f"volume {event.volume} done: {held}; {did}. It is safe to remove the drive.")
         elif isinstance(event, ev.Adapted):
             self.say(
                 f"volume {event.volume} adapted to its filesystem ({'; '.join(event.limits)}): "

@@ -35,7 +35,7 @@ from typing import Callable, Optional
 
 from . import clock
 from . import jobfile as jf
-from .catalog import DIR, FILE, LINK, Catalog, ancestors, mtimes_equal
+from .catalog import DIR, FILE, LINK, Catalog, ancestors, format_ranges, mtimes_equal
 from .drive import Drive
 from .driveformat import JOBCOPY, LOCKFILE, RESERVED_PREFIX, Label
 from .errors import LockedError, OutputError, UsageError
@@ -430,10 +430,9 @@ def render_report(report: Report, as_json: bool = False) -> str:
     where = f"volume {report.volume}" if report.volume else "the drive"
     if report.stop <= report.first:
         scope = "no indexes" if report.ranged else "no entries on it"
-    elif report.ranged:
-        scope = f"indexes {report.first}-{report.stop - 1}"
     else:
-        scope = f"its entries (indexes {report.first}-{report.stop - 1})"
+        span = format_ranges([(report.first, report.stop - 1)])
+        scope = f"indexes {span}" if report.ranged else f"its entries (indexes {span})"
     verdict = "OK" if report.ok else "PROBLEMS"
     lines.append(
         f"{verdict}: {where} at {report.output}, {scope}: "

@@ -210,6 +210,20 @@ MUTATIONS = [
         "tests/test_faults.py::test_a_commit_hears_of_a_lost_write_that_another_sync_heard_of_first",
     ),
     Mutation(
+        "journalled-change-unseen",  # a visit that wrote to the drive is taken as one that changed nothing
+        "multivolumecopy/drive.py",
+        "        self.changed = self.changed or changes\n",
+        "        self.changed = self.changed\n",
+        "tests/test_reruns.py::test_a_rerun_writes_only_the_changes_and_every_file_keeps_its_drive",
+    ),
+    Mutation(
+        "unchanged-drive-recommitted",  # a drive that needed nothing has its records rewritten
+        "multivolumecopy/backup.py",
+        "        unchanged = not drive.changed",
+        "        unchanged = False",
+        "tests/test_unchanged_drive.py",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",

@@ -89,7 +89,8 @@ def test_verify_names_the_indexes_of_the_volume_it_checked(tmp_path, two_volumes
         held = sorted(index[path] for path, v in two_volumes.items() if v == volume)
         result = run_mvc("--verify", "-f", "job.json", "-o", drive, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        scope = f"its entries (indexes {held[0]}-{held[-1]})"
+        span = f"{held[0]}-{held[-1]}" if len(held) > 1 else f"{held[0]}"
+        scope = f"its entries (indexes {span})"
         assert f"OK: volume {volume} at {tmp_path / drive}, {scope}: " in result.stdout
 
     ranged = run_mvc("--verify", "-f", "job.json", "-o", "usb", "-i", "0", "-si", "2", cwd=tmp_path)
