@@ -95,6 +95,14 @@ class Destination:
         finally:
             os.close(fd)
 
+    def finish_top(self, mode: int, mtime_ns: int) -> None:
+        """Give ``--to`` itself the mode and time of the folder that was backed up."""
+        try:
+            os.fchmod(self.tree.top, mode)
+            os.utime(self.tree.top, ns=(mtime_ns, mtime_ns))
+        except OSError as err:
+            raise _write_error(self.to, err) from None
+
     # -- symlinks ----------------------------------------------------------------------
 
     def link(self, path: str, target: str, mtime_ns: int, tag: int) -> bool:

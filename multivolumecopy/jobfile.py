@@ -96,6 +96,7 @@ class Job:
     run: RunState = field(default_factory=RunState)
     updated: Optional[str] = None
     failed: list[list[str]] = field(default_factory=list)  # [path, why] the last run could not copy
+    top: Optional[dict[str, int]] = None  # one folder backed up: its mode and mtime_ns, for a restore
     cached: bool = False  # loaded through a cache that matched (not written to the file)
 
     def next_volume_number(self) -> int:
@@ -122,6 +123,7 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         "run": asdict(job.run),
         "volumes": [asdict(v) for v in sorted(job.volumes.values(), key=lambda v: v.number)],
         "failed": job.failed,
+        "top": job.top,
         "columns": list(COLUMNS),
     }
     cat = job.catalog
@@ -464,4 +466,12 @@ def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:
         volumes=volumes,
         run=RunState(**doc["run"]),
         failed=[[str(p), str(why)] for p, why in doc.get("failed", [])],
+        top=_top(doc.get("top")),
     )
+
+
+def _top(doc: Any) -> Optional[dict[str, int]]:
+    """The top folder's mode and time, if the jobfile has them (written since 2026-12)."""
+    if not isinstance(doc, dict):
+        return None
+    return {"mode": int(doc["mode"]), "mtime_ns": int(doc["mtime_ns"])}

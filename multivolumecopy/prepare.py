@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import stat
 from collections.abc import Iterator
 from typing import Optional
 
@@ -222,6 +223,7 @@ def merge(
         pending = changes.volumes_touched(old_catalog)
         job.catalog = catalog
         job.options = recorded
+    job.top = _top_folder(sources)
     ctx = RunContext(opts, jobfile, job, old_catalog, changes, metadata_reserve(catalog), emit, summary)
     if old_catalog is not None:
         ctx.ledger.carry(changes.volumes, changes.stale)
@@ -241,6 +243,19 @@ def merge(
             )
         )
     return old, ctx, pending
+
+
+def _top_folder(sources: Sources) -> Optional[dict[str, int]]:
+    """The mode and time of the one folder backed up (its contents are the drives' tops), for
+    ``--restore`` to give the folder it restores into; None for several sources, whose common
+    folder is not part of the backup."""
+    if sources.paths != (sources.root,):
+        return None
+    try:
+        st = os.stat(sources.root)
+    except OSError:
+        return None
+    return {"mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
 
 
 def forget_and_replace(ctx: RunContext) -> set[int]:

@@ -435,6 +435,9 @@ class Restore:
             d = cat.index_of(path)
             if d is not None and path not in self.problems:
                 self.dest.finish_dir(path, cat.modes[d], cat.mtimes[d])
+        top = self.job.top
+        if top is not None and not self.opts.patterns and not self.problems:
+            self.dest.finish_top(top["mode"], top["mtime_ns"])  # all of it restored, as rsync -a does
         self.summary.problems = list(self.problems.items())
 
     # -- bookkeeping -------------------------------------------------------------------

@@ -493,3 +493,26 @@ def test_a_ranged_scrub_of_a_slice_copied_by_hand_writes_nothing_on_it_and_promi
     assert sorted(p.name for p in by_hand.iterdir()) == before  # no manifest, sums or lock of ours
     assert "no recorded hash" in scrub.stdout, scrub.stdout
     assert "asks for volume" not in scrub.stdout, scrub.stdout
+
+
+def test_a_whole_restore_gives_the_top_folder_its_mode_and_time_as_rsync_does(tmp_path):
+    """The folder backed up is restored whole into ``--to``: ``--to`` gets its mode and time too
+    (``rsync -a src/ dst/`` does); a restore of some paths leaves ``--to`` as it was."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d/f").write_text("hi")
+    src.chmod(0o750)
+    os.utime(src, ns=(1_577_836_800_000_000_000, 1_577_836_800_000_000_000))
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+
+    whole = run_mvc("--restore", "-f", "job.json", "-o", "usb", "--to", "whole", cwd=tmp_path)
+    part = run_mvc("--restore", "-f", "job.json", "-o", "usb", "--to", "part", "d/f", cwd=tmp_path)
+
+    assert whole.returncode == 0 and part.returncode == 0, whole.stderr + part.stderr
+    oracle = subprocess.run(
+        ["rsync", "-naic", f"{src}/", f"{tmp_path / 'whole'}/"], capture_output=True, text=True, check=True
+    )
+    assert oracle.stdout == "", oracle.stdout  # the top folder ./ too
+    st = (tmp_path / "part").stat()
+    assert st.st_mtime_ns != src.stat().st_mtime_ns and st.st_mode & 0o777 != 0o750
