@@ -6,11 +6,12 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
 
-from helpers import files_on, make_tree, run_mvc
+from helpers import files_on, make_tree, mvc_argv, mvc_env, run_mvc
 from multivolumecopy.cli import main
 from multivolumecopy.errors import ExitCode
 
@@ -331,3 +332,23 @@ def test_an_empty_folder_on_a_blank_drive_where_a_file_goes_is_left_and_the_file
     again = run_mvc("src", "-o", "usb", "-o", "usb2", "-f", "job.json", "--volume-size", "1M", cwd=place)
     assert again.returncode == 0, again.stderr
     assert (place / "usb/a.txt").read_text() == "a"
+
+
+def test_a_run_leaves_no_process_of_its_group_behind(tmp_path):
+    """What a run started (copy workers, multiprocessing's resource tracker) has ended when it
+    exits: a script that waits for the run, then for its process group, does not wait on."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(20):
+        (src / f"f{n}").write_bytes(os.urandom(1000))
+    (tmp_path / "usb").mkdir()
+    run = subprocess.Popen(
+        mvc_argv("src", "-o", "usb", "-f", "job.json"),
+        cwd=tmp_path,
+        env=mvc_env(),
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    assert run.wait(timeout=120) == 0
+    left = subprocess.run(["pgrep", "-a", "-g", str(run.pid)], capture_output=True, text=True).stdout
+    assert left == "", f"still in the run's process group after it exited: {left}"

@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
@@ -249,9 +250,25 @@ class CopyPool:
         if self.limits.token is not None:
             for end in self.limits.token:
                 end.close()
+        _stop_resource_tracker()
 
     def __enter__(self) -> CopyPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stop_resource_tracker() -> None:
+    """End multiprocessing's resource tracker, which starting the workers started, and wait for
+    it: left alone it ends only once this process has exited and its pipe is closed, and is
+    then a process of the run's process group that outlives the run (seen for about a second,
+    until init reaps it).  The workers share no named resource it would have to clean up.
+    ``_stop`` is private (Python 3.8 and later have it); without it the tracker ends as before."""
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except (OSError, ChildProcessError):
+            pass
