@@ -152,12 +152,20 @@ class Backup:
     # -- the drives --------------------------------------------------------------------
 
     def _drive_loop(self, ctx: RunContext) -> None:
-        """Update each drive given, then each one the swap brings, until no work is left."""
+        """Update each drive given, then each one the swap brings, until no work is left.  A
+        drive refused (a blank one while the volumes given with it still had work, say) is
+        offered again once a volume is done after its refusal, before the swap asks for one."""
         queue = list(self.opts.outputs)
         last_output = queue[-1]
         finished: Optional[int] = None
         refusal: Optional[str] = None
+        volumes_done = 0
+        refused: dict[str, int] = {}  # output -> volumes done when it was refused
         while ctx.worklist.remains():
+            if not queue:
+                queue = [out for out, done in refused.items() if done < volumes_done]
+                for out in queue:
+                    del refused[out]
             if not queue:
                 wanted, next_volume, message = ctx.worklist.wanted(last_output)
                 self.emit(ev.WaitingForDrive(last_output, message, tuple(wanted), next_volume))
@@ -171,8 +179,11 @@ class Backup:
             try:
                 finished, new, progressed = self._update_drive(ctx, out)
                 refusal = None
+                volumes_done += 1
+                refused.pop(out, None)
             except Refused as why:
                 refusal = str(why)
+                refused[out] = volumes_done
                 self.emit(ev.DriveRefused(out, refusal))
                 continue
             if new and not progressed and ctx.worklist.new_drive_needed():

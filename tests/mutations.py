@@ -224,6 +224,13 @@ MUTATIONS = [
         "tests/test_unchanged_drive.py",
     ),
     Mutation(
+        "refused-drive-not-offered-again",  # a blank drive refused early is never used in the run
+        "multivolumecopy/backup.py",
+        "                queue = [out for out, done in refused.items() if done < volumes_done]",
+        "                queue = []",
+        "tests/test_attached_drives.py",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",
