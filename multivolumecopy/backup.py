@@ -46,7 +46,7 @@ from .prepare import (
     pick_up_job,
 )
 from .reconcile import VolumePlan
-from .runplan import plan_run, space_for, volume_plan
+from .runplan import place_overflow, plan_run, space_for, volume_plan
 from .scan import resolve_sources
 from .sizes import format_size
 from .swap import Swapper, SwapRequest
@@ -313,6 +313,7 @@ class Backup:
         for i, v in ctx.destinations.items():
             if v == rec.number and cat.volumes[i] == NO_VOLUME:
                 ctx.destinations[i] = NEW_DRIVE
+        place_overflow(ctx, rec.number)  # to a volume with room, before a new drive
         indexes = cat.indexes_on(rec.number)
         rec.unhashed = len(drive.contents.unhashed_files())
         rec.used = drive.used_bytes(rec.block_size)

@@ -76,6 +76,8 @@ class RunContext:
     summary: Summary
     clock: Callable[[], float] = time.monotonic
     destinations: dict[int, int] = field(default_factory=dict)  # on no volume -> volume it goes to
+    room: dict[int, int] = field(default_factory=dict)  # volume -> room for more by its record, left
+    block: dict[int, int] = field(default_factory=dict)  # volume -> its block size
     failed: dict[int, str] = field(default_factory=dict)  # failed in this run, why: not offered again
     vanished: set[int] = field(default_factory=set)  # gone from the sources since the scan
     pool: Optional[CopyPool] = None  # started with the first copy, closed at the end of the run

@@ -18,9 +18,10 @@ from . import events as ev
 from . import jobfile as jf
 from .catalog import FILE
 from .context import Options, Summary
+from .placement import NEW_DRIVE
 from .prepare import check_jobfile_folder, merge
 from .reconcile import VolumePlan
-from .runplan import plan_run, recorded_plan
+from .runplan import place_overflow, plan_run, recorded_plan
 from .scan import resolve_sources
 from .sizes import count, format_size
 
@@ -69,16 +70,21 @@ def dry_run(opts: Options, emit: ev.Emit) -> DryRun:
     taken: set[int] = set()
     if job.run.in_progress or pending or ctx.worklist.any_unplaced():
         plan_run(ctx, pending)
-        visit = set(ctx.worklist.pending_volumes()) | (
-            {job.run.open_volume} if job.run.open_volume else set()
-        )
-        for v in sorted(visit):
+        first = {job.run.open_volume} if job.run.open_volume else set()
+        # Volumes in number order; one that overflow is placed on joins those to visit.
+        while visit := (set(ctx.worklist.pending_volumes()) | first) - set(plans):
+            v = min(visit)
             rec = job.volumes[v]
-            if rec.capacity == 0:
+            plan = plans[v] = recorded_plan(ctx, rec) if rec.capacity else VolumePlan(v)
+            if not rec.capacity:
                 continue  # never finished: it is filled like a new drive
-            plan = plans[v] = recorded_plan(ctx, rec)
             taken.update(plan.fill)
             ctx.ledger.unplace(plan.overflow)
+            for i in [*plan.overflow, *ctx.worklist.bound_for(v)]:
+                if i not in taken:
+                    ctx.destinations[i] = NEW_DRIVE
+            place_overflow(ctx, v)
+        plans = {v: plan for v, plan in plans.items() if job.volumes[v].capacity}
     left = [i for i in ctx.worklist.unplaced() if i not in taken]
     return dry_run_report(job, number, plans, left)
 

@@ -9,9 +9,12 @@ room, by the volumes' recorded capacity:
 2. the volume of the entry just after it;
 3. the volume of its folder;
 4. the last volume;
+5. the volume with the most room left (any that has room for it);
 
-and otherwise to a new drive (target 0).  When a drive turns out to hold less than its
-record says, the overflow goes to a new drive (never back to a volume already done).
+and otherwise to a new drive (target 0): a drive is bought only when the ones the job has are
+full by their records.  When a drive turns out to hold less than its record says, what it
+could not take is placed again the same way among the volumes not yet done in the run (never
+back to a volume already done), and otherwise goes to a new drive.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ def place_new(
 
     ``room`` is the space each volume has left for new data, ``block`` its block size.
     """
-    left = dict(room)
+    return place_in(catalog, new, dict(room), block)
+
+
+def place_in(
+    catalog: Catalog, new: Iterable[int], left: dict[int, int], block: Mapping[int, int]
+) -> dict[int, int]:
+    """:func:`place_new`, taking the room from ``left``, which it updates (what is left after)."""
     todo = set(new)
     if not todo or not left:  # nothing new, or no volume to put it on (a first backup)
         return {}
@@ -69,6 +78,12 @@ def place_new(
                 left[v] -= need
                 chosen = v
                 break
+        if chosen == NEW_DRIVE:  # its neighbours' volumes are full: any volume with room
+            roomiest = max(left, key=lambda v: (left[v], -v))
+            need = cost(catalog, i, block.get(roomiest, 4096)) + record_cost(catalog.paths[i], True)
+            if left[roomiest] >= need:
+                left[roomiest] -= need
+                chosen = roomiest
         if chosen != NEW_DRIVE:
             target[i] = chosen
             prev = chosen

@@ -16,7 +16,7 @@ from . import clock
 from . import jobfile as jf
 from .catalog import Entry
 from .context import RunContext
-from .placement import NEW_DRIVE, place_new, room_by_record
+from .placement import NEW_DRIVE, place_in, room_by_record
 from .reconcile import Space, VolumePlan, plan_volume
 
 
@@ -38,7 +38,21 @@ def plan_run(ctx: RunContext, pending: set[int]) -> None:
         job, ctx.old, ctx.changes, opts.device_padding, opts.volume_size, ctx.reserve
     )
     ctx.ledger.unplace(given_up)
-    ctx.destinations.update(place_new(job.catalog, ctx.worklist.unplaced(), room, block))
+    ctx.room, ctx.block = room, block
+    ctx.destinations.update(place_in(job.catalog, ctx.worklist.unplaced(), room, block))
+
+
+def place_overflow(ctx: RunContext, volume: int) -> None:
+    """``volume`` is done in this run: what waits for a new drive (what it could not take, a
+    drive holding less than its record said) goes to another volume not yet done in the run
+    that has room by its record, by the same rules as new entries; the rest still waits for a
+    new drive."""
+    room = ctx.room
+    for v in (volume, *ctx.job.run.done_volumes):
+        room.pop(v, None)
+    if not any(r > 0 for r in room.values()):
+        return  # the common case, and every first backup: no walk of the catalog
+    ctx.destinations.update(place_in(ctx.catalog, list(ctx.worklist.bound_for(NEW_DRIVE)), room, ctx.block))
 
 
 def space_for(ctx: RunContext, rec: jf.VolumeRecord, free: int, inodes: Optional[int] = None) -> Space:

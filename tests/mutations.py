@@ -228,7 +228,14 @@ MUTATIONS = [
         "multivolumecopy/backup.py",
         "                queue = [out for out, done in refused.items() if done < volumes_done]",
         "                queue = []",
-        "tests/test_attached_drives.py",
+        "tests/test_attached_drives.py::test_a_blank_drive_refused_at_first_is_the_new_volume_once_one_is_needed",
+    ),
+    Mutation(
+        "overflow-to-a-new-drive",  # what a full volume could not take waits for a new drive
+        "multivolumecopy/backup.py",
+        "        place_overflow(ctx, rec.number)  # to a volume with room, before a new drive",
+        "        pass",
+        "tests/test_attached_drives.py::test_what_a_full_volume_cannot_take_goes_to_a_volume_with_room_not_a_new_drive",
     ),
     Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate

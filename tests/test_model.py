@@ -14,6 +14,7 @@ docs/CONTRIBUTING.rst says how to add a rule for a new feature.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -289,6 +290,7 @@ class BackupMachine(RuleBasedStateMachine):
         self.clean = True  # the last run exited 0 (and nothing changed the drives since)
         self.source_at_clean: Optional[oracle.Tree] = None  # the source when the drives matched it
         self.ran = False
+        self.foreign: dict[str, set[str]] = {}  # image name -> someone else's files put on it
 
     def teardown(self) -> None:
         self.w.close()
@@ -503,6 +505,61 @@ class BackupMachine(RuleBasedStateMachine):
         os.link(self._path(rel), self._path(new))
         self.say(f"hard link {new!r} to {rel!r}")
 
+    # -- someone else's files on the drives ---------------------------------------------------
+
+    @rule(data=st.data(), size=st.sampled_from([30_000, 150_000, 400_000, 0]))
+    def someone_elses_file(self, data, size):
+        """Someone copies a file of their own onto a drive of the job (0: all the room but
+        100 KiB, always left for the job's own records): the drive holds less than its record
+        says, and the file is never touched by a run."""
+        labels = self._labels()
+        if not labels:
+            return
+        volume = data.draw(st.sampled_from(sorted(labels)), label="volume")
+        img = labels[volume]
+        name = f"zz foreign {len(self.foreign.get(os.path.basename(img), ())) + 1}"
+        _mount(img, self.w.bay)
+        try:
+            fs = os.statvfs(self.w.bay)
+            room = fs.f_bavail * fs.f_frsize - 100 * 1024
+            size = min(size, room) if size else room
+            if size <= 0:
+                return
+            with open(os.path.join(self.w.bay, name), "wb") as fh:
+                fh.write(os.urandom(size))
+        finally:
+            _umount(self.w.bay)
+        self.foreign.setdefault(os.path.basename(img), set()).add(name)
+        self.clean = False  # the drives changed outside a run: --dry-run cannot know this one
+        self.say(f"someone else's file {name!r} of {size or 'all the room'} bytes on volume {volume}")
+
+    @precondition(lambda self: any(self.foreign.values()))
+    @rule(data=st.data())
+    def someone_else_takes_a_file_back(self, data):
+        name_img = sorted((n, img) for img, names in self.foreign.items() for n in names)
+        name, image = data.draw(st.sampled_from(name_img), label="foreign file")
+        img = os.path.join(self.w.top, image)
+        _mount(img, self.w.bay)
+        try:
+            os.unlink(os.path.join(self.w.bay, name))
+        finally:
+            _umount(self.w.bay)
+        self.foreign[image].discard(name)
+        self.clean = False
+        self.say(f"someone else takes {name!r} back from {image}")
+
+    def _ours(self, views: list[oracle.DriveView]) -> list[oracle.DriveView]:
+        """The drives without someone else's files, which no run may touch (checked here)."""
+        ours = []
+        for d in views:
+            theirs = self.foreign.get(d.name, set())
+            missing = theirs - set(d.entries)
+            assert not missing, f"someone else's files gone from {d.name}: {sorted(missing)}"
+            ours.append(
+                dataclasses.replace(d, entries={p: r for p, r in d.entries.items() if p not in theirs})
+            )
+        return ours
+
     # -- runs -------------------------------------------------------------------------------
 
     def _run(self, args: list[str], interrupt: Optional[tuple[str, float]] = None, fault: str = ""):
@@ -597,7 +654,9 @@ class BackupMachine(RuleBasedStateMachine):
         blanks_left = len(self._blanks())
         assert code == 0 or (code == 3 and blanks_left == 0), f"a run given every drive ended {code}:\n{err}"
 
-    def _backup(self, args: list[str], interrupt, what: str) -> tuple[int, str]:
+    def _backup(
+        self, args: list[str], interrupt, what: str, points: Optional[list[str]] = None
+    ) -> tuple[int, str]:
         fault = interrupt if isinstance(interrupt, str) else ""
         signal_after = interrupt if isinstance(interrupt, tuple) else None
         predicted = self._dry_run(args) if self.clean and interrupt is None else None
@@ -607,10 +666,11 @@ class BackupMachine(RuleBasedStateMachine):
         code, out, err = self._run(args, signal_after, fault)
         self.ran = True
         self.say(f"backup with {what}, interrupt {interrupt}: exit {code}")
-        _umount(self.w.bay)
+        for point in points or [self.w.bay]:
+            _umount(point)
         if code == 0:
             source = oracle.tree(self.w.src)
-            views = self.w.drives()
+            views = self._ours(self.w.drives())
             problems = oracle.union_problems(source, views)
             for d in views:
                 problems += oracle.drive_problems(d)
@@ -643,12 +703,39 @@ class BackupMachine(RuleBasedStateMachine):
     def another_backup_as_asked(self):
         self.backup_as_asked()
 
+    @rule(data=st.data())
+    def backup_with_every_drive_attached(self, data):
+        """Every drive (a blank one too) attached at once, each at its own mount point, given
+        with -o in a drawn order, no swap script and no terminal: a run that needs no other
+        drive must finish (exit 3 only when it needs a blank drive and none is left)."""
+        if len(self._blanks()) < 1 and len(self.w.images) < MAX_IMAGES:
+            self.w.add_image()
+        order = data.draw(st.permutations(range(len(self.w.images))), label="order")
+        _umount(self.w.bay)
+        points = []
+        for k in order:
+            point = os.path.join(self.w.top, f"attached {k}")
+            _mount(self.w.images[k], point)
+            points.append(point)
+        args = [self.w.src, *(f"--output={p}" for p in points), "-f", self.w.job]
+        try:
+            code, err = self._backup(args, None, f"every drive attached, order {list(order)}", points)
+        finally:
+            for point in points:
+                _umount(point)
+        assert code == 0 or (code == 3 and not self._blanks()), (
+            f"a run with every drive attached ended {code}:\n{err}"
+        )
+
     @precondition(lambda self: self.clean and self.ran)
     @rule(data=st.data(), checksum=st.booleans())
     def verify(self, data, checksum):
         labels = self._labels()
         if not labels:
             return
+        labels = {v: img for v, img in labels.items() if not self.foreign.get(os.path.basename(img))}
+        if not labels:
+            return  # someone else's files are "extra" to --verify, as they should be
         volume = data.draw(st.sampled_from(sorted(labels)), label="volume")
         _mount(labels[volume], self.w.bay)
         args = ["--verify", "-f", self.w.job, "-o", self.w.bay] + (["--checksum"] if checksum else [])

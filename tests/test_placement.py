@@ -13,7 +13,7 @@ from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.changes import Changes, classify
 from multivolumecopy.fsutil import round_up
 from multivolumecopy.ledger import Ledger
-from multivolumecopy.placement import place_new, room_by_record
+from multivolumecopy.placement import place_in, place_new, room_by_record
 from multivolumecopy.reconcile import record_cost
 
 B = 1024
@@ -431,3 +431,19 @@ def test_the_volumes_a_renamed_folder_touches_are_found_in_one_pass():
     ch = Changes(moved=moved, deleted=[Index(k) for k in range(n)])
     assert ch.volumes_touched(old) == {1}
     assert comparisons <= 4 * n
+
+
+def test_then_to_the_volume_with_the_most_room_before_a_new_drive():
+    # Neighbours (1, 3), folder (none) and the last volume (4) are full; 2 has the most room.
+    c = catalog(("a/1", 1), ("a/2", 0), ("b/1", 3), ("c/1", 4))
+    room = {1: 0, 2: 10 * B, 3: 0, 4: 0, 5: 0, 6: 3 * B, 7: 0}
+    assert place_new(c, [1], room, {v: B for v in room}) == {1: 2}
+    # ... only if it fits there: else a new drive.
+    assert place_new(c, [1], {1: 0, 2: B, 3: 0, 4: 0}, {v: B for v in (1, 2, 3, 4)}) == {}
+
+
+def test_place_in_takes_the_room_it_uses():
+    c = catalog(("a/1", 1), ("a/2", 0), ("a/3", 0))
+    left = {1: need(c, 1) + B // 2, 2: 10 * B}
+    assert place_in(c, [1, 2], left, {1: B, 2: B}) == {1: 1, 2: 2}
+    assert left == {1: B // 2, 2: 10 * B - need(c, 2)}
