@@ -20,6 +20,24 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def checkout_copy(dest: Path) -> Path:
+    """This repository's files as a fresh clone would have them, with their uncommitted edits and
+    new files (not ignored ones: no build/, .venv or caches), copied to ``dest``."""
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs a git checkout of the project and git: copies what a clone holds")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for rel in filter(None, listed.decode().split("\0")):
+        if os.path.lexists(REPO / rel):  # a file deleted and not yet committed is not copied
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel, follow_symlinks=False)
+    return dest
+
+
 def mvc_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
