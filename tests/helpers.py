@@ -20,6 +20,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def readme_commands() -> list[str]:
+    """The commands README.rst opens with (its first bash block, up to its first blank line)."""
+    text = (REPO / "README.rst").read_text()
+    block = text.split(".. code-block:: bash", 1)[1]
+    lines = [line.strip() for line in block.splitlines()[1:]]
+    cmds = []
+    for line in lines:
+        if not line and cmds:
+            break
+        if line:
+            cmds.append(line)
+    return cmds
+
+
 def checkout_copy(dest: Path) -> Path:
     """This repository's files as a fresh clone would have them, with their uncommitted edits and
     new files (not ignored ones: no build/, .venv or caches), copied to ``dest``."""

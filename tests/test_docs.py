@@ -5,28 +5,17 @@ from __future__ import annotations
 import re
 import sys
 
-from helpers import REPO
+from helpers import REPO, readme_commands
 from multivolumecopy.errors import ExitCode
 from multivolumecopy.parser import build_parser
-
-
-def readme_commands() -> list[str]:
-    text = (REPO / "README.rst").read_text()
-    block = text.split(".. code-block:: bash", 1)[1]
-    lines = [line.strip() for line in block.splitlines()[1:]]
-    cmds = []
-    for line in lines:
-        if not line and cmds:
-            break
-        if line:
-            cmds.append(line)
-    return cmds
 
 
 def test_readme_opens_with_the_two_commands_ci_runs():
     cmds = readme_commands()
     assert len(cmds) == 2
-    assert cmds[0].startswith("pip install . && ") and cmds[1] == "tests/run"
+    assert cmds[0].startswith('mvc=$(mktemp -d) && python3 -m venv "$mvc/venv" && ')
+    assert cmds[1] == "tests/run"
+    assert "/tmp" not in cmds[0], "a fixed folder is shared by two runs at once (and two users)"
     ci = [line.strip() for line in (REPO / ".ci/run").read_text().splitlines()]
     assert cmds[0] in ci and cmds[1] in ci
     assert ci.index(cmds[0]) < ci.index(cmds[1])
