@@ -34,6 +34,7 @@ from .driveformat import CHANGES
 from .errors import DriveError, OutputError, TooLargeError
 from .fsutil import is_no_space, remove_stale_temporaries
 from .identify import Refused, identify, no_drive_at
+from .metadata import LOST_OWNER, lost_text
 from .placement import NEW_DRIVE
 from .prepare import (
     catalog_changed,
@@ -148,6 +149,24 @@ class Backup:
             (cat.paths[i], _why_unsaved(ctx, i)) for i in cat.unsaved() if i not in ctx.vanished
         ]
         ctx.job.failed = [[path, why] for path, why in self.summary.failed]
+        self._tell_metadata_lost(ctx)
+
+    def _tell_metadata_lost(self, ctx: RunContext) -> None:
+        """Once a run, not once a file: what of the metadata some drives did not keep.  The data
+        is safe and the records hold it all, so this is a note, not a failure."""
+        by_what: dict[int, list[int]] = {}
+        for volume, lost in sorted(ctx.metadata_lost.items()):
+            by_what.setdefault(lost, []).append(volume)
+        for lost, volumes in by_what.items():
+            which = ", ".join(str(v) for v in volumes)
+            hint = " (run as root to keep owners on the drives)" if lost & LOST_OWNER and os.geteuid() else ""
+            self.emit(
+                ev.Note(
+                    f"{lost_text(lost)} not kept on volume{'s' if len(volumes) > 1 else ''} {which}: "
+                    f"its filesystem or this user refused them{hint}; they are in the job's records "
+                    "and --restore sets them"
+                )
+            )
 
     # -- the drives --------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, Optional
 
+from .metadata import UNKNOWN_ID, digest
+
 FILE = "f"
 DIR = "d"
 LINK = "l"
@@ -37,6 +39,10 @@ class Entry(NamedTuple):
     target: Optional[str] = None  # symlink target; a hard-linked file's: the first path of its group
     sha256: Optional[str] = None  # of what was written to the drive (manifests only)
     ino: int = 0  # source inode of a regular file: how a moved file is recognised (catalog only)
+    uid: int = UNKNOWN_ID  # owner and group (UNKNOWN_ID: not recorded)
+    gid: int = UNKNOWN_ID
+    xattrs: Optional[str] = None  # extended attributes and ACLs (metadata.encode), catalog only
+    meta: int = 0  # digest of owner, group and attributes (metadata.digest); 0: none, or not known
 
 
 class Catalog:
@@ -46,6 +52,11 @@ class Catalog:
     that volume does not hold this version of it (changed, moved or re-moded in the source
     since, or a rewrite that failed): the volume must be updated before the entry counts as
     backed up.  An entry is *saved* when it has a volume and is not stale.
+
+    ``uids`` and ``gids`` hold :data:`~.metadata.UNKNOWN_ID` where the owner is not recorded
+    (``--no-owner``, a jobfile of version 2); ``xattrs`` (sparse, like ``targets``) holds the
+    attributes of the entries that have any, and ``xattrs_known`` says whether they were read
+    at all (False: from a jobfile of version 2, or ``--no-acls --no-xattrs``).
     """
 
     __slots__ = (
@@ -57,7 +68,11 @@ class Catalog:
         "volumes",
         "stale",
         "inodes",
+        "uids",
+        "gids",
         "targets",
+        "xattrs",
+        "xattrs_known",
         "_index",
     )
 
@@ -70,7 +85,11 @@ class Catalog:
         self.volumes = array("i")
         self.stale = bytearray()
         self.inodes = array("Q")
+        self.uids = array("I")
+        self.gids = array("I")
         self.targets: dict[int, str] = {}
+        self.xattrs: dict[int, str] = {}
+        self.xattrs_known = True
         self._index: Optional[dict[str, int]] = None
 
     def __len__(self) -> int:
@@ -87,8 +106,12 @@ class Catalog:
         self.volumes.append(volume)
         self.stale.append(0)
         self.inodes.append(entry.ino)
+        self.uids.append(entry.uid)
+        self.gids.append(entry.gid)
         if entry.target is not None:
             self.targets[i] = entry.target
+        if entry.xattrs is not None:
+            self.xattrs[i] = entry.xattrs
         self._index = None
 
     @classmethod
@@ -107,16 +130,18 @@ class Catalog:
         self.paths = [self.paths[i] for i in order]
         self.kinds = bytearray(self.kinds[i] for i in order)
         self.stale = bytearray(self.stale[i] for i in order)
-        for name in ("sizes", "mtimes", "modes", "volumes", "inodes"):
+        for name in ("sizes", "mtimes", "modes", "volumes", "inodes", "uids", "gids"):
             column = getattr(self, name)
             setattr(self, name, array(column.typecode, (column[i] for i in order)))
         where = {old: new for new, old in enumerate(order)}
         self.targets = {where[i]: t for i, t in self.targets.items()}
+        self.xattrs = {where[i]: x for i, x in self.xattrs.items()}
         self._index = None
 
     def entry(self, i: int) -> Entry:
         """Entry ``i``, made from the columns (without ``sha256``, which only manifests hold, or
-        ``ino``)."""
+        ``ino``), with the digest of its metadata."""
+        uid, gid, xattrs = self.uids[i], self.gids[i], self.xattrs.get(i)
         return Entry(
             self.paths[i],
             chr(self.kinds[i]),
@@ -124,7 +149,17 @@ class Catalog:
             self.mtimes[i],
             self.modes[i],
             self.targets.get(i),
+            None,
+            0,
+            uid,
+            gid,
+            xattrs,
+            digest(uid, gid, xattrs),
         )
+
+    def meta(self, i: int) -> int:
+        """The digest of entry ``i``'s owner, group and attributes (0: none recorded)."""
+        return digest(self.uids[i], self.gids[i], self.xattrs.get(i))
 
     def kind(self, i: int) -> str:
         """The kind of entry ``i``: :data:`FILE`, :data:`DIR` or :data:`LINK`."""

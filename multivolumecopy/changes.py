@@ -4,8 +4,8 @@ Every entry of the fresh scan is compared with the jobfile's catalog by path:
 
 * unchanged: same kind, size and mtime (at the granularity of the drive it is on), or the
   same symlink target and time: it stays where it is, untouched; if only its metadata changed
-  (a chmod, or a folder's time), its volume is visited and the metadata set there, the data
-  left alone;
+  (a chmod, a chown or chgrp, an ACL or extended attribute, or a folder's time), its volume is
+  visited and the metadata set there, the data left alone;
 * changed: rewritten on its own volume;
 * new: placed by :mod:`multivolumecopy.placement`;
 * deleted: purged from its volume;
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog, same_version, sort_key
+from .metadata import UNKNOWN_ID
 
 
 @dataclass
@@ -68,7 +69,7 @@ def classify(old: Catalog, new: Catalog, granularity: Callable[[int], int]) -> C
         new.mtimes,
         new.modes,
         new.targets,
-    ):
+    ) and not _metadata_differs(old, new):
         placed = sum(1 for v in old.volumes if v != NO_VOLUME)  # nothing changed at all
         unplaced = list(old.indexes_on(NO_VOLUME))
         return Changes(
@@ -97,6 +98,10 @@ def _walk_together(
     ovol, nvol = old.volumes, ch.volumes
     ostale, nstale = old.stale, ch.stale
     omode, nmode = old.modes, new.modes
+    ouid, nuid, ogid, ngid = old.uids, new.uids, old.gids, new.gids
+    # Attributes are compared where both catalogs read them (a jobfile of version 2 did not).
+    oxa, nxa = old.xattrs, new.xattrs
+    attributes = old.xattrs_known and new.xattrs_known and bool(oxa or nxa)
     link, folder = ord(LINK), ord(DIR)
     i = j = 0
     n_new, n_old = len(np_), len(op)
@@ -117,13 +122,24 @@ def _walk_together(
             ch.new.append(i)
         elif ok[j] == nk[i] and osz[j] == nsz[i] and om[j] == nm[i] and nk[i] != link:
             ch.unchanged += 1  # the common case, without a call
-            if omode[j] != nmode[i]:
-                ch.modes.append(i)
+            if (
+                omode[j] != nmode[i]
+                or (ouid[j] != nuid[i] and _known(ouid[j], nuid[i]))
+                or (ogid[j] != ngid[i] and _known(ogid[j], ngid[i]))
+                or (attributes and oxa.get(j) != nxa.get(i))
+            ):
+                ch.modes.append(i)  # a chmod, chown, chgrp, setfacl or setfattr
                 nstale[i] = 1
         elif _same(old, j, new, i, granularity(vol)):
             ch.unchanged += 1
-            if (omode[j] != nmode[i] and nk[i] != link) or (nk[i] == folder and om[j] != nm[i]):
-                ch.modes.append(i)  # a chmod, or a folder's new time: metadata only
+            if (
+                (omode[j] != nmode[i] and nk[i] != link)
+                or (nk[i] == folder and om[j] != nm[i])
+                or (ouid[j] != nuid[i] and _known(ouid[j], nuid[i]))
+                or (ogid[j] != ngid[i] and _known(ogid[j], ngid[i]))
+                or (attributes and oxa.get(j) != nxa.get(i))
+            ):
+                ch.modes.append(i)  # a chmod, a chown..., or a folder's new time: metadata only
                 nstale[i] = 1
         else:
             ch.changed.append(i)
@@ -132,6 +148,20 @@ def _walk_together(
         j += 1
     ch.new.extend(range(i, n_new))
     return ch, matched
+
+
+def _known(a: int, b: int) -> bool:
+    """Whether both ids were recorded (an unknown one, from a jobfile of version 2 or
+    ``--no-owner``, is no change)."""
+    return a != UNKNOWN_ID and b != UNKNOWN_ID
+
+
+def _metadata_differs(old: Catalog, new: Catalog) -> bool:
+    """Whether any owner, group or attribute differs between two catalogs of the same entries
+    (the fast path's check; the merge tells which)."""
+    if old.uids != new.uids or old.gids != new.gids:
+        return True
+    return old.xattrs_known and new.xattrs_known and old.xattrs != new.xattrs
 
 
 def _match_moves(old: Catalog, new: Catalog, gone: list[int], ch: Changes) -> None:

@@ -16,6 +16,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from .errors import ExitCode, MvcError, UsageError
+from .metadata import Keep, lost_text
 from .parser import build_parser
 from .sizes import count, format_size, numbered, parse_duration, parse_size
 
@@ -103,6 +104,7 @@ def _backup_options(args: argparse.Namespace) -> Options:
         forget_volumes=args.forget_volume,
         bwlimit=float(parse_size(args.bwlimit, "--bwlimit")) if args.bwlimit else 0.0,
         idle_io=args.io_priority == "idle",
+        keep=Keep(owner=not args.no_owner, acls=not args.no_acls, xattrs=not args.no_xattrs),
     )
     if args.bwlimit and opts.bwlimit <= 0:
         raise UsageError("--bwlimit must be more than zero bytes a second")
@@ -293,7 +295,7 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
             renderer.say(text)
 
     start = time.monotonic()
-    opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources)
+    opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources, args.numeric_ids)
     outside = _outside(args, renderer)
     try:
         summary = Restore(opts, outside.emit_to(person), swapper).run()
@@ -312,6 +314,11 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         f"from {numbered('volume', summary.volumes, 'no volume')} in {time.monotonic() - start:.1f} s",
         f"  {summary.intact} already restored and intact",
     ]
+    if summary.not_kept:
+        lines.append(
+            f"  {lost_text(summary.not_kept)} not set: this user or the filesystem of --to refused "
+            "them (the files are restored; restore as root onto a Linux filesystem to set them)"
+        )
     if summary.problems:
         lines.append(f"  {len(summary.problems)} could not be restored:")
         lines.extend(f"    {path}: {why}" for path, why in summary.problems)

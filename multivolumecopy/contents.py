@@ -16,7 +16,7 @@ from typing import Any, Optional
 from .catalog import FILE, LINK, Entry, same_version
 from .fsutil import round_up
 
-_PACKED = struct.Struct("<cqqI")  # kind, size, mtime_ns, mode; then 32 bytes of SHA-256 or none
+_PACKED = struct.Struct("<cqqIQ")  # kind, size, mtime_ns, mode, meta; then 32 bytes of SHA-256 or none
 _SIZE_AT = struct.Struct("<q")  # the size, at offset 1 of a packed row
 
 
@@ -43,7 +43,9 @@ class DriveContents(MutableMapping[str, Entry]):
             if len(digest) != 32 or digest.hex() != e.sha256:
                 digest, aside = b"", True
         try:
-            self._rows[path] = _PACKED.pack(e.kind.encode("ascii"), e.size, e.mtime_ns, e.mode) + digest
+            self._rows[path] = (
+                _PACKED.pack(e.kind.encode("ascii"), e.size, e.mtime_ns, e.mode, e.meta) + digest
+            )
         except struct.error as err:  # a number out of range, from a damaged manifest
             raise ValueError(str(err)) from None
         if aside:
@@ -52,17 +54,18 @@ class DriveContents(MutableMapping[str, Entry]):
             self._aside.pop(path, None)
 
     def _entry(self, path: str, raw: bytes) -> Entry:
-        return Entry(path, *self._fields(path, raw))
+        kind, size, mtime_ns, mode, target, sha256, meta = self._fields(path, raw)
+        return Entry(path, kind, size, mtime_ns, mode, target, sha256, meta=meta)
 
-    def _fields(self, path: str, raw: bytes) -> tuple[str, int, int, int, Optional[str], Optional[str]]:
-        """kind, size, mtime_ns, mode, target, sha256 of a packed row."""
-        kind, size, mtime_ns, mode = _PACKED.unpack_from(raw)
+    def _fields(self, path: str, raw: bytes) -> tuple[str, int, int, int, Optional[str], Optional[str], int]:
+        """kind, size, mtime_ns, mode, target, sha256, meta of a packed row."""
+        kind, size, mtime_ns, mode, meta = _PACKED.unpack_from(raw)
         aside = self._aside.get(path) if self._aside else None
         if aside is not None:
             target, sha256 = aside
         else:
             target, sha256 = None, raw[_PACKED.size :].hex() or None
-        return kind.decode("ascii"), size, mtime_ns, mode, target, sha256
+        return kind.decode("ascii"), size, mtime_ns, mode, target, sha256, meta
 
     def manifest_rows(
         self, paths: Iterable[str], verified: dict[str, int], names: dict[str, str]
@@ -70,7 +73,15 @@ class DriveContents(MutableMapping[str, Entry]):
         """The manifest rows of ``paths`` as JSON text, straight from the packed rows (no
         ``Entry`` per file: a commit writes one row for everything the drive holds)."""
         rows, fields = self._rows, self._fields
-        return [manifest_row(p, *fields(p, rows[p]), verified.get(p), names.get(p)) for p in paths]
+        out = []
+        for p in paths:
+            kind, size, mtime_ns, mode, target, sha256, meta = fields(p, rows[p])
+            out.append(
+                manifest_row(
+                    p, kind, size, mtime_ns, mode, target, sha256, verified.get(p), names.get(p), meta
+                )
+            )
+        return out
 
     def file_bytes(self, block: int) -> int:
         """What the files take on a drive of ``block``-byte blocks, read from the packed rows."""
@@ -104,17 +115,22 @@ class DriveContents(MutableMapping[str, Entry]):
         mode: int,
         target: Optional[str],
         granularity: int,
+        meta: int = 0,
     ) -> bool:
-        """Whether the drive holds this version of ``path`` (kind, size, time, mode and a
-        symlink's target; a folder's time is not compared).  Read from the packed row: the
-        close of a volume asks it of every entry the volume holds."""
+        """Whether the drive holds this version of ``path`` (kind, size, time, mode, a
+        symlink's target, and the metadata digest ``meta`` unless the drive's record has none:
+        a drive written before owners were kept; a folder's time is not compared).  Read from
+        the packed row: the close of a volume asks it of every entry the volume holds."""
         raw = self._rows.get(path)
         if raw is None:
             return False
-        if granularity <= 1 and kind == FILE and not self._aside:
-            return raw[: _PACKED.size] == _PACKED.pack(b"f", size, mtime_ns, mode)
-        have, have_size, have_mtime, have_mode, have_target, _ = self._fields(path, raw)
+        fast = granularity <= 1 and kind == FILE and not self._aside
+        if fast and raw[: _PACKED.size] == _PACKED.pack(b"f", size, mtime_ns, mode, meta):
+            return True
+        have, have_size, have_mtime, have_mode, have_target, _, have_meta = self._fields(path, raw)
         if kind != LINK and have_mode != mode:
+            return False
+        if have_meta and have_meta != meta:
             return False
         return same_version(
             have, have_size, have_mtime, have_target, kind, size, mtime_ns, target, granularity
@@ -163,6 +179,7 @@ def manifest_row(
     sha256: Optional[str],
     verified: Optional[int],
     stored: Optional[str],
+    meta: int = 0,
 ) -> str:
     """A manifest or journal row as JSON text, built directly rather than by ``json.dumps``,
     which is slower (see docs/performance.rst, "Writing JSON rows"): a drive's manifest has a
@@ -171,4 +188,5 @@ def manifest_row(
     sha = "null" if sha256 is None else _jstr(sha256)
     when = "null" if verified is None else int(verified)
     name = "null" if stored is None else _jstr(stored)
-    return f'[{_jstr(path)},"{kind}",{size},{mtime_ns},{mode},{target},{sha},{when},{name}]'
+    digest = f'"{meta:016x}"' if meta else "null"
+    return f'[{_jstr(path)},"{kind}",{size},{mtime_ns},{mode},{target},{sha},{when},{name},{digest}]'

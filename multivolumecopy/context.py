@@ -22,6 +22,7 @@ from . import jobfile as jf
 from .catalog import Catalog
 from .changes import Changes
 from .ledger import Ledger
+from .metadata import KEEP_ALL, Keep
 from .report import ChangeReport
 from .worklist import Worklist
 
@@ -47,6 +48,7 @@ class Options:
     forget_volumes: list[int] = field(default_factory=list)
     bwlimit: float = 0.0  # bytes per second read from the sources; 0: no limit
     idle_io: bool = True
+    keep: Keep = KEEP_ALL  # owners, ACLs, extended attributes: --no-owner, --no-acls, --no-xattrs
 
 
 @dataclass
@@ -80,6 +82,9 @@ class RunContext:
     block: dict[int, int] = field(default_factory=dict)  # volume -> its block size
     failed: dict[int, str] = field(default_factory=dict)  # failed in this run, why: not offered again
     vanished: set[int] = field(default_factory=set)  # gone from the sources since the scan
+    # Volume -> metadata.LOST_* flags: what its drive (or the user running us) refused to hold;
+    # kept in the records, said once at the end of the run.
+    metadata_lost: dict[int, int] = field(default_factory=dict)
     pool: Optional[CopyPool] = None  # started with the first copy, closed at the end of the run
 
     def __post_init__(self) -> None:

@@ -57,7 +57,10 @@ class CopySession:
         followers = self.linkable(to_copy)
         items = self._items(i for i in to_copy if i not in followers)
         key = f"{self.writer.rec.uuid}:{time.time_ns()}"  # new for each visit: workers forget folders
-        batches = make_batches(items, ctx.job.root, drive.root, drive.tmpdir, key, opts.hash, drive.root_id)
+        keep = (opts.keep.owner, opts.keep.acls, opts.keep.xattrs)
+        batches = make_batches(
+            items, ctx.job.root, drive.root, drive.tmpdir, key, opts.hash, drive.root_id, keep
+        )
         try:
             with Writeback(drive.root):
                 ctx.pool.run(batches, self.handle, lambda n: ctx.emit(ev.BytesCopied(n)))
@@ -84,12 +87,27 @@ class CopySession:
     def _items(self, indexes: Iterator[int]) -> Iterator[CopyItem]:
         cat, drive = self.ctx.catalog, self.drive
         paths, kinds, sizes, mtimes, modes, targets = _copy_columns(cat)
+        uids, gids, xattrs = cat.uids, cat.gids, cat.xattrs
         renamed = drive.stored or drive.caps.forbidden or not drive.caps.trailing_dot_space
         item = partial(tuple.__new__, CopyItem)  # (the fields in order: a call less a file)
         for i in indexes:
             path = paths[i]
             dest = (drive.on_drive(path) or path) if renamed else None
-            yield item((i, path, chr(kinds[i]), sizes[i], mtimes[i], modes[i], targets.get(i), dest))
+            yield item(
+                (
+                    i,
+                    path,
+                    chr(kinds[i]),
+                    sizes[i],
+                    mtimes[i],
+                    modes[i],
+                    targets.get(i),
+                    dest,
+                    uids[i],
+                    gids[i],
+                    xattrs.get(i),
+                )
+            )
 
     def handle(self, done: BatchDone) -> bool:
         """Record a batch's outcomes; False once the drive is full or failing (stop handing out
@@ -100,12 +118,18 @@ class CopySession:
         actions = writer.actions
         puts: list[Entry] = []
         nbytes = told = 0
-        for i, status, size, mtime_ns, detail, reported, sha256 in done.outcomes:
+        lost_here = 0
+        for i, status, size, mtime_ns, detail, reported, sha256, lost in done.outcomes:
             if status == Status.OK:
+                lost_here |= lost
                 if kinds[i] == FILE_CODE:  # as copied: the source may have changed since the scan
                     sizes[i] = size
                     mtimes[i] = mtime_ns
-                    puts.append(Entry(paths[i], FILE, size, mtime_ns, modes[i], targets.get(i), sha256))
+                    puts.append(
+                        Entry(
+                            paths[i], FILE, size, mtime_ns, modes[i], targets.get(i), sha256, meta=cat.meta(i)
+                        )
+                    )
                 else:
                     puts.append(cat.entry(i))
                 writer.written.append(i)
@@ -130,6 +154,8 @@ class CopySession:
                 )
             else:
                 assert status == Status.NOT_DONE, status
+        if lost_here:
+            writer.not_kept(lost_here)
         if puts:
             drive.put(puts)
             self._counted(puts, nbytes, told)

@@ -23,12 +23,14 @@ import os
 import stat
 from typing import Callable, Optional
 
+from . import metadata
 from .catalog import mtimes_equal
 from .errors import OutputError
 from .nofollow import CREATE, Blocked, Tree, mtime_granularity, rename_into_place, unlink_quietly, what_is
 
 CHUNK = 1024 * 1024
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+Meta = tuple[int, int, Optional[str]]  # uid, gid (metadata.UNKNOWN_ID: leave), attributes
 
 
 class NotPlaced(Exception):
@@ -49,6 +51,7 @@ class Destination:
         self.to = os.path.abspath(to)
         self.on_bytes = on_bytes
         self.mine: set[str] = set()  # files and symlinks this restore put in place
+        self.lost = 0  # metadata.LOST_* flags: what was refused here (a user without root...)
         try:
             os.makedirs(self.to, exist_ok=True)
             self.tree = Tree(self.to)
@@ -81,16 +84,24 @@ class Destination:
         except OSError as err:
             raise _write_error(os.path.join(self.to, path), err) from None
 
-    def finish_dir(self, path: str, mode: int, mtime_ns: int) -> None:
-        """Give a folder its mode and times (last: every entry made in it changes its time).
-        A folder that is not there as a real folder is left alone: it was reported."""
+    def _apply(
+        self, target: metadata.Target, meta: Optional[Meta], mode: Optional[int], link: bool = False
+    ) -> None:
+        """Owner, attributes (exactly), then the mode; what is refused is noted, not raised."""
+        uid, gid, xattrs = meta or (metadata.UNKNOWN_ID, metadata.UNKNOWN_ID, None)
+        self.lost |= metadata.apply(target, uid, gid, xattrs, mode, is_link=link)
+
+    def finish_dir(self, path: str, mode: int, mtime_ns: int, meta: Optional[Meta] = None) -> None:
+        """Give a folder its owner, ACLs, attributes, mode and times (last: every entry made in
+        it changes its time).  A folder that is not there as a real folder is left alone: it was
+        reported."""
         try:
             pfd, name = self._parent(path)
             fd = os.open(name, _OPEN_DIR, dir_fd=pfd)
         except (NotPlaced, OSError):
             return
         try:
-            os.fchmod(fd, mode)
+            self._apply(fd, meta, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
@@ -105,9 +116,9 @@ class Destination:
 
     # -- symlinks ----------------------------------------------------------------------
 
-    def link(self, path: str, target: str, mtime_ns: int, tag: int) -> bool:
-        """Make the symlink ``path``; returns whether one was already there, intact.
-        ``tag`` names its temporary (an index: unique in the run)."""
+    def link(self, path: str, target: str, mtime_ns: int, tag: int, meta: Optional[Meta] = None) -> bool:
+        """Make the symlink ``path`` (with its own owner and attributes); returns whether one
+        was already there, intact.  ``tag`` names its temporary (an index: unique in the run)."""
         pfd, name = self._parent(path)
         replace = path in self.mine
         try:
@@ -123,6 +134,9 @@ class Destination:
         unlink_quietly(tmp, pfd)
         try:
             os.symlink(target, tmp, dir_fd=pfd)
+            # The attribute calls take no dir_fd: the folder's descriptor, by /proc, and the
+            # link itself not followed.
+            self._apply(f"/proc/self/fd/{pfd}/{tmp}", meta, None, link=True)
             os.utime(tmp, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
             rename_into_place(pfd, tmp, pfd, name, replace)
         except OSError as err:
@@ -192,6 +206,7 @@ class Destination:
         mtime_ns: int,
         tag: int,
         check: Callable[[str, int], Optional[str]],
+        meta: Optional[Meta] = None,
     ) -> int:
         """Copy the open file ``source`` to ``path`` under a temporary name; ``check(sha256,
         size)`` says what is wrong with what was read, if anything, before it is given its mode
@@ -211,7 +226,7 @@ class Destination:
             why = check(digest, size)
             if why is not None:
                 raise NotPlaced(why)
-            os.fchmod(fd, mode)
+            self._apply(fd, meta, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         except BaseException:
             unlink_quietly(tmp, pfd)

@@ -43,8 +43,13 @@ RESERVED_PREFIX = ".mvcopy"
 LABEL_FORMAT = "multivolumecopy-label"
 MANIFEST_FORMAT = "multivolumecopy-manifest"
 JOURNAL_FORMAT = "multivolumecopy-journal"
-VERSION = 1
-MANIFEST_COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored")
+VERSION = 1  # of the label
+MANIFEST_VERSION = 2  # 2 added the "meta" column (and journal rows carry it)
+MANIFEST_READS = (1, 2)
+JOURNAL_VERSION = 2
+MANIFEST_COLUMNS = (
+    "path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored", "meta"
+)  # fmt: skip
 RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlink on exFAT)
 
 
@@ -120,16 +125,25 @@ def filesystem_id(root: str) -> str:
 
 def entry_row(e: Entry, verified: Optional[int] = None, stored: Optional[str] = None) -> str:
     """A manifest or journal row of ``e`` as JSON text."""
-    return manifest_row(e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified, stored)
+    return manifest_row(
+        e.path, e.kind, e.size, e.mtime_ns, e.mode, e.target, e.sha256, verified, stored, e.meta
+    )
 
 
 def row_entry(row: list[Any]) -> tuple[Entry, Optional[int], Optional[str]]:
     """A manifest or journal row: the entry, when its content was last verified (epoch s), and
-    the name it is stored under when that differs from its path."""
-    path, kind, size, mtime, mode, target, sha256, verified, stored = row
+    the name it is stored under when that differs from its path.  A row of version 1 has no
+    ``meta``: the drive's copy was given no owner or attributes that its record knows of."""
+    if len(row) == len(MANIFEST_COLUMNS):
+        path, kind, size, mtime, mode, target, sha256, verified, stored, meta = row
+    else:
+        path, kind, size, mtime, mode, target, sha256, verified, stored = row
+        meta = None
     if kind not in KINDS or not isinstance(path, str):
         raise ValueError(kind)
-    return Entry(path, kind, int(size), int(mtime), int(mode), target, sha256), verified, stored
+    digest = int(meta, 16) if meta is not None else 0
+    entry = Entry(path, kind, int(size), int(mtime), int(mode), target, sha256, meta=digest)
+    return entry, verified, stored
 
 
 def sums_line(sha256: str, stored: str) -> str:
@@ -164,7 +178,11 @@ def read_manifest(path: str) -> Optional[ManifestState]:
     doc = _read_json(path, "manifest", "run fsck on the drive, or give the volume up and back it up again")
     if doc is _MISSING:
         return None
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("version") != VERSION:
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != MANIFEST_FORMAT
+        or doc.get("version") not in MANIFEST_READS
+    ):
         version = doc.get("version") if isinstance(doc, dict) else None
         raise OutputError(
             f"the manifest {path} has an unknown format or version ({version!r}); "
@@ -172,7 +190,7 @@ def read_manifest(path: str) -> Optional[ManifestState]:
         )
     state = ManifestState()
     try:
-        if list(doc["columns"]) != list(MANIFEST_COLUMNS):
+        if list(doc["columns"]) != list(MANIFEST_COLUMNS[: 9 if doc["version"] == 1 else None]):
             raise ValueError("columns")
         state.caps = Capabilities.from_json(doc.get("capabilities"))
         for raw in doc["entries"]:
@@ -196,7 +214,7 @@ def manifest_head(
     """The manifest's fields but its entries (written after them, a row a line)."""
     return {
         "format": MANIFEST_FORMAT,
-        "version": VERSION,
+        "version": MANIFEST_VERSION,
         "job_id": label.job_id if label else None,
         "volume": label.volume if label else None,
         "volume_uuid": label.volume_uuid if label else None,

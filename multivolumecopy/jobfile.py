@@ -25,14 +25,20 @@ from .clock import now_iso
 from .errors import JobfileError
 from .fsutil import atomic_write, read_chunks
 from .jsonstream import ROWS_PER_CHUNK, document
+from .metadata import UNKNOWN_ID
 
 FORMAT = "multivolumecopy-jobfile"
-VERSION = 2
-READS = (1, 2)  # version 1 had no "stale" column: every placed entry was taken as current
+VERSION = 3
+# Version 1 had no "stale" column: every placed entry was taken as current.  Version 2 had no
+# "uid", "gid", "xattrs": owners and attributes are unknown (never a change), and the next run
+# records them.
+READS = (1, 2, 3)
 DEFAULT_NAME = ".mvcopy-jobdata.json"
 LOG_SUFFIX = ".log"  # the operation log beside the jobfile (sinks.OperationLog)
-COLUMNS = ("path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale")
-COLUMNS_V1 = COLUMNS[:-1]
+COLUMNS = (
+    "path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale", "uid", "gid", "xattrs"
+)  # fmt: skip
+COLUMNS_OF = {3: COLUMNS, 2: COLUMNS[:9], 1: COLUMNS[:8]}
 
 
 @dataclass
@@ -98,6 +104,9 @@ class Job:
     failed: list[list[str]] = field(default_factory=list)  # [path, why] the last run could not copy
     top: Optional[dict[str, int]] = None  # one folder backed up: its mode and mtime_ns, for a restore
     cached: bool = False  # loaded through a cache that matched (not written to the file)
+    # The names of the owners and groups in the catalog, on the machine that scanned it:
+    # {"users": {"1000": "alice"}, "groups": {...}}; --restore maps them (see metadata.py).
+    owners: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def next_volume_number(self) -> int:
         """The number a new volume gets: one past the highest ever used."""
@@ -124,6 +133,8 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         "volumes": [asdict(v) for v in sorted(job.volumes.values(), key=lambda v: v.number)],
         "failed": job.failed,
         "top": job.top,
+        "owners": job.owners,
+        "xattrs_read": job.catalog.xattrs_known,
         "columns": list(COLUMNS),
     }
     cat = job.catalog
@@ -139,15 +150,22 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         cat.inodes,
         cat.stale,
     )
+    uids, gids, xattrs = cat.uids, cat.gids, cat.xattrs
 
     def rows(indexes: Sequence[int]) -> list[str]:
+        # An attribute list is written as the JSON it is (metadata.encode): no escaping twice.
         return [
             f'[{dump(paths[i])},"{chr(kinds[i])}",{sizes[i]},{mtimes[i]},{modes[i]},{volumes[i]},'
-            f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]},{stale[i]}]"
+            f"{dump(targets[i]) if i in targets else 'null'},{inodes[i]},{stale[i]},"
+            f"{_id(uids[i])},{_id(gids[i])},{xattrs.get(i, 'null')}]"
             for i in indexes
         ]
 
     return document(head, "files", range(len(paths)), rows)
+
+
+def _id(n: int) -> str:
+    return "null" if n == UNKNOWN_ID else str(n)
 
 
 def save(path: str, job: Job, copy_first: Optional[Callable[[str], None]] = None) -> None:
@@ -260,8 +278,16 @@ def _parse(fh: IO[bytes], path: str, cached: Optional[Catalog] = None) -> Job:
 
 CACHE_SUFFIX = ".cache"
 CACHE_FORMAT = "multivolumecopy-catalog-cache"
-CACHE_VERSION = 2
-_COLUMNS = (("sizes", "q"), ("mtimes", "q"), ("modes", "I"), ("volumes", "i"), ("inodes", "Q"))
+CACHE_VERSION = 3  # 3 added uids, gids, xattr_indexes, xattrs
+_COLUMNS = (
+    ("sizes", "q"),
+    ("mtimes", "q"),
+    ("modes", "I"),
+    ("volumes", "i"),
+    ("inodes", "Q"),
+    ("uids", "I"),
+    ("gids", "I"),
+)
 
 
 def _cache_sections(cat: Catalog) -> Iterator[tuple[str, Union[bytes, memoryview]]]:
@@ -279,6 +305,9 @@ def _cache_sections(cat: Catalog) -> Iterator[tuple[str, Union[bytes, memoryview
     with_target = sorted(cat.targets)
     yield "target_indexes", array("q", with_target).tobytes()
     yield "targets", _joined([cat.targets[i] for i in with_target])
+    with_xattrs = sorted(cat.xattrs)
+    yield "xattr_indexes", array("q", with_xattrs).tobytes()
+    yield "xattrs", _joined([cat.xattrs[i] for i in with_xattrs])
 
 
 def _cache_chunks(cat: Catalog, size: int, crc: int) -> Generator[Union[bytes, memoryview], None, None]:
@@ -346,6 +375,7 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Opti
     n = header["entries"]
     body_crc = 0
     target_indexes = array("q")
+    xattr_indexes = array("q")
     for name, length in header["sections"]:
         data = cache.read(length)
         if len(data) != length:
@@ -361,6 +391,10 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Opti
             target_indexes.frombytes(data)
         elif name == "targets":
             cat.targets = dict(zip(target_indexes, _split(data)))
+        elif name == "xattr_indexes":
+            xattr_indexes.frombytes(data)
+        elif name == "xattrs":
+            cat.xattrs = dict(zip(xattr_indexes, _split(data)))
         else:
             column = array(dict(_COLUMNS)[name])
             column.frombytes(data)
@@ -372,6 +406,7 @@ def _read_cache(cache: IO[bytes], header: dict[str, Any], body_end: int) -> Opti
         or len(cat.paths) != n
         or any(len(c) != n for c in columns)
         or len(cat.targets) != len(target_indexes)
+        or len(cat.xattrs) != len(xattr_indexes)
         or cat.kinds.translate(None, "".join(KINDS).encode("ascii"))
     ):
         return None
@@ -409,11 +444,12 @@ def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
             f"{' and '.join(map(str, READS))}; use the multivolumecopy that wrote it (or a newer one)"
         )
     try:
-        if list(doc["columns"]) != list(COLUMNS if version == VERSION else COLUMNS_V1):
+        if list(doc["columns"]) != list(COLUMNS_OF[version]):
             raise ValueError("unknown columns")
         if cat is None:
             cat = Catalog()
             _add_rows(cat, doc["files"])
+        cat.xattrs_known = version >= 3 and bool(doc.get("xattrs_read", True))
         return _from_doc(doc, cat)
     except (KeyError, TypeError, ValueError, IndexError):
         raise _damaged(path) from None
@@ -421,9 +457,10 @@ def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
 
 def _add_rows(cat: Catalog, rows: list[Any]) -> None:
     """Append rows to the catalog column by column: an object per row would cost more time and
-    memory than the file.  Rows of version 1 have no "stale" column."""
+    memory than the file.  Rows of version 1 have no "stale" column, rows of versions 1 and 2
+    no "uid", "gid" and "xattrs" (the owner is then unknown)."""
     width = len(rows[0]) if rows else len(COLUMNS)
-    if width not in (len(COLUMNS), len(COLUMNS_V1)) or any(len(r) != width for r in rows):
+    if width not in (len(c) for c in COLUMNS_OF.values()) or any(len(r) != width for r in rows):
         raise ValueError("row")
     paths = [r[0] for r in rows]
     if not all(isinstance(p, str) for p in paths):
@@ -441,13 +478,23 @@ def _add_rows(cat: Catalog, rows: list[Any]) -> None:
     cat.volumes.extend([r[5] or 0 for r in rows])
     cat.targets.update({base + k: str(r[6]) for k, r in enumerate(rows) if r[6] is not None})
     cat.inodes.extend([r[7] for r in rows])
-    if width == len(COLUMNS):
+    if width > len(COLUMNS_OF[1]):
         flags = bytes([r[8] for r in rows])  # refuses anything but 0-255
         if flags.translate(None, b"\x00\x01"):
             raise ValueError("stale")
         cat.stale.extend(flags)
     else:
         cat.stale.extend(bytes(len(rows)))
+    if width == len(COLUMNS):
+        cat.uids.extend([UNKNOWN_ID if r[9] is None else r[9] for r in rows])
+        cat.gids.extend([UNKNOWN_ID if r[10] is None else r[10] for r in rows])
+        dumps = json.dumps
+        cat.xattrs.update(
+            {base + k: dumps(r[11], separators=(",", ":")) for k, r in enumerate(rows) if r[11]}
+        )
+    else:
+        cat.uids.extend([UNKNOWN_ID] * len(rows))
+        cat.gids.extend([UNKNOWN_ID] * len(rows))
 
 
 def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:
@@ -467,6 +514,7 @@ def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:
         run=RunState(**doc["run"]),
         failed=[[str(p), str(why)] for p, why in doc.get("failed", [])],
         top=_top(doc.get("top")),
+        owners={str(k): {str(i): str(n) for i, n in v.items()} for k, v in (doc.get("owners") or {}).items()},
     )
 
 

@@ -18,12 +18,12 @@ from collections.abc import Container, Iterable
 from typing import Any
 
 from .catalog import Entry
-from .driveformat import JOURNAL_FORMAT, VERSION, ManifestState, row_entry
+from .driveformat import JOURNAL_FORMAT, JOURNAL_VERSION, ManifestState, row_entry
 
 
 def header(generation: int) -> dict[str, Any]:
     """The first line: the manifest generation the journal sits on."""
-    return {"format": JOURNAL_FORMAT, "version": VERSION, "generation": generation}
+    return {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "generation": generation}
 
 
 def intent(paths: list[str], stored: dict[str, str]) -> dict[str, Any]:

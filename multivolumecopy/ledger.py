@@ -65,7 +65,8 @@ class Ledger:
 
 def current_on(cat: Catalog, contents: DriveContents, i: int, granularity: int) -> bool:
     """Whether ``contents`` (a drive's) holds entry ``i`` of ``cat`` in its current version,
-    mode included (a folder's time is set on its drive at each visit, not recorded)."""
+    mode and metadata included (a folder's time is set on its drive at each visit, not
+    recorded)."""
     return contents.current(
         cat.paths[i],
         chr(cat.kinds[i]),
@@ -74,4 +75,5 @@ def current_on(cat: Catalog, contents: DriveContents, i: int, granularity: int) 
         cat.modes[i],
         cat.targets.get(i),  # compared for a symlink only (a hard-linked file's is its group's)
         granularity,
+        cat.meta(i),
     )

@@ -167,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="I/O priority of the copy workers (default: idle, so the fileserver's users come first)",
     )
     b.add_argument(
+        "--no-owner",
+        action="store_true",
+        help="do not keep owners and groups (kept by default where the drive and the user running "
+        "the backup can: as root on ext4, xfs, btrfs; recorded for --restore elsewhere)",
+    )
+    b.add_argument(
+        "--no-acls",
+        action="store_true",
+        help="do not keep POSIX ACLs (access and default; kept by default like owners)",
+    )
+    b.add_argument(
+        "--no-xattrs",
+        action="store_true",
+        help="do not keep extended attributes (user.*; trusted.* and security.* as root; kept by "
+        "default like owners)",
+    )
+    b.add_argument(
         "--no-hash",
         action="store_true",
         help="do not record SHA-256 of copied files (a zero-copy path for drives faster than the "
@@ -228,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = p.add_argument_group("restoring")
     r.add_argument("--to", metavar="DIR", help="where --restore puts the files (created if missing)")
+    r.add_argument(
+        "--numeric-ids",
+        action="store_true",
+        help="give restored files the owner and group ids recorded, as numbers; by default a "
+        "recorded user or group name this machine knows gives its id here",
+    )
     return p
 
 

@@ -28,6 +28,7 @@ from .driveformat import JOBCOPY, LOCKFILE, read_label
 from .errors import JobfileError, MvcError, OutputError, TooLargeError, UsageError
 from .fsutil import atomic_write, block_size, path_inside, read_chunks, round_up
 from .lock import FileLock, check_free
+from .metadata import owner_names
 from .reconcile import metadata_reserve
 from .scan import Scan, Sources, usable_cpus
 from .sizes import format_size
@@ -176,6 +177,7 @@ def merge(
         lambda p, why: emit(ev.Skipped(p, why)),
         opts.one_file_system,
         min(opts.workers, usable_cpus()),
+        opts.keep,
     ) as scanning:
         old = jf.load(jobfile) if os.path.exists(jobfile) else None
         if old is not None and (old.root != sources.root or sorted(old.sources) != sorted(sources.paths)):
@@ -224,6 +226,8 @@ def merge(
         job.catalog = catalog
         job.options = recorded
     job.top = _top_folder(sources)
+    if opts.keep.owner:
+        job.owners = owner_names(catalog.uids, catalog.gids)
     ctx = RunContext(opts, jobfile, job, old_catalog, changes, metadata_reserve(catalog), emit, summary)
     if old_catalog is not None:
         ctx.ledger.carry(changes.volumes, changes.stale)
@@ -310,4 +314,8 @@ def catalog_changed(a: Catalog, b: Catalog) -> bool:
         or a.kinds != b.kinds
         or a.targets != b.targets
         or a.inodes != b.inodes  # how the next run tells a move: a restored source has new ones
+        or a.uids != b.uids
+        or a.gids != b.gids
+        or a.xattrs != b.xattrs
+        or a.xattrs_known != b.xattrs_known
     )

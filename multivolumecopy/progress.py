@@ -189,7 +189,11 @@ class TextRenderer:
             self.say(
                 f"since the last run: {event.new} new, {event.changed} changed "
                 f"({format_size(event.bytes)}), {event.moved} moved, {event.deleted} deleted"
-                + (f", {event.modes} with a new mode only" if event.modes else "")
+                + (
+                    f", {event.modes} with new metadata only (mode, owner, ACLs, attributes)"
+                    if event.modes
+                    else ""
+                )
             )
         elif isinstance(event, ev.RunStarted):
             verb = "continuing" if event.resumed else "starting"

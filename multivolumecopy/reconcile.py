@@ -56,7 +56,7 @@ class VolumePlan:
     purge: list[str] = field(default_factory=list)  # drive paths of ours to remove
     recopy: list[int] = field(default_factory=list)  # belong here but missing or out of date
     rename: list[tuple[str, int]] = field(default_factory=list)  # (old path, new index): moved here
-    chmod: list[int] = field(default_factory=list)  # of those kept, ones whose mode alone changed
+    chmod: list[int] = field(default_factory=list)  # of those kept, ones whose metadata alone changed
     fill: list[int] = field(default_factory=list)  # unplaced entries estimated to fit
     overflow: list[int] = field(default_factory=list)  # rewrites that no longer fit: go elsewhere
     more: bool = False  # candidates were left when the room ran out: the volume is full
@@ -80,6 +80,17 @@ def cost(catalog: Catalog, i: int, block: int) -> int:
     if kind == ord(DIR):
         return block
     return 0
+
+
+def metadata_changed(catalog: Catalog, i: int, have: Entry) -> bool:
+    """Whether the drive's copy ``have`` of entry ``i`` lacks the entry's owner, group or
+    attributes.  A copy whose record has no digest (written before owners were kept) is left
+    as it is unless the entry is stale (its metadata changed since: a chown, a setfacl), so that
+    upgrading does not visit every drive; see docs/TECHNICAL_DECISIONS.rst."""
+    want = catalog.meta(i)
+    if have.meta == want:
+        return False
+    return have.meta != 0 or (want != 0 and bool(catalog.stale[i]))
 
 
 def metadata_reserve(catalog: Catalog) -> int:
@@ -141,7 +152,7 @@ def plan_volume(
             continue
         if same_content(have, catalog.entry(i), granularity):
             plan.keep.append(i)
-            if have.kind != LINK and have.mode != catalog.modes[i]:
+            if (have.kind != LINK and have.mode != catalog.modes[i]) or metadata_changed(catalog, i, have):
                 plan.chmod.append(i)
             kept_bytes += cost(catalog, i, block)  # (one on no volume yet is adopted: kept)
             continue

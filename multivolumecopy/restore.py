@@ -13,10 +13,12 @@ from its manifest (what that drive holds, exactly), not only from the record's
 volume column.
 
 Each file is written under a temporary name, its SHA-256 checked against the
-one recorded when it was backed up, and only then given its mode and times and
-renamed into place: a damaged file never sits under its final name.  Files
-already restored and intact are skipped, so a stopped restore continues where
-it left off.  Nothing already in ``--to`` is overwritten: it is reported.
+one recorded when it was backed up, and only then given its owner, ACLs,
+extended attributes, mode and times (from the record, whatever the drive could
+hold: an exFAT drive holds none of them) and renamed into place: a damaged
+file never sits under its final name.  Files already restored and intact are
+skipped, so a stopped restore continues where it left off.  Nothing already in
+``--to`` is overwritten: it is reported.
 
 Nothing is ever written, chmod-ed, timed or renamed through a symlink: below
 ``--to`` every folder is entered by descriptor without following links (see
@@ -39,6 +41,7 @@ from .driveformat import LOCKFILE
 from .errors import LockedError, OutputError, SwapNeeded
 from .fsutil import path_inside
 from .lock import reading_lock
+from .metadata import UNKNOWN_ID, IdMap
 from .nofollow import Blocked, Tree
 from .patterns import Matcher
 from .records import Head, head_of, load_record, newer, peek, standing
@@ -54,6 +57,7 @@ class RestoreOptions:
     outputs: list[str]
     to: str
     patterns: list[str] = field(default_factory=list)
+    numeric_ids: bool = False  # owners by the recorded numbers, not by the recorded names
 
 
 @dataclass
@@ -66,6 +70,7 @@ class RestoreSummary:
     intact: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
     volumes: list[int] = field(default_factory=list)
+    not_kept: int = 0  # metadata.LOST_* flags: what --to (or this user) refused of the metadata
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ class Restore:
         self.job = job
         self.head = head_of(job)
         self.visited = set()
+        self.ids = IdMap(job.owners, self.opts.numeric_ids)
         cat = job.catalog
         dest = self.dest
         match = Matcher(self.opts.patterns)
@@ -185,7 +191,7 @@ class Restore:
             kind, path = cat.kinds[i], cat.paths[i]
             if kind == ord(LINK):
                 try:
-                    if dest.link(path, cat.targets.get(i) or "", cat.mtimes[i], i):
+                    if dest.link(path, cat.targets.get(i) or "", cat.mtimes[i], i, self._meta(i)):
                         intact += path not in dest.mine
                     else:
                         self.summary.restored += 1
@@ -394,7 +400,7 @@ class Restore:
                 return None
 
             try:
-                size = dest.put_file(path, fin, cat.modes[i], cat.mtimes[i], i, check)
+                size = dest.put_file(path, fin, cat.modes[i], cat.mtimes[i], i, check, self._meta(i))
             finally:
                 os.close(fin)
         except NotPlaced as why:
@@ -434,13 +440,24 @@ class Restore:
         for path in depth_first(self.dirs):
             d = cat.index_of(path)
             if d is not None and path not in self.problems:
-                self.dest.finish_dir(path, cat.modes[d], cat.mtimes[d])
+                self.dest.finish_dir(path, cat.modes[d], cat.mtimes[d], self._meta(d))
         top = self.job.top
         if top is not None and not self.opts.patterns and not self.problems:
             self.dest.finish_top(top["mode"], top["mtime_ns"])  # all of it restored, as rsync -a does
         self.summary.problems = list(self.problems.items())
+        self.summary.not_kept = self.dest.lost
 
     # -- bookkeeping -------------------------------------------------------------------
+
+    def _meta(self, i: int) -> tuple[int, int, Optional[str]]:
+        """Entry ``i``'s owner, group (this machine's ids) and attributes, from the record."""
+        cat = self.job.catalog
+        uid, gid = cat.uids[i], cat.gids[i]
+        return (
+            uid if uid == UNKNOWN_ID else self.ids.uid(uid),
+            gid if gid == UNKNOWN_ID else self.ids.gid(gid),
+            cat.xattrs.get(i),
+        )
 
     def _placed(self, i: int, size: int) -> None:
         self.wanted.discard(i)

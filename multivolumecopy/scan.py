@@ -2,8 +2,10 @@
 
 Turns the source arguments into a common *root* (what a restore copies back
 onto) and a sorted :class:`~multivolumecopy.catalog.Catalog` of every
-directory, regular file and symlink below them.  Symlinks are recorded, never
-followed; sockets, fifos and devices are reported and left out.
+directory, regular file and symlink below them, with each entry's owner and group and, as
+far as the job keeps them, its ACLs and extended attributes (one ``listxattr`` an entry, and a
+``getxattr`` an attribute found).  Symlinks are recorded, never followed; sockets, fifos and
+devices are reported and left out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from .catalog import DIR, FILE, LINK, Catalog, sort_key
 from .errors import SourceError
 from .fsutil import die_with_parent, give_back_free_memory
 from .fsutil import inside as _inside
+from .metadata import KEEP_ALL, UNKNOWN_ID, Keep
+from .metadata import read as read_xattrs
 from .patterns import Excluder
 
 SkipCallback = Callable[[str, str], None]
@@ -93,6 +97,7 @@ def scan(
     on_skip: Optional[SkipCallback] = None,
     one_file_system: bool = False,
     processes: int = 1,
+    keep: Keep = KEEP_ALL,
 ) -> Catalog:
     """Walk every source and return the catalog, already in index order.
 
@@ -107,7 +112,7 @@ def scan(
     With ``processes`` above 1 the folders below the top levels are shared out among this
     process and forked helpers (see :class:`Scan`); the catalog is the same.
     """
-    with Scan(sources, exclude, on_skip, one_file_system, processes) as scanning:
+    with Scan(sources, exclude, on_skip, one_file_system, processes, keep) as scanning:
         return scanning.result()
 
 
@@ -117,7 +122,7 @@ def scan(
 Piece = tuple[Catalog, list[tuple[int, int, int]], list[tuple[str, str]]]
 Task = tuple[str, str, int]  # a folder whose contents a process walks: path, relative path, device
 
-_NUMBERS = ("sizes", "mtimes", "modes", "inodes")  # the scan's number columns (volumes come after)
+_NUMBERS = ("sizes", "mtimes", "modes", "inodes", "uids", "gids")  # (volumes come after)
 TOKEN = 4  # bytes of a task number in the token pipe
 MAX_TOKENS = 8192  # 32 KiB of tokens: the pipe (64 KiB) takes them all before anyone reads
 
@@ -141,10 +146,12 @@ class Scan:
         on_skip: Optional[SkipCallback] = None,
         one_file_system: bool = False,
         processes: int = 1,
+        keep: Keep = KEEP_ALL,
     ):
         self.skip = on_skip or (lambda path, why: None)
         self.excluded = Excluder(exclude)
         self.one_file_system = one_file_system
+        self.keep = keep
         self.pieces: list[Piece] = []
         self.tasks: list[Task] = []
         self.helpers: list[tuple[int, int]] = []  # (pid, read end of its result pipe)
@@ -174,7 +181,7 @@ class Scan:
                 raise
 
     def _walk(self, depth: Optional[int]) -> _Walk:
-        return _Walk(self.excluded, self.one_file_system, depth)
+        return _Walk(self.excluded, self.one_file_system, depth, self.keep)
 
     def __enter__(self) -> Scan:
         return self
@@ -280,6 +287,7 @@ class Scan:
                 for name in _NUMBERS:
                     getattr(cat, name)[base:end] = getattr(part, name)
                 cat.targets.update({base + i: t for i, t in part.targets.items()})
+                cat.xattrs.update({base + i: x for i, x in part.xattrs.items()})
             for i, dev, ino in linked:
                 path = cat.paths[base + i]
                 leader = leaders.setdefault((dev, ino), path)
@@ -290,6 +298,7 @@ class Scan:
             base = end
         cat.volumes = array("i", bytes(4 * base))
         cat.stale = bytearray(base)
+        cat.xattrs_known = self.keep.any_attributes
         return cat
 
     def close(self) -> None:
@@ -320,9 +329,10 @@ class _Walk:
     task N's contents.
     """
 
-    def __init__(self, excluded: Excluder, one_file_system: bool, depth: Optional[int]):
+    def __init__(self, excluded: Excluder, one_file_system: bool, depth: Optional[int], keep: Keep):
         self.excluded = excluded if excluded.patterns else None
         self.one_file_system = one_file_system
+        self.keep = keep
         self.depth = depth
         self.pieces: list[Piece] = []
         self.tasks: list[Task] = []
@@ -350,16 +360,24 @@ class _Walk:
         index order."""
         self.skipped.append((rel, why))
 
-    def _add(self, rel: str, kind: str, st: os.stat_result, target: Optional[str] = None) -> None:
+    def _add(self, rel: str, kind: str, st: os.stat_result, full: str, target: Optional[str] = None) -> None:
         cat = self.cat
+        i = len(cat.paths)
         if target is not None:
-            cat.targets[len(cat.paths)] = target
+            cat.targets[i] = target
         cat.paths.append(rel)
         cat.kinds.append(ord(kind))
         cat.sizes.append(st.st_size if kind == FILE else 0)
         cat.mtimes.append(st.st_mtime_ns)
         cat.modes.append(stat.S_IMODE(st.st_mode))
         cat.inodes.append(st.st_ino if kind == FILE else 0)
+        owner = self.keep.owner
+        cat.uids.append(st.st_uid if owner else UNKNOWN_ID)
+        cat.gids.append(st.st_gid if owner else UNKNOWN_ID)
+        if self.keep.any_attributes:
+            found = read_xattrs(full, self.keep)
+            if found is not None:
+                cat.xattrs[i] = found
 
     def all(self, sources: Sources) -> None:
         """Walk every source in index order: the folders between the root and a source, the source,
@@ -375,20 +393,21 @@ class _Walk:
                 rel_dir = "/".join(parts[:depth])
                 if rel_dir not in seen_dirs:
                     seen_dirs.add(rel_dir)
-                    self._add(rel_dir, DIR, os.stat(os.path.join(root, rel_dir)))
+                    full = os.path.join(root, rel_dir)
+                    self._add(rel_dir, DIR, os.stat(full), full)
             st = os.stat(src)
             if stat.S_ISREG(st.st_mode):
-                self._file(rel_src, st)
+                self._file(rel_src, st, src)
                 continue
             if rel_src:
                 seen_dirs.add(rel_src)
-                self._add(rel_src, DIR, st)
+                self._add(rel_src, DIR, st, src)
             self.dir(src, rel_src, st.st_dev)
 
-    def _file(self, rel: str, st: os.stat_result) -> None:
+    def _file(self, rel: str, st: os.stat_result, full: str) -> None:
         if st.st_nlink > 1:
             self.linked.append((len(self.cat.paths), st.st_dev, st.st_ino))
-        self._add(rel, FILE, st)
+        self._add(rel, FILE, st, full)
 
     def _list(self, path: str, rel: str) -> list[os.DirEntry]:
         try:
@@ -410,12 +429,16 @@ class _Walk:
             cat.mtimes.append,
             cat.modes.append,
             cat.inodes.append,
+            cat.uids.append,
+            cat.gids.append,
         )
 
     def dir(self, top: str, rel_top: str, device: int) -> None:
         """Walk the contents of folder ``top`` (``rel_top`` in the catalog)."""
-        paths, kinds, sizes, mtimes, modes, inodes = self._appenders()
+        paths, kinds, sizes, mtimes, modes, inodes, uids, gids = self._appenders()
         excluded, skip, one_fs = self.excluded, self.skip, self.one_file_system
+        owner, keep = self.keep.owner, self.keep
+        attributes = keep.any_attributes
         limit = self.depth or 0
         S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
         # Depth first, each folder's entries by name: a folder's contents follow it directly.
@@ -438,21 +461,29 @@ class _Walk:
             other_fs = one_fs and st.st_dev != device
             if S_ISREG(mode) and not other_fs:
                 if st.st_nlink > 1:
-                    self._file(rel, st)
+                    self._file(rel, st, de.path)
                     continue
+                if attributes:
+                    found = read_xattrs(de.path, keep)
+                    if found is not None:
+                        self.cat.xattrs[len(self.cat.paths)] = found
                 paths(rel)
                 kinds(102)  # FILE
                 sizes(st.st_size)
                 mtimes(st.st_mtime_ns)
                 modes(mode & 0o7777)
                 inodes(st.st_ino)
+                uids(st.st_uid if owner else UNKNOWN_ID)
+                gids(st.st_gid if owner else UNKNOWN_ID)
             elif S_ISDIR(mode):
-                self._add(rel, DIR, st)
+                self._add(rel, DIR, st, de.path)
                 if other_fs:
                     skip(rel, "another filesystem is mounted here: kept empty (--one-file-system)")
                 elif len(stack) == limit:
                     self._defer(de.path, rel, device)
-                    paths, kinds, sizes, mtimes, modes, inodes = self._appenders()  # the new piece's
+                    paths, kinds, sizes, mtimes, modes, inodes, uids, gids = (
+                        self._appenders()
+                    )  # the new piece's
                 else:
                     stack.append((iter(self._list(de.path, rel)), rel + "/"))
             elif other_fs:
@@ -463,6 +494,6 @@ class _Walk:
                 except OSError as err:
                     skip(rel, f"cannot read symlink: {err.strerror}")
                     continue
-                self._add(rel, LINK, st, target)
+                self._add(rel, LINK, st, de.path, target)
             else:
                 skip(rel, "special file (socket, fifo or device) left out")

@@ -2,8 +2,9 @@
 
 Order: files and symlinks that go are removed first (a file that became a folder leaves its
 place), then moves are renamed (once the drive's copy is known to hold the source's bytes),
-then emptied folders are removed (a folder that became a file leaves its place), then modes
-are set, then files with no recorded hash are hashed; what is new or changed is then written
+then emptied folders are removed (a folder that became a file leaves its place), then modes,
+owners, ACLs and extended attributes that changed alone are set, then files with no recorded
+hash are hashed; what is new or changed is then written
 by :mod:`multivolumecopy.copysession`, which reports each outcome back to the writer.
 Nothing is ever written, removed or changed through a symlink or a file that took a folder's
 place (:class:`~.places.Places`), nor over something not ours.
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from . import events as ev
-from . import faults
+from . import faults, metadata
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, Entry, ancestors, depth_first, mtimes_equal
 from .context import RunContext
@@ -55,6 +56,29 @@ class VolumeWriter:
         # What to do when the copy is cut short (commit or not), before the error is raised:
         # the run saves what it can (see Backup._save_progress).
         self.on_cut_short: Callable[[bool], None] = lambda commit: None
+
+    def not_kept(self, lost: int) -> None:
+        """The drive (or the user running us) refused some metadata (metadata.LOST_* flags): it
+        is in the records, and said once at the end of the run."""
+        lost_on = self.ctx.metadata_lost
+        lost_on[self.rec.number] = lost_on.get(self.rec.number, 0) | lost
+
+    def set_metadata(self, i: int, full: str) -> None:
+        """Give the drive's copy at ``full`` (never followed) entry ``i``'s owner, group, ACLs,
+        attributes and mode (a symlink: its own owner and attributes; no mode)."""
+        cat = self.ctx.catalog
+        is_link = cat.kinds[i] == LINK_CODE
+        mode = None if is_link else cat.modes[i]
+        try:
+            lost = metadata.apply(
+                full, cat.uids[i], cat.gids[i], cat.xattrs.get(i), mode, self.ctx.opts.keep, is_link
+            )
+        except FileNotFoundError:
+            return  # not there after all: the next --verify says so
+        except OSError as err:
+            raise drive_error(self.drive.root, err) from None
+        if lost:
+            self.not_kept(lost)
 
     def prepare(self) -> list[int]:
         """Carry out the plan up to the copy: purge, rename, chmod, hash what is kept, survey
@@ -117,6 +141,7 @@ class VolumeWriter:
                 told.add(place.blocker)
                 continue
             elif decision == ADOPT:
+                self.set_metadata(i, drive.path(drive.on_drive(path) or path))
                 recorded.append(cat.entry(i)._replace(sha256=sha))
                 ctx.emit(ev.Adopted(number, path))
             elif decision == IN_THE_WAY:
@@ -259,8 +284,8 @@ class VolumeWriter:
                 continue
             except OSError as err:
                 raise drive_error(drive.root, err) from None
-            if held.mode != cat.modes[k]:  # moved and chmod-ed
-                set_mode(drive, drive.path(dst), cat.modes[k])
+            if held.mode != cat.modes[k] or held.meta != cat.meta(k):  # moved and chmod-ed, chown-ed...
+                self.set_metadata(k, drive.path(dst))
             moved.append(cat.entry(k)._replace(sha256=held.sha256))
             gone.append(old)
             self.written.append(k)
@@ -275,9 +300,10 @@ class VolumeWriter:
         return again
 
     def chmod(self) -> None:
-        """Entries whose mode alone changed in the sources (a chmod) get the new mode on the
-        drive, their data left alone; the records follow.  A drive that keeps no modes (exFAT)
-        has it in its records only, for ``--restore``."""
+        """Entries whose metadata alone changed in the sources (a chmod, chown, chgrp, setfacl,
+        setfattr) get it on the drive, their data left alone; the records follow.  A drive that
+        keeps no modes, owners or attributes (exFAT) has them in the records only, for
+        ``--restore``."""
         plan, drive, cat = self.plan, self.drive, self.ctx.catalog
         if not plan.chmod:
             return
@@ -289,8 +315,8 @@ class VolumeWriter:
             if stored is not None:
                 if self.places.blocker(stored) is not None:
                     continue  # not reachable without going through something not ours: stays stale
-                set_mode(drive, drive.path(stored), cat.modes[i])
-            updated.append(held._replace(mode=cat.modes[i]))
+                self.set_metadata(i, drive.path(stored))
+            updated.append(held._replace(mode=cat.modes[i], meta=cat.meta(i)))
             self.actions["chmod"].append(path)
         drive.put(updated)
 
@@ -353,8 +379,9 @@ class VolumeWriter:
         return current_on(self.ctx.catalog, self.drive.contents, i, self.rec.granularity_ns)
 
     def set_dir_metadata(self) -> None:
-        """Folders get their source's mode and time once their contents are written (never
-        through a symlink or file that took a folder's place)."""
+        """Folders get their source's owner, ACLs (a default ACL too), attributes, mode and time
+        once their contents are written (never through a symlink or file that took a folder's
+        place)."""
         drive, cat = self.drive, self.ctx.catalog
         dirs = ancestors(drive.contents)
         dirs.update(drive.contents.paths_of_kind(DIR))
@@ -369,7 +396,7 @@ class VolumeWriter:
             try:
                 if self.places.blocker(stored) is not None or not stat.S_ISDIR(os.lstat(full).st_mode):
                     continue
-                os.chmod(full, cat.modes[i])
+                self.set_metadata(i, full)
                 os.utime(full, ns=(cat.mtimes[i], cat.mtimes[i]))
             except FileNotFoundError:
                 continue
@@ -422,18 +449,6 @@ def sha256_of(path: str) -> Optional[str]:
     except OSError:
         return None
     return digest.hexdigest()
-
-
-def set_mode(drive: Drive, full: str, mode: int) -> None:
-    """chmod on the drive (never a symlink: their modes are not compared).  A drive that keeps
-    no modes refuses quietly: its records keep the mode."""
-    try:
-        os.chmod(full, mode)
-    except FileNotFoundError:
-        pass  # not there after all: the next --verify says so
-    except OSError as err:
-        if err.errno not in KEEPS_NO_MODES:
-            raise drive_error(drive.root, err) from None
 
 
 def files_on(root: str) -> dict[str, int]:

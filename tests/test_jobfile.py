@@ -11,13 +11,20 @@ from multivolumecopy import clock
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
 from multivolumecopy.errors import JobfileError
+from multivolumecopy.metadata import ACL_DEFAULT, UNKNOWN_ID, encode
 
 
 def sample_job() -> jf.Job:
     cat = Catalog()
-    cat.append(Entry("dir", DIR, 0, 5, 0o755), 1)
-    cat.append(Entry("dir/caf\udce9 \u00e9\nnewline.txt", FILE, 12, 1_600_000_000_123_456_789, 0o600), 1)
-    cat.append(Entry("dir/link", LINK, 0, 7, 0o777, "../x"), 2)
+    acl = encode(
+        [(ACL_DEFAULT, b"\x02\x00\x00\x00\x01\x00\x07\x00\xff\xff\xff\xff"), ("user.x", b"\xff\x00")]
+    )
+    cat.append(Entry("dir", DIR, 0, 5, 0o2775, uid=1000, gid=50, xattrs=acl), 1)
+    cat.append(
+        Entry("dir/caf\udce9 \u00e9\nnewline.txt", FILE, 12, 1_600_000_000_123_456_789, 0o4600, uid=0, gid=0),
+        1,
+    )
+    cat.append(Entry("dir/link", LINK, 0, 7, 0o777, "../x", uid=33, gid=33), 2)
     cat.append(Entry("z" * 250, FILE, 3, 9, 0o644))
     job = jf.Job(
         job_id=clock.new_id(),
@@ -42,7 +49,19 @@ def load(path, cache: str) -> jf.Job:
 
 
 def columns(cat: Catalog) -> tuple:
-    return (cat.paths, cat.kinds, cat.sizes, cat.mtimes, cat.modes, cat.volumes, cat.inodes, cat.targets)
+    return (
+        cat.paths,
+        cat.kinds,
+        cat.sizes,
+        cat.mtimes,
+        cat.modes,
+        cat.volumes,
+        cat.inodes,
+        cat.targets,
+        cat.uids,
+        cat.gids,
+        cat.xattrs,
+    )
 
 
 @pytest.mark.parametrize("cache", ["kept", "deleted"])
@@ -52,6 +71,8 @@ def test_round_trip_keeps_every_field_and_odd_names(tmp_path, cache):
     jf.save(str(path), job)
     back = load(path, cache)
     assert list(back.catalog) == list(job.catalog)
+    assert columns(back.catalog) == columns(job.catalog)
+    assert back.catalog.xattrs_known
     assert list(back.catalog.volumes) == [1, 1, 2, 0]
     assert back.volumes == job.volumes
     assert back.run == job.run
@@ -62,8 +83,10 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
     jf.save(str(path), sample_job())
     text = path.read_text()
     doc = json.loads(text)
-    assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 2
-    assert doc["columns"] == ["path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale"]
+    assert doc["format"] == "multivolumecopy-jobfile" and doc["version"] == 3
+    assert doc["columns"] == [
+        "path", "kind", "size", "mtime_ns", "mode", "volume", "target", "ino", "stale", "uid", "gid", "xattrs"
+    ]  # fmt: skip
     assert sum(1 for line in text.splitlines() if line.startswith('["dir')) == 3
 
 
@@ -71,7 +94,7 @@ def test_it_is_readable_json_with_a_format_and_version_and_one_row_per_file(tmp_
     "mangle,message",
     [
         (lambda t: t[: len(t) // 2], "corrupt or truncated"),
-        (lambda t: t.replace('"version": 2', '"version": 99'), "format version 99"),
+        (lambda t: t.replace('"version": 3', '"version": 99'), "format version 99"),
         (lambda t: t.replace('"multivolumecopy-jobfile"', '"x"'), "not a multivolumecopy"),
         (lambda t: t.replace('"job_id"', '"jab_id"'), "damaged"),
         (lambda t: t.replace(",12,1600000000123456789,", ',"12",1600000000123456789,'), "damaged"),
@@ -143,7 +166,7 @@ def test_a_jobfile_edited_by_hand_is_read_as_edited_not_from_its_cache(tmp_path)
         lambda b: b[:100] + b[101:],  # a byte lost
         lambda b: b[: len(b) // 2],  # cut short (a crash while it was written)
         lambda b: b"",  # empty
-        lambda b: b.replace(b'"version": 2', b'"version": 3', 1),  # from another version
+        lambda b: b.replace(b'"version": 3', b'"version": 4', 1),  # from another version
         lambda b: b"\x00\xff" * 40,  # not a cache at all
     ],
 )
@@ -201,22 +224,46 @@ def test_reports_written_in_chunks_are_one_valid_json_document():
 
 def test_a_version_1_jobfile_is_read_with_every_placed_entry_current(tmp_path):
     """Version 1 had no "stale" column: what it placed is taken as on its volume, and the next
-    save writes version 2."""
+    save writes the current version."""
     job = sample_job()
     job.catalog.volumes[1] = 2
     path = tmp_path / "job.json"
     jf.save(str(path), job)
     doc = json.loads(path.read_text())
     doc["version"] = 1
-    doc["columns"] = doc["columns"][:-1]
-    doc["files"] = [row[:-1] for row in doc["files"]]
+    doc["columns"] = doc["columns"][:8]
+    doc["files"] = [row[:8] for row in doc["files"]]
     path.write_text(json.dumps(doc))
     (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
     back = jf.load(str(path))
     assert list(back.catalog.volumes) == list(job.catalog.volumes)
     assert not any(back.catalog.stale)
     jf.save(str(path), back)
-    assert json.loads(path.read_text())["version"] == 2
+    assert json.loads(path.read_text())["version"] == 3
+
+
+def test_a_version_2_jobfile_is_read_with_owners_and_attributes_unknown(tmp_path):
+    """Version 2 had no "uid", "gid", "xattrs": they are unknown (never taken for a change: see
+    test_changes), and the next save writes them as unknown until a scan records them."""
+    job = sample_job()
+    job.catalog.stale[2] = 1
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    doc = json.loads(path.read_text())
+    doc["version"] = 2
+    doc["columns"] = doc["columns"][:9]
+    doc["files"] = [row[:9] for row in doc["files"]]
+    path.write_text(json.dumps(doc))
+    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
+    back = jf.load(str(path))
+    assert list(back.catalog.stale) == [0, 0, 1, 0]
+    assert set(back.catalog.uids) == set(back.catalog.gids) == {UNKNOWN_ID}
+    assert back.catalog.xattrs == {} and not back.catalog.xattrs_known
+    assert [back.catalog.meta(i) for i in range(4)] == [0, 0, 0, 0]
+    jf.save(str(path), back)
+    again = json.loads(path.read_text())
+    assert again["version"] == 3 and not again["xattrs_read"]
+    assert [row[9:] for row in again["files"]] == [[None, None, None]] * 4
 
 
 def test_the_stale_mark_survives_a_save_and_its_cache(tmp_path):

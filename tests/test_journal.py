@@ -121,7 +121,7 @@ def test_the_first_line_names_the_format_its_version_and_the_manifest_it_sits_on
     """As docs/formats.rst gives it: a reader checks the version before it trusts the rest."""
     assert json.loads(json.dumps(journal.header(7))) == {
         "format": "multivolumecopy-journal",
-        "version": 1,
+        "version": 2,
         "generation": 7,
     }
 
@@ -162,3 +162,15 @@ def test_an_intent_from_before_drives_kept_stored_names_is_still_dirty():
     state = state_with(entry("a"))
     journal.replay(journal.parse(lines(journal.header(3), {"t": "intent", "paths": ["a", "b"]})), state)
     assert state.dirty == {"a", "b"} and not state.contents and state.stored == {}
+
+
+def test_a_put_keeps_the_metadata_digest_and_a_version_1_row_has_none():
+    """Rows of version 2 carry the digest of the owner and attributes the drive's copy was given;
+    a row written by version 1 (no "meta" column) is read as "not known" (0), not refused."""
+    given = entry("a")._replace(meta=0x1234ABCD)
+    old_row = json.loads(entry_row(entry("b")))[:9]
+    records = journal.parse(lines(journal.header(3), put(given), {"t": "put", "e": [old_row]}, journal.SYNC))
+    state = state_with()
+    journal.replay(records, state)
+    assert state.contents["a"].meta == 0x1234ABCD
+    assert state.contents["b"].meta == 0 and state.contents["b"].size == 10

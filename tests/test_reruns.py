@@ -225,7 +225,10 @@ def test_a_chmod_alone_reaches_the_drive_without_copying_the_data(tmp_path, driv
     rerun = rerun_backwards(tmp_path, bay, images[:used])
 
     assert rerun.returncode == 0, rerun.stderr
-    assert "0 new, 0 changed (0 B), 0 moved, 0 deleted, 2 with a new mode only" in rerun.stderr
+    assert (
+        "0 new, 0 changed (0 B), 0 moved, 0 deleted, 2 with new metadata only (mode, owner, ACLs, attributes)"
+        in rerun.stderr
+    )
     report = json.loads((tmp_path / "job.json.changes.json").read_text())
     assert report["counts"]["bytes_written"] == 0
     bay.eject()

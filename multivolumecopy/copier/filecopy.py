@@ -1,8 +1,9 @@
-"""Copying one file's bytes from the sources to a temporary name on the drive, with its mode and
-times, hashed in the same pass: the small-file path (one read, then a check that the file did
-not change meanwhile), the large-file path (a reused buffer, or an in-kernel copy when not
-hashing), and sparse files (their holes kept).  A file that changes while it is copied is read
-again, three times at most.
+"""Copying one file's bytes from the sources to a temporary name on the drive, with its owner,
+ACLs, extended attributes, mode and times (set on the temporary file, after its data: writing
+clears set-user-ID and file capabilities), hashed in the same pass: the small-file path (one
+read, then a check that the file did not change meanwhile), the large-file path (a reused
+buffer, or an in-kernel copy when not hashing), and sparse files (their holes kept).  A file
+that changes while it is copied is read again, three times at most.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import stat
 from typing import Any, Callable, Optional
 
+from .. import metadata
 from .protocol import Progress
 from .state import STATE
 
@@ -75,15 +77,21 @@ def _open_source(src: str) -> int:
         raise SourceError(err) from None
 
 
-def _keep_special_bits(fd: int, mode: int) -> None:
-    """Writing clears set-user-ID and set-group-ID (unless we may keep them, as root may): set
-    the mode once more, after the data, for a file that has them."""
-    if mode & 0o6000:
-        try:
-            os.fchmod(fd, mode & 0o7777)
-        except OSError as err:
-            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.ENOSYS):
-                raise  # a drive that keeps no modes says so; the mode is in the records
+Meta = tuple[int, int, Optional[str], metadata.Keep]  # uid, gid, attributes, what the job keeps
+
+
+def _set_metadata(fd: int, mode: int, meta: Optional[Meta]) -> int:
+    """After the data: owner, attributes, then the mode once more (writing, and a chown, clear
+    set-user-ID and set-group-ID unless we may keep them).  Returns the metadata.LOST_* flags of
+    what the drive refused."""
+    if meta is None:
+        if mode & 0o6000:
+            return metadata.apply(
+                fd, metadata.UNKNOWN_ID, metadata.UNKNOWN_ID, None, mode, metadata.Keep(False, False, False)
+            )
+        return 0
+    uid, gid, xattrs, keep = meta
+    return metadata.apply(fd, uid, gid, xattrs, mode, keep)
 
 
 def _create(tmp: str, mode: int) -> int:
@@ -95,13 +103,13 @@ def _create(tmp: str, mode: int) -> int:
 
 
 def copy_small(
-    src: str, tmp: str, size: int, mtime_ns: int, mode: int, hashing: bool
-) -> Optional[tuple[int, int, str, int, Optional[str]]]:
+    src: str, tmp: str, size: int, mtime_ns: int, mode: int, hashing: bool, meta: Optional[Meta] = None
+) -> Optional[tuple[int, int, str, int, Optional[str], int]]:
     """A file that fits the buffer, in as few system calls as it takes: read it whole, *then*
     fstat it, and keep the data only if size and mtime are still those expected (the scan's
     at first): a change during the read shows in the fstat after it.  Returns what the
-    Outcome needs after its status (size, mtime, detail, reported, sha256), or None when the
-    file is not small after all (or is sparse), for the general path."""
+    Outcome needs after its status (size, mtime, detail, reported, sha256, lost), or None when
+    the file is not small after all (or is sparse), for the general path."""
     view = memoryview(STATE.buf)
     for _attempt in range(UNSTABLE_RETRIES):
         fsrc = _open_source(src)
@@ -127,21 +135,29 @@ def copy_small(
             done = 0
             while done < n:
                 done += os.write(fdst, data[done:])
-            _keep_special_bits(fdst, mode)
+            lost = _set_metadata(fdst, mode, meta)
             os.utime(fdst, ns=(st.st_atime_ns, mtime_ns))
         finally:
             os.close(fdst)
-        return n, mtime_ns, "", 0, hashlib.sha256(data).hexdigest() if hashing else None
+        return n, mtime_ns, "", 0, hashlib.sha256(data).hexdigest() if hashing else None, lost
     raise Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
 
 
 def copy_file(
-    src: str, tmp: str, mode: int, stop: Any, report: Callable[[Any], None], hashing: bool
-) -> tuple[int, int, str, int, Optional[str]]:
-    """Copy ``src`` to ``tmp`` with mode and mtime; retried while the source changes under us.
+    src: str,
+    tmp: str,
+    mode: int,
+    stop: Any,
+    report: Callable[[Any], None],
+    hashing: bool,
+    meta: Optional[Meta] = None,
+) -> tuple[int, int, str, int, Optional[str], int]:
+    """Copy ``src`` to ``tmp`` with its metadata, mode and mtime; retried while the source
+    changes under us.
 
     Returns what the Outcome needs after its status: size, mtime, detail (empty), the bytes
-    told in Progress messages, and the SHA-256 of what was written (None when not hashing).
+    told in Progress messages, the SHA-256 of what was written (None when not hashing), and
+    the metadata.LOST_* flags of what the drive refused.
     """
     reported = 0
     for _attempt in range(UNSTABLE_RETRIES):
@@ -160,7 +176,7 @@ def copy_file(
                 else:
                     told, digest = _copy_data(fsrc, fdst, before, stop, report), None
                 reported += told
-                _keep_special_bits(fdst, mode)
+                lost = _set_metadata(fdst, mode, meta)
                 os.utime(fdst, ns=(before.st_atime_ns, before.st_mtime_ns))
                 if before.st_size >= DROP_AT:
                     _drop_cache(fdst)
@@ -170,7 +186,7 @@ def copy_file(
         finally:
             os.close(fsrc)
         if after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns:
-            return before.st_size, before.st_mtime_ns, "", reported, digest
+            return before.st_size, before.st_mtime_ns, "", reported, digest, lost
         os.unlink(tmp)
     raise Unstable(f"kept changing while it was copied ({UNSTABLE_RETRIES} tries)")
 

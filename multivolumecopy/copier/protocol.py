@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
+from ..metadata import UNKNOWN_ID
+
 
 class Status(str, enum.Enum):
     """What became of one item."""
@@ -39,6 +41,9 @@ class CopyItem(NamedTuple):
     mode: int
     link_target: Optional[str]  # a symlink's target
     dest: Optional[str]  # where it goes on the drive, where that differs from ``rel``
+    uid: int = UNKNOWN_ID  # owner and group (UNKNOWN_ID: not kept)
+    gid: int = UNKNOWN_ID
+    xattrs: Optional[str] = None  # ACLs and extended attributes (metadata.encode)
 
     @property
     def place(self) -> str:
@@ -56,11 +61,12 @@ class Outcome(NamedTuple):
     detail: str = ""  # why, for a person
     reported: int = 0  # bytes already told in Progress messages (large files)
     sha256: Optional[str] = None  # of what was written; None when not hashing
+    lost: int = 0  # metadata.LOST_* flags: what the drive (or this user) refused of its metadata
 
 
 def outcome(catalog_index: int, status: Status, detail: str = "") -> Outcome:
     """An outcome with nothing copied."""
-    return Outcome(catalog_index, status, 0, 0, detail, 0, None)
+    return Outcome(catalog_index, status, 0, 0, detail, 0, None, 0)
 
 
 _new_item = tuple.__new__
@@ -78,11 +84,12 @@ class CopyBatch:
     volume_key: str = ""  # changes with every drive, so workers forget the folders they made
     hash: bool = True  # record the SHA-256 of what is written, read in the same pass as the copy
     root_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of dst_root: the drive must still be there
+    keep: tuple[bool, bool, bool] = (True, True, True)  # metadata.Keep: owner, ACLs, attributes
 
     def __reduce__(self) -> tuple[Any, ...]:
         rows = tuple(map(tuple, self.items))
         fields = (self.batch_id, self.src_root, self.dst_root, self.tmpdir, rows)
-        return (_batch_from_wire, (*fields, self.volume_key, self.hash, self.root_id))
+        return (_batch_from_wire, (*fields, self.volume_key, self.hash, self.root_id, self.keep))
 
 
 def _batch_from_wire(
@@ -122,6 +129,7 @@ def make_batches(
     volume_key: str,
     hash: bool = True,
     root_id: tuple[int, int] = (0, 0),
+    keep: tuple[bool, bool, bool] = (True, True, True),
     max_items: int = 1024,
     max_bytes: int = 16 * 1024 * 1024,
     fold_at: int = 256,
@@ -138,13 +146,13 @@ def make_batches(
             or size + item.size > max_bytes
             or (len(batch) >= fold_at and folder_of(item) != folder_of(batch[-1]))
         ):
-            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
+            yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id, keep)
             n += 1
             batch, size = [], 0
         batch.append(item)
         size += item.size
     if batch:
-        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id)
+        yield CopyBatch(n, src_root, dst_root, tmpdir, tuple(batch), volume_key, hash, root_id, keep)
 
 
 def folder_of(item: CopyItem) -> str:

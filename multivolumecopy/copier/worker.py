@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
-from .. import faults
+from .. import faults, metadata
 from ..catalog import DIR, FILE, LINK
 from ..fsutil import die_with_parent, is_no_space
 from .drivepaths import GONE, drive_refused, drive_there, make_dir, make_parents
@@ -164,18 +164,20 @@ def copy_one(
 ) -> Outcome:
     """Copy one entry to a temporary name and rename it into place; with ``staged`` (a file or
     link of a staged folder), copy it to that name and leave it there for the folder's rename."""
-    index, rel, kind, size, mtime_ns, mode, target, _ = item
+    index, rel, kind, size, mtime_ns, mode, target, _, uid, gid, xattrs = item
     dest = item.place
     final = f"{batch.dst_root}/{dest}"
     tmp = staged or f"{tmpdir}/{index}"
+    keep = metadata.Keep(*batch.keep)
+    meta = (uid, gid, xattrs, keep)
     try:
         if kind == FILE:
             if size < len(STATE.buf):
-                got = copy_small(f"{batch.src_root}/{rel}", tmp, size, mtime_ns, mode, batch.hash)
+                got = copy_small(f"{batch.src_root}/{rel}", tmp, size, mtime_ns, mode, batch.hash, meta)
             else:
                 got = None
             if got is None:  # large, sparse, or grown past the buffer since the scan
-                got = copy_file(f"{batch.src_root}/{rel}", tmp, mode, stop, report, batch.hash)
+                got = copy_file(f"{batch.src_root}/{rel}", tmp, mode, stop, report, batch.hash, meta)
             faults.point("before-rename")
             if staged is None:
                 make_parents(batch.dst_root, dest)
@@ -191,11 +193,12 @@ def copy_one(
             return Outcome(index, Status.OK, 0, mtime_ns)
         assert kind == LINK and target is not None
         os.symlink(target, tmp)
+        lost = metadata.apply(tmp, uid, gid, xattrs, None, keep, is_link=True)  # the link's own
         os.utime(tmp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
         if staged is None:
             make_parents(batch.dst_root, dest)  # only now: the temp file proved the drive is there
             os.rename(tmp, final)
-        return Outcome(index, Status.OK, 0, mtime_ns)
+        return Outcome(index, Status.OK, 0, mtime_ns, lost=lost)
     except Stopped:
         unlink_quietly(tmp)
         return outcome(index, Status.NOT_DONE)
