@@ -124,6 +124,13 @@ def test_owners_acls_and_attributes_survive_on_the_drives_and_through_restore(
     images, points = three_mounted
     src = tmp_path / "src"
     fileserver_tree(src)
+    (src / "shared/sub/deeper").mkdir(parents=True)
+    (src / "shared/sub/deeper/note").write_text("in a folder under a default ACL\n")
+    # A drive whose root passes a default ACL and its group on to what is made in it: the
+    # copies must still have exactly the source's.
+    os.chown(points[0], 0, 4321)
+    os.chmod(points[0], 0o2775)
+    sh("setfacl", "-d", "-m", "u:4321:rwx", str(points[0]))
 
     first = run_backup(tmp_path, points)
 
@@ -175,3 +182,34 @@ def test_a_metadata_change_alone_updates_the_drives_without_copying_data(tmp_pat
     r = restore(tmp_path, points, restored)
     assert r.returncode == 0, r.stderr
     assert metadata_differences(src, restored) == ""
+
+
+@ACL_TOOLS
+def test_an_exfat_drive_records_what_it_cannot_hold_and_restore_gives_it_back(tmp_path, drives):
+    """exFAT holds no owner, ACL nor attribute: the records do, the run says so once and exits
+    0, and --restore gives all of it back (the metadata-only re-run too)."""
+    for tool in ("mkfs.exfat", "mount.exfat-fuse"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: install exfatprogs and exfat-fuse (tests/run does, as root)")
+    stick = drives.mount_exfat(drives.exfat("stick"), tmp_path / "stick")
+    src = tmp_path / "src"
+    fileserver_tree(src)
+    # (A hard link the stick cannot make waits for the next drive: not this test's subject.)
+    (src / "links/b").unlink()
+
+    first = run_backup(tmp_path, [stick])
+
+    assert first.returncode == 0, first.stderr
+    told = [line for line in first.stderr.splitlines() if "not kept on volume" in line]
+    assert len(told) == 1 and "owners and groups" in told[0] and "--restore sets them" in told[0]
+    r = restore(tmp_path, [stick], tmp_path / "restored")
+    assert r.returncode == 0, r.stderr
+    assert metadata_differences(src, tmp_path / "restored") == ""
+    os.chown(src / "home/alice/photo 1.jpg", 1003, 1003)
+    sh("setfattr", "-n", "user.tag", "-v", "green", str(src / "home/bob/song 0.ogg"))
+    again = run_backup(tmp_path, [stick])
+    assert again.returncode == 0, again.stderr
+    assert "2 with new metadata only" in again.stderr and "wrote 0 entries (0 B)" in again.stderr
+    r = restore(tmp_path, [stick], tmp_path / "restored again")
+    assert r.returncode == 0, r.stderr
+    assert metadata_differences(src, tmp_path / "restored again") == ""

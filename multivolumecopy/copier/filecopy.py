@@ -81,17 +81,32 @@ Meta = tuple[int, int, Optional[str], metadata.Keep]  # uid, gid, attributes, wh
 
 
 def _set_metadata(fd: int, mode: int, meta: Optional[Meta]) -> int:
-    """After the data: owner, attributes, then the mode once more (writing, and a chown, clear
-    set-user-ID and set-group-ID unless we may keep them).  Returns the metadata.LOST_* flags of
-    what the drive refused."""
+    """After the data: owner, attributes, then the mode once more where it is needed (writing,
+    and a chown, clear set-user-ID and set-group-ID unless we may keep them; an access ACL
+    sets the group bits).  The file was just made in a folder of ours that has no default ACL
+    nor set-group-ID bit (:func:`~.worker.batch_dir`): it is ours, with no attribute and the
+    mode it was created with, so what it already has is not set again (a small file's copy is
+    paid by the system call).  Returns the metadata.LOST_* flags of what the drive refused."""
     if meta is None:
+        uid = gid = metadata.UNKNOWN_ID
+        xattrs, keep = None, metadata.Keep(False, False, False)
+    else:
+        uid, gid, xattrs, keep = meta
+    if not keep.owner or uid == _EUID:
+        uid = metadata.UNKNOWN_ID
+    if not keep.owner or gid == _EGID:
+        gid = metadata.UNKNOWN_ID
+    if not keep.any_attributes:
+        xattrs = None
+    acl = xattrs is not None and metadata.ACL_ACCESS in xattrs
+    if uid == gid == metadata.UNKNOWN_ID and xattrs is None:
         if mode & 0o6000:
-            return metadata.apply(
-                fd, metadata.UNKNOWN_ID, metadata.UNKNOWN_ID, None, mode, metadata.Keep(False, False, False)
-            )
+            return metadata.apply(fd, uid, gid, None, mode, keep)
         return 0
-    uid, gid, xattrs, keep = meta
-    return metadata.apply(fd, uid, gid, xattrs, mode, keep)
+    return metadata.apply(fd, uid, gid, xattrs, mode if mode & 0o6000 or acl else None, keep)
+
+
+_EUID, _EGID = os.geteuid(), os.getegid()  # the owner of what a worker creates
 
 
 def _create(tmp: str, mode: int) -> int:

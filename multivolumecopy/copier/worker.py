@@ -84,8 +84,25 @@ def batch_dir(batch: CopyBatch) -> str:
             os.mkdir(path, 0o700)
         except FileExistsError:
             pass
+        plain_folder(path)
         STATE.batch_dirs[key] = path
     return path
+
+
+def plain_folder(path: str) -> None:
+    """Make a temporary folder of ours inherit nothing to what is made in it: no default ACL,
+    no set-group-ID bit, our own group (a drive's root may have any of these, and mkdir passes
+    them on).  What the copy makes there then has no attribute and is ours (see
+    filecopy._set_metadata)."""
+    os.chmod(path, 0o700)
+    try:
+        os.chown(path, -1, os.getegid())
+    except OSError:
+        pass  # not a filesystem of owners (exFAT): nothing is inherited there either
+    try:
+        os.removexattr(path, metadata.ACL_DEFAULT)
+    except OSError:
+        pass  # none there (ENODATA), or no ACLs on this filesystem
 
 
 def copy_batch(batch: CopyBatch, stop: Any, report: Callable[[Any], None]) -> BatchDone:
