@@ -126,6 +126,7 @@ def test_owners_acls_and_attributes_survive_on_the_drives_and_through_restore(
     fileserver_tree(src)
     (src / "shared/sub/deeper").mkdir(parents=True)
     (src / "shared/sub/deeper/note").write_text("in a folder under a default ACL\n")
+    (src / "a root file").write_text("root's, first in index order: on the first drive\n")
     # A drive whose root passes a default ACL and its group on to what is made in it: the
     # copies must still have exactly the source's.
     os.chown(points[0], 0, 4321)
