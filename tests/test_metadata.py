@@ -4,15 +4,18 @@ only they change (issue 16).  The oracle is rsync -naHAXc, which shares no code 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import needs_root
-from helpers import files_on, run_mvc
+from helpers import REPO, files_on, run_mvc
 
 pytestmark = needs_root
 
@@ -214,3 +217,68 @@ def test_an_exfat_drive_records_what_it_cannot_hold_and_restore_gives_it_back(tm
     r = restore(tmp_path, [stick], tmp_path / "restored again")
     assert r.returncode == 0, r.stderr
     assert metadata_differences(src, tmp_path / "restored again") == ""
+
+
+USER = 1001  # an id no test runs as: the user without root
+
+
+@contextlib.contextmanager
+def reachable(folder: Path) -> Iterator[None]:
+    """Let USER pass through the folders above ``folder`` (pytest makes its own private), for
+    the time of the test."""
+    above = [p for p in folder.parents if p != Path("/") and p != Path("/tmp")]
+    modes = {p: p.stat().st_mode & 0o7777 for p in above}
+    try:
+        for p, mode in modes.items():
+            os.chmod(p, mode | 0o001)
+        yield
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)
+
+
+def as_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI run by USER (no root, no supplementary group), with a Python that user can run."""
+    for python in ("/usr/bin/python3", "/usr/local/bin/python3", sys.executable):
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(cwd), "LANG": "C.UTF-8"}
+        probe = subprocess.run(
+            [python, "-c", "import multivolumecopy"], user=USER, group=USER, extra_groups=[], env=env,
+            capture_output=True, cwd=cwd,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            return subprocess.run(
+                [python, "-m", "multivolumecopy", *argv], user=USER, group=USER, extra_groups=[], env=env,
+                capture_output=True, text=True, cwd=cwd, timeout=180, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+    pytest.skip("needs a Python interpreter and this checkout readable by a user without root")
+
+
+@ACL_TOOLS
+def test_a_user_without_root_keeps_what_it_can_says_once_what_not_and_exits_0(tmp_path, drives):
+    """Its own tree onto a drive it owns: data, modes, its user.* attributes and ACLs are kept;
+    a group it is not in cannot be given: one line says so, and the run exits 0."""
+    work = tmp_path / "user"
+    work.mkdir()
+    stick = drives.mount(drives.image("d1", 4096), work / "usb")
+    src = work / "src"
+    (src / "sub").mkdir(parents=True)
+    for n in range(30):
+        (src / "sub" / f"f{n}").write_text(f"file {n}\n")
+        sh("setfattr", "-n", "user.tag", "-v", f"t{n}", str(src / "sub" / f"f{n}"))
+    sh("setfacl", "-m", "u:1002:r", str(src / "sub/f0"))
+    os.symlink("sub/f1", src / "link")
+    sh("chown", "-R", "-h", f"{USER}:{USER}", str(work))
+    os.chown(src / "sub", USER, 2345)  # a group the user is not in: cannot be kept by the user
+
+    with reachable(work):
+        r = as_user([str(src), "-o", str(stick), "-f", str(work / "job.json")], work)
+
+    assert r.returncode == 0, r.stderr
+    told = [line for line in r.stderr.splitlines() if "not kept" in line]
+    assert len(told) == 1 and "owners and groups" in told[0] and "run as root" in told[0], r.stderr
+    rsync = subprocess.run(
+        ["rsync", "-naHAXc", "--itemize-changes", "--exclude=/.mvcopy-*", "--exclude=/lost+found",
+         f"{src}/", f"{stick}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    assert [line for line in rsync if line and not line.endswith(" ./")] == [".d.....g... sub/"]
