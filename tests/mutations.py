@@ -244,6 +244,48 @@ MUTATIONS = [
         "            plan = plans[v] = VolumePlan(v)",
         "tests/test_dry_run.py",
     ),
+    Mutation(
+        "metadata-no-chown",  # copies on the drives keep the creating user, not the source's owner
+        "multivolumecopy/metadata.py",
+        "                os.fchown(target, *ids)",
+        "                pass",
+        "tests/test_metadata.py::test_owners_acls_and_attributes_survive_on_the_drives_and_through_restore",
+    ),
+    Mutation(
+        "metadata-no-xattrs-copied",  # a file's ACLs and attributes are not copied to the drive
+        "multivolumecopy/copier/filecopy.py",
+        "    return metadata.apply(fd, uid, gid, xattrs, mode if mode & 0o6000 or acl else None, keep)",
+        "    return metadata.apply(fd, uid, gid, None, mode if mode & 0o6000 or acl else None, keep)",
+        "tests/test_metadata.py::test_owners_acls_and_attributes_survive_on_the_drives_and_through_restore",
+    ),
+    Mutation(
+        "metadata-batch-folder-inherits",  # a drive root's default ACL and group pass on to copies
+        "multivolumecopy/copier/worker.py",
+        "        plain_folder(path)\n",
+        "",
+        "tests/test_metadata.py::test_owners_acls_and_attributes_survive_on_the_drives_and_through_restore",
+    ),
+    Mutation(
+        "metadata-change-unseen",  # a chown alone is not seen by the change detection
+        "multivolumecopy/changes.py",
+        "    return a != UNKNOWN_ID and b != UNKNOWN_ID",
+        "    return False",
+        "tests/test_metadata.py::test_a_metadata_change_alone_updates_the_drives_without_copying_data",
+    ),
+    Mutation(
+        "metadata-restore-none",  # --restore sets modes but no owner nor attribute
+        "multivolumecopy/destination.py",
+        "                raise NotPlaced(why)\n            self._apply(fd, meta, mode)",
+        "                raise NotPlaced(why)\n            self._apply(fd, None, mode)",
+        "tests/test_metadata.py::test_an_exfat_drive_records_what_it_cannot_hold_and_restore_gives_it_back",
+    ),
+    Mutation(
+        "metadata-refusal-fails",  # a chown the user may not do fails the run instead of a note
+        "multivolumecopy/metadata.py",
+        "            if err.errno not in REFUSED:\n                raise\n            lost |= LOST_OWNER",
+        "            raise",
+        "tests/test_metadata.py::test_a_user_without_root_keeps_what_it_can_says_once_what_not_and_exits_0",
+    ),
 ]
 
 
