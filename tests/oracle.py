@@ -34,18 +34,27 @@ def tree(root: str, drive: bool = False) -> Tree:
                 continue
             path = f"{rel}/{name}" if rel else name
             st = os.lstat(os.path.join(root, path))
+            owner = (st.st_uid, st.st_gid, _xattrs(os.path.join(root, path)))
             if stat.S_ISDIR(st.st_mode):
-                found[path] = ("d", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                found[path] = ("d", stat.S_IMODE(st.st_mode), st.st_mtime_ns, *owner)
                 walk(path)
             elif stat.S_ISLNK(st.st_mode):
-                found[path] = ("l", os.readlink(os.path.join(root, path)), st.st_mtime_ns)
+                found[path] = ("l", os.readlink(os.path.join(root, path)), st.st_mtime_ns, *owner)
             elif stat.S_ISREG(st.st_mode):
-                found[path] = ("f", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size, _sha256(root, path))
+                found[path] = (
+                    "f", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size, _sha256(root, path), *owner
+                )  # fmt: skip
             else:
                 found[path] = ("?", st.st_mode)
 
     walk("")
     return found
+
+
+def _xattrs(full: str) -> tuple[tuple[str, bytes], ...]:
+    """Every extended attribute (ACLs included) of ``full``, not followed, sorted."""
+    names = os.listxattr(full, follow_symlinks=False)
+    return tuple(sorted((n, os.getxattr(full, n, follow_symlinks=False)) for n in names))
 
 
 def _sha256(root: str, path: str) -> str:
@@ -180,9 +189,14 @@ def drive_problems(d: DriveView) -> list[str]:
 def _describe(rec: tuple) -> str:
     kind = rec[0]
     if kind == "d":
-        return f"folder {oct(rec[1])} t={rec[2]}"
+        return f"folder {oct(rec[1])} t={rec[2]} {_owned(rec[3:])}"
     if kind == "l":
-        return f"symlink -> {rec[1]!r} t={rec[2]}"
+        return f"symlink -> {rec[1]!r} t={rec[2]} {_owned(rec[3:])}"
     if kind == "f":
-        return f"file {rec[3]} B {oct(rec[1])} t={rec[2]} {rec[4][:8]}"
+        return f"file {rec[3]} B {oct(rec[1])} t={rec[2]} {rec[4][:8]} {_owned(rec[5:])}"
     return f"special {oct(rec[1])}"
+
+
+def _owned(meta: tuple) -> str:
+    uid, gid, xattrs = meta
+    return f"{uid}:{gid} {[n for n, _ in xattrs]}"

@@ -482,6 +482,33 @@ class BackupMachine(RuleBasedStateMachine):
         os.chmod(self._path(rel), mode)
         self.say(f"chmod {oct(mode)} {rel!r}")
 
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(["chown", "chgrp", "setfattr", "removexattr", "setgid"]),
+        who=st.sampled_from([0, 1001, 1002]),
+    )
+    def change_metadata(self, data, how, who):
+        """A chown, chgrp, setfattr or chmod g+s alone: the data and mtime stay (issue 16)."""
+        entries = self._entries()
+        if not entries:
+            return
+        rel = data.draw(st.sampled_from(sorted(entries)), label="entry")
+        full = self._path(rel)
+        is_link = os.path.islink(full)
+        if how == "chown":
+            os.chown(full, who, -1, follow_symlinks=False)
+        elif how == "chgrp":
+            os.chown(full, -1, who, follow_symlinks=False)
+        elif how == "setfattr" and not is_link:
+            os.setxattr(full, "user.x", f"v{who}".encode())
+        elif how == "removexattr" and not is_link and "user.x" in os.listxattr(full):
+            os.removexattr(full, "user.x")
+        elif how == "setgid" and not is_link:
+            os.chmod(full, os.stat(full).st_mode & 0o7777 | 0o2000)
+        else:
+            return
+        self.say(f"{how} {who} {rel!r}")
+
     @rule(data=st.data())
     def remake_symlink(self, data):
         links = self._entries("l")
