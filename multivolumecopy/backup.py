@@ -117,8 +117,16 @@ class Backup:
         """Every entry is saved and nothing changed: no drive is needed.  The jobfile still
         follows the sources (folders' times, inodes), and a cache is written if it had none."""
         job = ctx.job
-        if read is None or ctx.old is None or catalog_changed(ctx.old, job.catalog) or job.failed:
-            job.failed = []  # all saved: what the last run could not save is gone or done
+        self.summary.failed = list(ctx.unreadable)  # all the scan found is saved; not what it could not read
+        failed = [[path, why] for path, why in ctx.unreadable]
+        if (
+            read is None
+            or ctx.old is None
+            or catalog_changed(ctx.old, job.catalog)
+            or job.failed != failed
+            or ctx.specials_changed
+        ):
+            job.failed = failed
             jf.save(self.jobfile, job)
         elif not read.cached:
             jf.write_cache(self.jobfile, ctx.old)  # the next run reads the catalog from it
@@ -147,7 +155,7 @@ class Backup:
         cat = ctx.catalog
         self.summary.failed = [
             (cat.paths[i], _why_unsaved(ctx, i)) for i in cat.unsaved() if i not in ctx.vanished
-        ]
+        ] + ctx.unreadable
         ctx.job.failed = [[path, why] for path, why in self.summary.failed]
         self._tell_metadata_lost(ctx)
 

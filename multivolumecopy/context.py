@@ -82,6 +82,8 @@ class RunContext:
     block: dict[int, int] = field(default_factory=dict)  # volume -> its block size
     failed: dict[int, str] = field(default_factory=dict)  # failed in this run, why: not offered again
     vanished: set[int] = field(default_factory=set)  # gone from the sources since the scan
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # the scan could not read: not saved
+    specials_changed: bool = False  # the special files recorded differ from the jobfile's
     # Volume -> metadata.LOST_* flags: what its drive (or the user running us) refused to hold;
     # kept in the records, said once at the end of the run.
     metadata_lost: dict[int, int] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from . import metadata
 from .catalog import mtimes_equal
 from .errors import OutputError
 from .nofollow import CREATE, Blocked, Tree, mtime_granularity, rename_into_place, unlink_quietly, what_is
+from .specials import Special, make
 
 CHUNK = 1024 * 1024
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -146,6 +147,20 @@ class Destination:
             raise NotPlaced(f"cannot make the symlink: {err.strerror}") from None
         self.mine.add(path)
         return False
+
+    # -- special files -----------------------------------------------------------------
+
+    def special(self, sp: Special, uid: int, gid: int) -> bool:
+        """Make the FIFO, socket or device node ``sp`` (owned by ``uid``/``gid`` when this user
+        may give it); returns whether it was already there."""
+        pfd, name = self._parent(sp.path)
+        try:
+            return make(pfd, name, sp, uid, gid)
+        except FileExistsError:
+            raise NotPlaced(_in_the_way(pfd, name)) from None
+        except OSError as err:
+            why = "a device node can be made by root only" if err.errno == errno.EPERM else err.strerror
+            raise NotPlaced(f"cannot make the {sp.kind} node: {why}") from None
 
     # -- files -------------------------------------------------------------------------
 

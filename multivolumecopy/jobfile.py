@@ -26,6 +26,7 @@ from .errors import JobfileError
 from .fsutil import atomic_write, read_chunks
 from .jsonstream import ROWS_PER_CHUNK, document
 from .metadata import UNKNOWN_ID
+from .specials import Special
 
 FORMAT = "multivolumecopy-jobfile"
 VERSION = 3
@@ -103,6 +104,7 @@ class Job:
     updated: Optional[str] = None
     failed: list[list[str]] = field(default_factory=list)  # [path, why] the last run could not copy
     top: Optional[dict[str, int]] = None  # one folder backed up: its mode and mtime_ns, for a restore
+    specials: list[Special] = field(default_factory=list)  # FIFOs, sockets, devices: not on drives
     cached: bool = False  # loaded through a cache that matched (not written to the file)
     # The names of the owners and groups in the catalog, on the machine that scanned it:
     # {"users": {"1000": "alice"}, "groups": {...}}; --restore maps them (see metadata.py).
@@ -133,6 +135,7 @@ def dump_chunks(job: Job) -> Iterator[bytes]:
         "volumes": [asdict(v) for v in sorted(job.volumes.values(), key=lambda v: v.number)],
         "failed": job.failed,
         "top": job.top,
+        "specials": [sp.to_row() for sp in job.specials],
         "owners": job.owners,
         "xattrs_read": job.catalog.xattrs_known,
         "columns": list(COLUMNS),
@@ -514,6 +517,7 @@ def _from_doc(doc: dict[str, Any], cat: Catalog) -> Job:
         run=RunState(**doc["run"]),
         failed=[[str(p), str(why)] for p, why in doc.get("failed", [])],
         top=_top(doc.get("top")),
+        specials=[Special.from_row(row) for row in doc.get("specials") or []],
         owners={str(k): {str(i): str(n) for i, n in v.items()} for k, v in (doc.get("owners") or {}).items()},
     )
 

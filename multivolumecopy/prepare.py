@@ -31,7 +31,8 @@ from .lock import FileLock, check_free
 from .metadata import owner_names
 from .reconcile import metadata_reserve
 from .scan import Scan, Sources, usable_cpus
-from .sizes import format_size
+from .sizes import format_size, plural
+from .specials import SPECIAL, Special, describe, special_at
 
 
 def check_outputs(opts: Options, sources: Sources) -> None:
@@ -171,10 +172,24 @@ def merge(
     scan with the jobfile, and apply --forget-volume and --replace-volume.  Returns the job as
     read (None for a new job; its catalog is the fresh one by now), the run's context, and the
     volumes the run must visit."""
+    specials: list[Special] = []
+    unreadable: list[tuple[str, str]] = []
+
+    def left_out(path: str, why: str, failed: bool) -> None:
+        if failed:  # not saved: the run does not exit 0
+            unreadable.append((path, why))
+            emit(ev.FileFailed(path, why))
+        elif why == SPECIAL:  # by design: recorded for --restore
+            found = special_at(os.path.join(sources.root, path), path)
+            if found is not None:
+                specials.append(found)
+        else:
+            emit(ev.Skipped(path, why))
+
     with Scan(
         sources,
         opts.exclude,
-        lambda p, why: emit(ev.Skipped(p, why)),
+        left_out,
         opts.one_file_system,
         min(opts.workers, usable_cpus()),
         opts.keep,
@@ -226,9 +241,19 @@ def merge(
         job.catalog = catalog
         job.options = recorded
     job.top = _top_folder(sources)
+    specials_changed = job.specials != specials
+    job.specials = specials
+    if specials:
+        what = describe(specials)
+        them = plural(len(specials), "it", "them")
+        emit(ev.Note(f"{what} left out by design (no data to copy): recorded, --restore makes {them} again"))
     if opts.keep.owner:
-        job.owners = owner_names(catalog.uids, catalog.gids)
+        job.owners = owner_names(
+            [*catalog.uids, *(sp.uid for sp in specials)], [*catalog.gids, *(sp.gid for sp in specials)]
+        )
     ctx = RunContext(opts, jobfile, job, old_catalog, changes, metadata_reserve(catalog), emit, summary)
+    ctx.unreadable = unreadable
+    ctx.specials_changed = specials_changed
     if old_catalog is not None:
         ctx.ledger.carry(changes.volumes, changes.stale)
     if opts.hash:  # every file on a drive gets its hash: visit those that lack some

@@ -178,8 +178,10 @@ class Restore:
         # Problems of folders and symlinks are found again below; a file's stands while the
         # record wants the version that failed.
         shown, self.problems = self.problems, {p: why for p, why in self.problems.items() if p in self.failed}
+        specials = [sp for sp in job.specials if match(sp.path)]
         self.dirs = {cat.paths[i] for i in selected if cat.kinds[i] == ord(DIR)}
         self.dirs |= ancestors(cat.paths[i] for i in selected)
+        self.dirs |= ancestors(sp.path for sp in specials)
         for path in depth_first(self.dirs)[::-1]:
             try:
                 dest.make_dir(path)
@@ -214,6 +216,14 @@ class Restore:
                     self._fail(i, str(why))
                     continue
                 self.wanted.add(i)
+        for sp in specials:  # FIFOs, sockets, devices: from the record alone
+            try:
+                if dest.special(sp, self.ids.uid(sp.uid), self.ids.gid(sp.gid)):
+                    intact += 1
+                else:
+                    self.summary.restored += 1
+            except NotPlaced as why:
+                self._problem(sp.path, str(why), shown)
         self.summary.intact = intact
 
     def _volumes_wanted(self) -> list[int]:

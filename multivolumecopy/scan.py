@@ -10,6 +10,7 @@ devices are reported and left out.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import signal
@@ -26,8 +27,9 @@ from .fsutil import inside as _inside
 from .metadata import KEEP_ALL, UNKNOWN_ID, Keep
 from .metadata import read as read_xattrs
 from .patterns import Excluder
+from .specials import SPECIAL
 
-SkipCallback = Callable[[str, str], None]
+SkipCallback = Callable[[str, str, bool], None]  # path, why, whether it is not saved (a failure)
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,8 @@ def scan(
 
 # A piece of the catalog walked by one process: its columns, its hard-linked files as
 # (position, device, inode) for the leaders to be chosen in index order once the pieces are
-# joined, and what it left out as (path, why) for on_skip.
-Piece = tuple[Catalog, list[tuple[int, int, int]], list[tuple[str, str]]]
+# joined, and what it left out as (path, why, not saved) for on_skip.
+Piece = tuple[Catalog, list[tuple[int, int, int]], list[tuple[str, str, bool]]]
 Task = tuple[str, str, int]  # a folder whose contents a process walks: path, relative path, device
 
 _NUMBERS = ("sizes", "mtimes", "modes", "inodes", "uids", "gids")  # (volumes come after)
@@ -148,7 +150,7 @@ class Scan:
         processes: int = 1,
         keep: Keep = KEEP_ALL,
     ):
-        self.skip = on_skip or (lambda path, why: None)
+        self.skip = on_skip or (lambda path, why, failed: None)
         self.excluded = Excluder(exclude)
         self.one_file_system = one_file_system
         self.keep = keep
@@ -293,8 +295,8 @@ class Scan:
                 leader = leaders.setdefault((dev, ino), path)
                 if leader != path:
                     cat.targets[base + i] = leader
-            for path, why in skipped:
-                self.skip(path, why)
+            for path, why, failed in skipped:
+                self.skip(path, why, failed)
             base = end
         cat.volumes = array("i", bytes(4 * base))
         cat.stale = bytearray(base)
@@ -342,7 +344,7 @@ class _Walk:
     def _new_piece(self) -> None:
         self.cat = Catalog()
         self.linked: list[tuple[int, int, int]] = []
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str, bool]] = []
 
     def close_piece(self) -> None:
         """End the piece being walked (it joins :attr:`pieces`) and begin a new one."""
@@ -355,10 +357,12 @@ class _Walk:
         self.layout.append(len(self.tasks))
         self.tasks.append((path, rel, device))
 
-    def skip(self, rel: str, why: str) -> None:
+    def skip(self, rel: str, why: str, failed: bool = False) -> None:
         """Note an entry left out, and why: told through ``on_skip`` when the pieces are joined, in
-        index order."""
-        self.skipped.append((rel, why))
+        index order.  ``failed``: it could not be read, so it is not saved (the run does not exit
+        0); otherwise it is left out by design (excluded, on another filesystem, a special file)
+        or gone."""
+        self.skipped.append((rel, why, failed))
 
     def _add(self, rel: str, kind: str, st: os.stat_result, full: str, target: Optional[str] = None) -> None:
         cat = self.cat
@@ -414,7 +418,7 @@ class _Walk:
             with os.scandir(path) as it:
                 children = list(it)
         except OSError as err:
-            self.skip(rel or ".", f"cannot list directory: {err.strerror}")
+            self.skip(rel or ".", f"cannot list directory: {err.strerror}", failed=True)
             return []
         children.sort(key=_by_name)
         return children
@@ -455,7 +459,8 @@ class _Walk:
             try:
                 st = de.stat(follow_symlinks=False)
             except OSError as err:
-                skip(rel, f"cannot stat: {err.strerror}")
+                if err.errno != errno.ENOENT:  # gone since the folder was listed: nothing to save
+                    skip(rel, f"cannot stat: {err.strerror}", True)
                 continue
             mode = st.st_mode
             other_fs = one_fs and st.st_dev != device
@@ -492,8 +497,9 @@ class _Walk:
                 try:
                     target = os.readlink(de.path)
                 except OSError as err:
-                    skip(rel, f"cannot read symlink: {err.strerror}")
+                    if err.errno != errno.ENOENT:
+                        skip(rel, f"cannot read symlink: {err.strerror}", True)
                     continue
                 self._add(rel, LINK, st, de.path, target)
             else:
-                skip(rel, "special file (socket, fifo or device) left out")
+                skip(rel, SPECIAL)

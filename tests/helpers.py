@@ -538,3 +538,37 @@ def check_drives(tmp_path: Path, drives, images, src: Path) -> list[set[str]]:
         for b in range(a + 1, len(held)):
             assert not (held[a] & held[b]), f"files on two drives: {held[a] & held[b]}"
     return held
+
+
+USER = 1001  # an id no test runs as: the user without root
+
+
+@contextlib.contextmanager
+def reachable(folder: Path) -> Iterator[None]:
+    """Let USER pass through the folders above ``folder`` (pytest makes its own private), for
+    the time of the test."""
+    above = [p for p in folder.parents if p != Path("/") and p != Path("/tmp")]
+    modes = {p: p.stat().st_mode & 0o7777 for p in above}
+    try:
+        for p, mode in modes.items():
+            os.chmod(p, mode | 0o001)
+        yield
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)
+
+
+def as_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI run by USER (no root, no supplementary group), with a Python that user can run."""
+    for python in ("/usr/bin/python3", "/usr/local/bin/python3", sys.executable):
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(cwd), "LANG": "C.UTF-8"}
+        probe = subprocess.run(
+            [python, "-c", "import multivolumecopy"], user=USER, group=USER, extra_groups=[], env=env,
+            capture_output=True, cwd=cwd,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            return subprocess.run(
+                [python, "-m", "multivolumecopy", *argv], user=USER, group=USER, extra_groups=[], env=env,
+                capture_output=True, text=True, cwd=cwd, timeout=180, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+    pytest.skip("needs a Python interpreter and this checkout readable by a user without root")

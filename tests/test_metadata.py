@@ -4,18 +4,15 @@ only they change (issue 16).  The oracle is rsync -naHAXc, which shares no code 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import needs_root
-from helpers import REPO, files_on, run_mvc
+from helpers import USER, as_user, files_on, reachable, run_mvc
 
 pytestmark = needs_root
 
@@ -217,40 +214,6 @@ def test_an_exfat_drive_records_what_it_cannot_hold_and_restore_gives_it_back(tm
     r = restore(tmp_path, [stick], tmp_path / "restored again")
     assert r.returncode == 0, r.stderr
     assert metadata_differences(src, tmp_path / "restored again") == ""
-
-
-USER = 1001  # an id no test runs as: the user without root
-
-
-@contextlib.contextmanager
-def reachable(folder: Path) -> Iterator[None]:
-    """Let USER pass through the folders above ``folder`` (pytest makes its own private), for
-    the time of the test."""
-    above = [p for p in folder.parents if p != Path("/") and p != Path("/tmp")]
-    modes = {p: p.stat().st_mode & 0o7777 for p in above}
-    try:
-        for p, mode in modes.items():
-            os.chmod(p, mode | 0o001)
-        yield
-    finally:
-        for p, mode in modes.items():
-            os.chmod(p, mode)
-
-
-def as_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """The CLI run by USER (no root, no supplementary group), with a Python that user can run."""
-    for python in ("/usr/bin/python3", "/usr/local/bin/python3", sys.executable):
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(cwd), "LANG": "C.UTF-8"}
-        probe = subprocess.run(
-            [python, "-c", "import multivolumecopy"], user=USER, group=USER, extra_groups=[], env=env,
-            capture_output=True, cwd=cwd,
-        )  # fmt: skip
-        if probe.returncode == 0:
-            return subprocess.run(
-                [python, "-m", "multivolumecopy", *argv], user=USER, group=USER, extra_groups=[], env=env,
-                capture_output=True, text=True, cwd=cwd, timeout=180, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-    pytest.skip("needs a Python interpreter and this checkout readable by a user without root")
 
 
 @ACL_TOOLS

@@ -12,6 +12,7 @@ import pytest
 from multivolumecopy.catalog import DIR, FILE, LINK, sort_key
 from multivolumecopy.errors import SourceError
 from multivolumecopy.scan import resolve_sources, scan
+from multivolumecopy.specials import SPECIAL
 
 
 def tree(root):
@@ -83,10 +84,12 @@ def test_special_files_are_reported_and_left_out(tmp_path):
     sock.bind(str(tmp_path / "sock"))
     skipped = []
     try:
-        cat = scan(resolve_sources([str(tmp_path)]), on_skip=lambda p, why: skipped.append(p))
+        cat = scan(
+            resolve_sources([str(tmp_path)]), on_skip=lambda p, why, failed: skipped.append((p, failed))
+        )
     finally:
         sock.close()
-    assert sorted(skipped) == ["fifo", "sock"]
+    assert sorted(skipped) == [("fifo", False), ("sock", False)]  # left out by design, not failed
     assert "fifo" not in cat.paths
 
 
@@ -148,7 +151,9 @@ def varied_tree(root):
 
 def scanned(sources, processes):
     skipped = []
-    cat = scan(sources, ["*.me"], lambda p, why: skipped.append((p, why)), processes=processes)
+    cat = scan(
+        sources, ["*.me"], lambda p, why, failed: skipped.append((p, why, failed)), processes=processes
+    )
     return cat, skipped
 
 
@@ -201,7 +206,7 @@ def test_a_scan_shared_among_processes_gives_the_same_catalog_and_reports(tmp_pa
     shared, skipped_shared = scanned(sources, processes)
     assert len(walked_here) < 10  # of the ten folders shared, helpers walked some
     assert columns(shared) == columns(alone)
-    fifo = ("c-e/x/fifo", "special file (socket, fifo or device) left out")
+    fifo = ("c-e/x/fifo", SPECIAL, False)
     assert skipped_shared == skipped_alone == [fifo]
     # The first of a hard-link group in index order leads it, whoever walked it.
     assert shared.targets[shared.paths.index("b/x/linked too")] == "a/y/z/deeper/linked"
