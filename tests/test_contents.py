@@ -66,6 +66,7 @@ def test_the_packed_answers_match_the_entries():
         DIGEST,
         1_700_000_000,
         None,
+        None,  # meta: no owner nor attributes recorded for it
     ]
     assert [row[:7] for row in rows] == [list(e[:7]) for e in ENTRIES]
     assert rows[4][8] == "caf_upper"
