@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 
 from .errors import UsageError
 
@@ -37,7 +38,18 @@ def parse_size(text: str, option: str = "size") -> int:
             f"{option} {text!r} is not a size; write a number with an optional unit "
             "such as 500M, 4G or 2TB (K/M/G/T are powers of 1024, KB/MB/GB/TB of 1000)"
         )
-    return int(float(match.group(1)) * _UNITS[unit])
+    return int(Fraction(match.group(1)) * _UNITS[unit])  # exact: no float rounding of large sizes
+
+
+def exact_size(n: int) -> str:
+    """``524288000`` -> ``"500M"``: the shortest text :func:`parse_size` reads back as exactly
+    ``n`` (a whole number of a unit, binary units first, or plain bytes)."""
+    texts = [
+        f"{n // _UNITS[u]}{u}"
+        for u in ("T", "G", "M", "K", "TB", "GB", "MB", "KB")
+        if n and n % _UNITS[u] == 0
+    ]
+    return min([*texts, str(n)], key=len)
 
 
 def format_size(n: float) -> str:
