@@ -37,8 +37,10 @@ from .identify import Refused, identify, no_drive_at
 from .metadata import LOST_OWNER, lost_text
 from .placement import NEW_DRIVE
 from .prepare import (
+    adopt_job_options,
     catalog_changed,
     check_drives_free,
+    check_filesystems,
     check_jobfile_folder,
     check_outputs,
     check_sizes,
@@ -91,6 +93,8 @@ class Backup:
             remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)
             if not os.path.exists(jobfile):
                 pick_up_job(jobfile, opts.jobfile, opts.outputs, sources, self.emit)
+            self.opts = opts = adopt_job_options(opts, jobfile, self.emit)
+            check_filesystems(opts)
             read, ctx, pending = merge(opts, sources, jobfile, self.emit, self.summary)
             ctx.clock = self.clock
             check_sizes(ctx)
@@ -125,6 +129,7 @@ class Backup:
             or catalog_changed(ctx.old, job.catalog)
             or job.failed != failed
             or ctx.specials_changed
+            or ctx.options_changed
         ):
             job.failed = failed
             jf.save(self.jobfile, job)

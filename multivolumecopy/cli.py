@@ -89,30 +89,50 @@ def _backup_options(args: argparse.Namespace) -> Options:
         raise UsageError("name at least one source directory or file; see multivolumecopy --help")
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers} is not a number of processes; give 1 or more")
+    given = _job_options_given(args)
     opts = Options(
         sources=args.sources,
         outputs=args.output,
         jobfile=args.jobfile,
-        exclude=args.exclude,
-        device_padding=parse_size(args.device_padding, "--device-padding"),
-        volume_size=parse_size(args.volume_size, "--volume-size") if args.volume_size else None,
         workers=args.workers,
         new_volume_script=args.new_volume_script,
         hash=not args.no_hash,
-        one_file_system=args.one_file_system,
         replace_volumes=args.replace_volume,
         forget_volumes=args.forget_volume,
         bwlimit=float(parse_size(args.bwlimit, "--bwlimit")) if args.bwlimit else 0.0,
         idle_io=args.io_priority == "idle",
         keep=Keep(owner=not args.no_owner, acls=not args.no_acls, xattrs=not args.no_xattrs),
+        given=frozenset(given),
+        change_options=args.change_options,
+        **given,
     )
     if args.bwlimit and opts.bwlimit <= 0:
         raise UsageError("--bwlimit must be more than zero bytes a second")
     if set(opts.replace_volumes) & set(opts.forget_volumes):
         raise UsageError("a volume cannot be both replaced and forgotten; choose one")
-    if opts.volume_size is not None and opts.volume_size <= 0:
-        raise UsageError("--volume-size must be more than zero")
     return opts
+
+
+def _job_options_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's options this command line gives (multivolumecopy.joboptions), parsed; those it
+    leaves out are not in the result: the run takes the job's."""
+    given: dict[str, Any] = {}
+    if args.no_exclude and args.exclude:
+        raise UsageError("--no-exclude and --exclude contradict each other; give one or the other")
+    if args.no_exclude or args.exclude is not None:
+        given["exclude"] = list(args.exclude or [])
+    if args.one_file_system is not None:
+        given["one_file_system"] = args.one_file_system
+    if args.device_padding is not None:
+        given["device_padding"] = parse_size(args.device_padding, "--device-padding")
+    if args.volume_size is not None:
+        if args.volume_size.strip().lower() == "none":
+            given["volume_size"] = None
+        else:
+            given["volume_size"] = parse_size(args.volume_size, "--volume-size")
+            if given["volume_size"] <= 0:
+                raise UsageError("--volume-size must be more than zero (none: no limit)")
+    return given
 
 
 def _backup(args: argparse.Namespace, stdin: IO[str], stderr: IO[str], stdout: IO[str]) -> int:

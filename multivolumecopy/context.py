@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Options:
-    """A backup's options, as the command line gave them."""
+    """A backup's options, as the command line gave them.
+
+    The job's options (:data:`~multivolumecopy.joboptions.OPTIONS`: ``exclude``,
+    ``one_file_system``, ``device_padding``, ``volume_size``) hold what was given, else the
+    built-in default, until :func:`~multivolumecopy.prepare.adopt_job_options` puts the job's
+    in their place; ``given`` names those the command line gave (None: all of them, as for a
+    caller that sets them itself)."""
 
     sources: list[str]
     outputs: list[str]
@@ -49,6 +55,8 @@ class Options:
     bwlimit: float = 0.0  # bytes per second read from the sources; 0: no limit
     idle_io: bool = True
     keep: Keep = KEEP_ALL  # owners, ACLs, extended attributes: --no-owner, --no-acls, --no-xattrs
+    given: Optional[frozenset[str]] = None
+    change_options: bool = False  # --change-options: what is given becomes the job's
 
 
 @dataclass
@@ -88,6 +96,7 @@ class RunContext:
     # kept in the records, said once at the end of the run.
     metadata_lost: dict[int, int] = field(default_factory=dict)
     pool: Optional[CopyPool] = None  # started with the first copy, closed at the end of the run
+    options_changed: bool = False  # the job's options differ from the jobfile's (--change-options)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.job.catalog)

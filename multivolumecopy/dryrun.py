@@ -19,7 +19,7 @@ from . import jobfile as jf
 from .catalog import FILE
 from .context import Options, Summary
 from .placement import NEW_DRIVE
-from .prepare import check_jobfile_folder, merge
+from .prepare import adopt_job_options, check_jobfile_folder, merge
 from .reconcile import VolumePlan
 from .runplan import place_overflow, plan_run, recorded_plan
 from .scan import resolve_sources
@@ -63,6 +63,7 @@ def dry_run(opts: Options, emit: ev.Emit) -> DryRun:
     sources = resolve_sources(opts.sources)
     jobfile = os.path.abspath(opts.jobfile)
     check_jobfile_folder(jobfile, opts.jobfile)  # the run would refuse it: so does its preview
+    opts = adopt_job_options(opts, jobfile, emit, dry=True)
     _, ctx, pending = merge(opts, sources, jobfile, emit, Summary())
     job = ctx.job
     number = job.run.number if job.run.in_progress else job.run.number + 1

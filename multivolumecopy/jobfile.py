@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Optional, Union
 
+from . import joboptions
 from .catalog import KINDS, Catalog
 from .clock import now_iso
 from .errors import JobfileError
@@ -232,6 +233,37 @@ def loads(raw: bytes, path: str = "jobfile") -> Job:
     return _parse(io.BytesIO(raw), path)
 
 
+def load_options(path: str) -> dict[str, Any]:
+    """The job's options as the jobfile at ``path`` records them, from its head alone (read
+    before the scan, so a run that gives other options is refused before it starts).  Raises
+    :class:`JobfileError` as :func:`load` does, and for options this version does not know."""
+    try:
+        with open(path, "rb") as fh:
+            lines: list[bytes] = []
+            for line in fh:
+                if line == FILES_LINE:  # our layout: the rows follow, and are not needed
+                    lines = [b"".join(lines).rstrip().rstrip(b",") + b"}"]
+                    break
+                lines.append(line)
+            head = b"".join(lines)
+    except FileNotFoundError:
+        raise JobfileError(f"jobfile {path} does not exist; check -f/--jobfile") from None
+    except OSError as err:
+        raise JobfileError(f"cannot read jobfile {path}: {err.strerror}") from None
+    doc = _decode(head, path)
+    _check_format(doc, path)
+    options = doc.get("options") or {}
+    if not isinstance(options, dict) or joboptions.malformed(options):
+        raise _damaged(path)
+    strange = joboptions.unknown(options)
+    if strange:
+        raise JobfileError(
+            f"jobfile {path} records job options this multivolumecopy does not know "
+            f"({', '.join(strange)}); run the job with the multivolumecopy that made it, or a newer one"
+        )
+    return options
+
+
 def _parse(fh: IO[bytes], path: str, cached: Optional[Catalog] = None) -> Job:
     """Read a jobfile as this module writes it, the rows a chunk at a time, so reading never
     holds the whole text nor a list per row at once; anything laid out otherwise (still
@@ -437,7 +469,7 @@ def _damaged(path: str) -> JobfileError:
     )
 
 
-def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
+def _check_format(doc: Any, path: str) -> None:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise JobfileError(f"{path} is not a multivolumecopy jobfile; check -f/--jobfile")
     version = doc.get("version")
@@ -446,6 +478,11 @@ def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
             f"jobfile {path} has format version {version!r}, this multivolumecopy reads versions "
             f"{' and '.join(map(str, READS))}; use the multivolumecopy that wrote it (or a newer one)"
         )
+
+
+def _checked(doc: Any, path: str, cat: Optional[Catalog]) -> Job:
+    _check_format(doc, path)
+    version = doc["version"]
     try:
         if list(doc["columns"]) != list(COLUMNS_OF[version]):
             raise ValueError("unknown columns")

@@ -98,30 +98,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
-    b = p.add_argument_group("backing up (the default)")
+    b = p.add_argument_group(
+        "backing up (the default)",
+        "The job remembers --exclude, -x, --device-padding and --volume-size: its first run\n"
+        "records them in the jobfile, and a later run that leaves them out uses the job's.",
+    )
     b.add_argument(
         "--exclude",
         action="append",
-        default=[],
+        default=None,
         metavar="PATTERN",
         help="leave out paths matching this glob (on the relative path, or on any "
         "single name if it has no /); repeatable",
     )
     b.add_argument(
+        "--no-exclude",
+        action="store_true",
+        help="leave nothing out (with --change-options: drop the job's --exclude patterns)",
+    )
+    b.add_argument(
         "-x",
         "--one-file-system",
-        action="store_true",
+        action="store_const",
+        const=True,
+        default=None,
         help="do not cross into other filesystems mounted below the sources (their mount points are "
         "kept, empty)",
     )
     b.add_argument(
-        "--device-padding",
-        default="0",
-        metavar="SIZE",
-        help="leave this much free on every drive (e.g. 500M)",
+        "--no-one-file-system",
+        dest="one_file_system",
+        action="store_const",
+        const=False,
+        help="cross into other filesystems mounted below the sources (the default; with "
+        "--change-options: drop the job's -x)",
     )
     b.add_argument(
-        "--volume-size", default=None, metavar="SIZE", help="put at most this much on each volume (e.g. 4G)"
+        "--device-padding",
+        default=None,
+        metavar="SIZE",
+        help="leave this much free on every drive (e.g. 500M; default 0)",
+    )
+    b.add_argument(
+        "--volume-size",
+        default=None,
+        metavar="SIZE",
+        help="put at most this much on each volume (e.g. 4G; none: no limit, the default)",
+    )
+    b.add_argument(
+        "--change-options",
+        action="store_true",
+        help="make the options this run gives the job's own, where they differ from what the "
+        "job has (without it such a run is refused)",
     )
     b.add_argument(
         "-w",

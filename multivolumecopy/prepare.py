@@ -12,13 +12,14 @@ new, changed, moved, deleted; the record of each entry's volume carried over by 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import stat
 from collections.abc import Iterator
 from typing import Optional
 
-from . import clock
+from . import clock, joboptions
 from . import events as ev
 from . import jobfile as jf
 from .catalog import DIR, FILE, LINK, NO_VOLUME, Catalog
@@ -40,7 +41,6 @@ def check_outputs(opts: Options, sources: Sources) -> None:
     if not opts.outputs:
         raise OutputError("no output given; name the mounted drive with -o/--output")
     seen: dict[str, str] = {}
-    devices: dict[int, str] = {}
     for out in opts.outputs:
         if not os.path.exists(out):
             raise OutputError(f"output {out} does not exist; mount the drive there or create the directory")
@@ -64,6 +64,18 @@ def check_outputs(opts: Options, sources: Sources) -> None:
                 )
             if path_inside(src, out):
                 raise OutputError(f"source {src} is inside output {out}; back up to another drive")
+        if path_inside(os.path.abspath(opts.jobfile), out):
+            raise OutputError(
+                f"the jobfile {opts.jobfile} is on the backup drive {out}; keep it elsewhere "
+                "with -f (each drive gets its own copy)"
+            )
+
+
+def check_filesystems(opts: Options) -> None:
+    """Two outputs on one filesystem only with a ``--volume-size`` that splits it (the job's:
+    checked once the job's options are known)."""
+    devices: dict[int, str] = {}
+    for out in opts.outputs:
         dev = os.stat(out).st_dev
         if dev in devices and opts.volume_size is None:
             raise OutputError(
@@ -71,11 +83,6 @@ def check_outputs(opts: Options, sources: Sources) -> None:
                 "drives, or give --volume-size to split one filesystem into volumes"
             )
         devices[dev] = out
-        if path_inside(os.path.abspath(opts.jobfile), out):
-            raise OutputError(
-                f"the jobfile {opts.jobfile} is on the backup drive {out}; keep it elsewhere "
-                "with -f (each drive gets its own copy)"
-            )
 
 
 def check_jobfile_folder(jobfile: str, given: str) -> None:
@@ -125,6 +132,21 @@ def jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
                     os.unlink(log)
             lock.remove_if_made()
         lock.release()
+
+
+def adopt_job_options(opts: Options, jobfile: str, emit: ev.Emit, dry: bool = False) -> Options:
+    """The run's options with the job's in place of those the command line left out; a run
+    that gives other values than the job's is refused here, before the scan and before any
+    drive is touched, unless it says ``--change-options`` (then the run says what changes,
+    and records it with the rest of the run).  ``dry``: for ``--dry-run``, which says what
+    would change."""
+    recorded = jf.load_options(jobfile) if os.path.exists(jobfile) else None
+    fields = [o.key for o in joboptions.OPTIONS]
+    names = fields if opts.given is None else [k for k in fields if k in opts.given]
+    resolved = joboptions.resolve({k: getattr(opts, k) for k in names}, recorded, opts.change_options)
+    if resolved.changes:
+        emit(ev.Note(joboptions.change_note(resolved.changes, dry)))
+    return dataclasses.replace(opts, **resolved.values)
 
 
 def pick_up_job(jobfile: str, given: str, outputs: list[str], sources: Sources, emit: ev.Emit) -> None:
@@ -210,15 +232,11 @@ def merge(
             bytes=catalog.total_bytes(),
         )
     )
-    recorded = {
-        "exclude": opts.exclude,
-        "device_padding": opts.device_padding,
-        "volume_size": opts.volume_size,
-        "one_file_system": opts.one_file_system,
-    }
+    recorded = {o.key: getattr(opts, o.key) for o in joboptions.OPTIONS}  # the job's, by now
     changes = Changes()
     old_catalog: Optional[Catalog] = None
     pending: set[int] = set()
+    options_changed = False  # the jobfile then needs saving, even with nothing else to do
     if old is None:
         job = jf.Job(
             job_id=clock.new_id(),
@@ -239,6 +257,7 @@ def merge(
         changes = classify(old_catalog, catalog, granularity)
         pending = changes.volumes_touched(old_catalog)
         job.catalog = catalog
+        options_changed = job.options != recorded
         job.options = recorded
     job.top = _top_folder(sources)
     specials_changed = job.specials != specials
@@ -254,6 +273,7 @@ def merge(
     ctx = RunContext(opts, jobfile, job, old_catalog, changes, metadata_reserve(catalog), emit, summary)
     ctx.unreadable = unreadable
     ctx.specials_changed = specials_changed
+    ctx.options_changed = options_changed
     if old_catalog is not None:
         ctx.ledger.carry(changes.volumes, changes.stale)
     if opts.hash:  # every file on a drive gets its hash: visit those that lack some

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from . import clock
+from . import clock, joboptions
 from . import jobfile as jf
 from .sizes import count, format_size, numbered, plural
 
@@ -47,6 +47,7 @@ class Status:
     run: dict
     volumes: list[VolumeStatus] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # the job's: what a run that gives none uses
 
 
 def _days(seconds: float) -> str:
@@ -108,7 +109,8 @@ def status(job: jf.Job, now: float, max_age_days: float = DEFAULT_MAX_AGE_DAYS) 
         )
     entries = count(sum(v.files for v in vols), "entry", "entries")
     summary = f"{count(len(vols), 'volume')}, {entries}; " + "; ".join(messages)
-    return Status(code, summary, asdict(run), vols, messages)
+    options = {**job.options, **joboptions.job_values(job.options)}
+    return Status(code, summary, asdict(run), vols, messages, options)
 
 
 def render(st: Status, as_json: bool) -> str:
@@ -124,4 +126,5 @@ def render(st: Status, as_json: bool) -> str:
             f"  volume {v.number}: {v.state}, {v.note}; last verified {v.verified or 'never'}; "
             f"{count(v.files, 'entry', 'entries')}, {format_size(v.used)}, {full}"
         )
+    lines.append(f"  job options: {joboptions.describe(st.options)}")
     return "\n".join(lines) + "\n"
