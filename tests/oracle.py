@@ -11,6 +11,7 @@ A tree is a dict of relative path to a tuple:
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -55,6 +56,23 @@ def _xattrs(full: str) -> tuple[tuple[str, bytes], ...]:
     """Every extended attribute (ACLs included) of ``full``, not followed, sorted."""
     names = os.listxattr(full, follow_symlinks=False)
     return tuple(sorted((n, os.getxattr(full, n, follow_symlinks=False)) for n in names))
+
+
+def without(source: Tree, patterns: list[str]) -> Tree:
+    """``source`` less what ``--exclude`` patterns leave out, by their documented rule: a path
+    is left out when it, or a folder above it, matches a pattern as a whole relative path, or
+    (a pattern without ``/``) by its last name; what is inside a folder left out goes too."""
+
+    def left_out(path: str) -> bool:
+        parts = path.split("/")
+        for n in range(1, len(parts) + 1):
+            prefix, name = "/".join(parts[:n]), parts[n - 1]
+            for pat in patterns:
+                if fnmatch.fnmatchcase(prefix, pat) or ("/" not in pat and fnmatch.fnmatchcase(name, pat)):
+                    return True
+        return False
+
+    return {p: rec for p, rec in source.items() if not left_out(p)}
 
 
 def _sha256(root: str, path: str) -> str:

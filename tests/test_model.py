@@ -4,8 +4,10 @@ verifies and restores, on real loop-mounted drives, judged by an independent ora
 The bugs that matter in a multi-drive backup appear after a series of events, not in one
 example.  hypothesis draws the sequences (``RuleBasedStateMachine``) and shrinks a failure to
 a short one; every step is also noted as a plain line, so the shrunk sequence can be replayed
-by hand.  The invariants come from tests/oracle.py, which reads the trees with ``os.lstat``
-and ``hashlib`` and shares no code with the tool.
+by hand.  The job's ``--exclude`` is drawn too: the first run gives it, later runs the bare
+command or ``--change-options`` to other patterns, and the oracle compares the drives with the
+source less what the job's patterns leave out.  The invariants come from tests/oracle.py,
+which reads the trees with ``os.lstat`` and ``hashlib`` and shares no code with the tool.
 
 Budget: ``MVCOPY_MODEL_EXAMPLES`` sequences of at most ``MVCOPY_MODEL_STEPS`` steps (CI: a
 fixed, derandomized few; ``MVCOPY_MODEL_LONG=1`` draws new ones each run, for hours).
@@ -49,6 +51,8 @@ RUN_TIMEOUT = 120
 # the drive must keep Ab and ab apart), a leading dash, a dot.
 NAMES = ["a", "b", "Ab", "ab", "x y", "ünï", "-dash", ".hid", "deep", "z9"]
 FOLDERS = ["", "a", "b", "a/deep", "x y", "ünï/sub"]
+# The job's --exclude patterns: names and folders of the trees drawn here, a glob, a path.
+EXCLUDES = [(), ("ab",), ("deep", ".hid"), ("*b",), ("ünï/sub",), ("x y", "z9*")]
 FAULTS = [
     "before-rename:1",
     "before-rename:3",
@@ -291,6 +295,7 @@ class BackupMachine(RuleBasedStateMachine):
         self.source_at_clean: Optional[oracle.Tree] = None  # the source when the drives matched it
         self.ran = False
         self.foreign: dict[str, set[str]] = {}  # image name -> someone else's files put on it
+        self.excludes: tuple[str, ...] = ()  # the job's --exclude: the first run's, or the last change's
 
     def teardown(self) -> None:
         self.w.close()
@@ -346,8 +351,10 @@ class BackupMachine(RuleBasedStateMachine):
             st.tuples(st.sampled_from(FOLDERS), st.sampled_from(NAMES), sizes), min_size=1, max_size=14
         ),
         images=st.integers(2, 4),
+        excludes=st.sampled_from(EXCLUDES),
     )
-    def start(self, files, images):
+    def start(self, files, images, excludes):
+        self.excludes = excludes  # given by the first run, which records them
         for _ in range(images):
             self.w.add_image()
         for n, (folder, name, size) in enumerate(files):
@@ -357,7 +364,7 @@ class BackupMachine(RuleBasedStateMachine):
         os.symlink("../a", self._path("empty/link"))
         t = self.w.tick()
         os.utime(self._path("empty/link"), ns=(t, t), follow_symlinks=False)
-        self.say(f"a source of {len(files)} files, {images} blank drives")
+        self.say(f"a source of {len(files)} files, {images} blank drives; the job excludes {list(excludes)}")
 
     @rule(folder=st.sampled_from(FOLDERS), name=st.sampled_from(NAMES), size=sizes, seed=st.integers(0, 99))
     def add_file(self, folder, name, size, seed):
@@ -668,6 +675,9 @@ class BackupMachine(RuleBasedStateMachine):
     @rule()
     def backup_as_asked(self):
         """Every drive the run asks for is given (a blank one for a new volume): it must finish."""
+        self._as_asked([], "every drive as asked")
+
+    def _as_asked(self, extra: list[str], what: str) -> None:
         while len(self._blanks()) < 2 and len(self.w.images) < MAX_IMAGES:
             self.w.add_image()
         _umount(self.w.bay)
@@ -676,14 +686,59 @@ class BackupMachine(RuleBasedStateMachine):
         if os.path.exists(given):
             os.unlink(given)
         script = f"sh {self.w.asked_script} {self.w.bay} {given} {' '.join(self.w.images)}"
-        args = [self.w.src, "-o", self.w.bay, "-f", self.w.job, "--new-volume-script", script]
-        code, err = self._backup(args, None, "every drive as asked")
+        args = [self.w.src, "-o", self.w.bay, "-f", self.w.job, "--new-volume-script", script, *extra]
+        code, err = self._backup(args, None, what)
         blanks_left = len(self._blanks())
         assert code == 0 or (code == 3 and blanks_left == 0), f"a run given every drive ended {code}:\n{err}"
+
+    def _exclude_args(self, excludes: tuple[str, ...]) -> list[str]:
+        return [f"--exclude={p}" for p in excludes] if excludes else ["--no-exclude"]
+
+    def _drive_and_jobfile(self) -> tuple[oracle.Tree, bytes]:
+        with open(self.w.job, "rb") as fh:
+            return oracle.tree(self.w.bay), fh.read()
+
+    def _recorded_excludes(self) -> set[str]:
+        with open(self.w.job, encoding="utf-8") as fh:
+            head = fh.read(1 << 16).split('\n "files": [', 1)[0].rstrip().rstrip(",") + "}"
+        return set(json.loads(head)["options"]["exclude"])
+
+    @precondition(lambda self: self.ran)
+    @rule(excludes=st.sampled_from(EXCLUDES))
+    def change_excludes(self, excludes):
+        """--change-options with other excludes: what they now leave out leaves the drives, what
+        they no longer leave out is copied (the oracle then compares with the new excludes)."""
+        if set(excludes) == set(self.excludes) or not os.path.exists(self.w.job):
+            return
+        self.excludes = excludes  # recorded by the run's first save, before it asks for a drive
+        what = f"--change-options to the excludes {list(excludes)}"
+        self._as_asked([*self._exclude_args(excludes), "--change-options"], what)
+        assert self._recorded_excludes() == set(excludes), "the job's new excludes are not recorded"
+
+    @precondition(lambda self: self.ran)
+    @rule(excludes=st.sampled_from(EXCLUDES))
+    def other_excludes_refused(self, excludes):
+        """Other excludes without --change-options: one line, exit 2, the drive and the jobfile
+        as they were."""
+        if set(excludes) == set(self.excludes) or not os.path.exists(self.w.job):
+            return
+        _umount(self.w.bay)
+        _mount(self.w.images[0], self.w.bay)
+        before = self._drive_and_jobfile()
+        args = [self.w.src, "-o", self.w.bay, "-f", self.w.job, *self._exclude_args(excludes)]
+        code, out, err = self._run(args)
+        after = self._drive_and_jobfile()
+        _umount(self.w.bay)
+        self.say(f"a run giving the excludes {list(excludes)}: exit {code}")
+        assert code == 2 and err.startswith("multivolumecopy: the job has --"), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert after == before, "a refused run changed the drive or the jobfile"
 
     def _backup(
         self, args: list[str], interrupt, what: str, points: Optional[list[str]] = None
     ) -> tuple[int, str]:
+        if not os.path.exists(self.w.job):  # a first run (or one again, none having saved): it makes the job
+            args = [*args, *(f"--exclude={p}" for p in self.excludes)]
         fault = interrupt if isinstance(interrupt, str) else ""
         signal_after = interrupt if isinstance(interrupt, tuple) else None
         predicted = self._dry_run(args) if self.clean and interrupt is None else None
@@ -696,7 +751,7 @@ class BackupMachine(RuleBasedStateMachine):
         for point in points or [self.w.bay]:
             _umount(point)
         if code == 0:
-            source = oracle.tree(self.w.src)
+            source = oracle.without(oracle.tree(self.w.src), list(self.excludes))
             views = self._ours(self.w.drives())
             problems = oracle.union_problems(source, views)
             for d in views:
