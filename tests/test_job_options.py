@@ -322,3 +322,17 @@ def test_options_the_jobfile_records_that_this_version_cannot_honour_stop_the_ru
     assert run.returncode == code
     assert says in one_line_error(run.stderr)
     assert oracle.tree(str(tmp_path / "usb")) == before
+
+
+def test_a_jobfile_picked_up_from_a_drive_brings_the_jobs_options(tmp_path, made_with_excludes):
+    """The jobfile lost: the bare command carries the job on from the drive's copy, options and
+    all, so what the job leaves out stays off the drive."""
+    (tmp_path / "job.json").unlink()
+    leave_out_stuff(made_with_excludes, "later", 4000)
+
+    bare = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert bare.returncode == 0, bare.stderr
+    assert "continuing the job from the copy on volume 1" in bare.stderr
+    assert excluded_on(files_on(tmp_path / "usb")) == []
+    assert differences_but_excluded(made_with_excludes, tmp_path / "usb", EXCLUDES) == ""
