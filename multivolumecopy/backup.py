@@ -93,7 +93,7 @@ class Backup:
             remove_stale_temporaries(jobfile + jf.CACHE_SUFFIX)
             if not os.path.exists(jobfile):
                 pick_up_job(jobfile, opts.jobfile, opts.outputs, sources, self.emit)
-            self.opts = opts = adopt_job_options(opts, jobfile, self.emit)
+            self.opts = opts = adopt_job_options(opts, sources, jobfile, self.emit)
             check_filesystems(opts)
             read, ctx, pending = merge(opts, sources, jobfile, self.emit, self.summary)
             ctx.clock = self.clock

@@ -63,7 +63,7 @@ def dry_run(opts: Options, emit: ev.Emit) -> DryRun:
     sources = resolve_sources(opts.sources)
     jobfile = os.path.abspath(opts.jobfile)
     check_jobfile_folder(jobfile, opts.jobfile)  # the run would refuse it: so does its preview
-    opts = adopt_job_options(opts, jobfile, emit, dry=True)
+    opts = adopt_job_options(opts, sources, jobfile, emit, dry=True)
     _, ctx, pending = merge(opts, sources, jobfile, emit, Summary())
     job = ctx.job
     number = job.run.number if job.run.in_progress else job.run.number + 1

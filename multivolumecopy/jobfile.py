@@ -233,10 +233,11 @@ def loads(raw: bytes, path: str = "jobfile") -> Job:
     return _parse(io.BytesIO(raw), path)
 
 
-def load_options(path: str) -> dict[str, Any]:
-    """The job's options as the jobfile at ``path`` records them, from its head alone (read
-    before the scan, so a run that gives other options is refused before it starts).  Raises
-    :class:`JobfileError` as :func:`load` does, and for options this version does not know."""
+def load_head(path: str) -> dict[str, Any]:
+    """The jobfile at ``path`` without its rows: the job's sources and options, read before the
+    scan (so a run for another job, or one giving other options, is refused before it starts).
+    Raises :class:`JobfileError` as :func:`load` does, and for options this version does not
+    know."""
     try:
         with open(path, "rb") as fh:
             lines: list[bytes] = []
@@ -253,7 +254,12 @@ def load_options(path: str) -> dict[str, Any]:
     doc = _decode(head, path)
     _check_format(doc, path)
     options = doc.get("options") or {}
-    if not isinstance(options, dict) or joboptions.malformed(options):
+    if (
+        not isinstance(options, dict)
+        or joboptions.malformed(options)
+        or not isinstance(doc.get("root"), str)
+        or not isinstance(doc.get("sources"), list)
+    ):
         raise _damaged(path)
     strange = joboptions.unknown(options)
     if strange:
@@ -261,7 +267,7 @@ def load_options(path: str) -> dict[str, Any]:
             f"jobfile {path} records job options this multivolumecopy does not know "
             f"({', '.join(strange)}); run the job with the multivolumecopy that made it, or a newer one"
         )
-    return options
+    return {**doc, "options": options}
 
 
 def _parse(fh: IO[bytes], path: str, cached: Optional[Catalog] = None) -> Job:

@@ -2,7 +2,9 @@
 
 The outputs and the jobfile's folder are checked, and the drives given looked at for another
 run that holds them (so a busy run is refused before it scans); the jobfile locked (or, when it is
-missing, picked up from a drive of the same job at an output); the sources scanned while the
+missing, picked up from a drive of the same job at an output); the job's options taken from its
+head (:mod:`~multivolumecopy.joboptions`: a run giving other values is refused here, before the
+scan); the sources scanned while the
 jobfile is read; the scan merged with it (:func:`~multivolumecopy.changes.classify`: what is
 new, changed, moved, deleted; the record of each entry's volume carried over by the ledger);
 ``--forget-volume`` and ``--replace-volume`` applied.  What comes out is the run's
@@ -134,19 +136,35 @@ def jobfile_lock(jobfile: str, given: str) -> Iterator[None]:
         lock.release()
 
 
-def adopt_job_options(opts: Options, jobfile: str, emit: ev.Emit, dry: bool = False) -> Options:
+def adopt_job_options(
+    opts: Options, sources: Sources, jobfile: str, emit: ev.Emit, dry: bool = False
+) -> Options:
     """The run's options with the job's in place of those the command line left out; a run
     that gives other values than the job's is refused here, before the scan and before any
     drive is touched, unless it says ``--change-options`` (then the run says what changes,
     and records it with the rest of the run).  ``dry``: for ``--dry-run``, which says what
-    would change."""
-    recorded = jf.load_options(jobfile) if os.path.exists(jobfile) else None
+    would change.  A jobfile of other sources is refused first: its options are not this
+    job's."""
+    recorded = None
+    if os.path.exists(jobfile):
+        head = jf.load_head(jobfile)
+        check_same_job(head["root"], head["sources"], sources, opts.jobfile)
+        recorded = head["options"]
     fields = [o.key for o in joboptions.OPTIONS]
     names = fields if opts.given is None else [k for k in fields if k in opts.given]
     resolved = joboptions.resolve({k: getattr(opts, k) for k in names}, recorded, opts.change_options)
     if resolved.changes:
         emit(ev.Note(joboptions.change_note(resolved.changes, dry)))
     return dataclasses.replace(opts, **resolved.values)
+
+
+def check_same_job(root: str, paths: list[str], sources: Sources, given: str) -> None:
+    """A jobfile of other sources is another job's: refused, not taken over."""
+    if root != sources.root or sorted(paths) != sorted(sources.paths):
+        raise JobfileError(
+            f"the jobfile {given} belongs to another job (sources {' '.join(paths)}); "
+            "give the same sources, or use -f to name a new jobfile for this backup"
+        )
 
 
 def pick_up_job(jobfile: str, given: str, outputs: list[str], sources: Sources, emit: ev.Emit) -> None:
@@ -217,11 +235,8 @@ def merge(
         opts.keep,
     ) as scanning:
         old = jf.load(jobfile) if os.path.exists(jobfile) else None
-        if old is not None and (old.root != sources.root or sorted(old.sources) != sorted(sources.paths)):
-            raise JobfileError(
-                f"the jobfile {opts.jobfile} belongs to another job (sources {' '.join(old.sources)}); "
-                "give the same sources, or use -f to name a new jobfile for this backup"
-            )
+        if old is not None:
+            check_same_job(old.root, old.sources, sources, opts.jobfile)
         catalog = scanning.result()
     kinds = catalog.kinds
     emit(

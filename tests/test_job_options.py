@@ -336,3 +336,15 @@ def test_a_jobfile_picked_up_from_a_drive_brings_the_jobs_options(tmp_path, made
     assert "continuing the job from the copy on volume 1" in bare.stderr
     assert excluded_on(files_on(tmp_path / "usb")) == []
     assert differences_but_excluded(made_with_excludes, tmp_path / "usb", EXCLUDES) == ""
+
+
+def test_a_jobfile_of_other_sources_is_refused_as_another_jobs_whatever_the_options(
+    tmp_path, made_with_excludes
+):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/x").write_text("x")
+
+    run = run_mvc("other", "-o", "usb", "-f", "job.json", "--exclude", "*.iso", cwd=tmp_path)
+
+    assert run.returncode == ExitCode.JOBFILE_ERROR
+    assert "belongs to another job" in one_line_error(run.stderr)
