@@ -1,12 +1,12 @@
 """A backup's first stage: everything before a drive is touched.
 
 The outputs and the jobfile's folder are checked, and the drives given looked at for another
-run that holds them (so a busy run is refused before it scans); the jobfile locked (or, when it is
-missing, picked up from a drive of the same job at an output); the job's options taken from its
-head (:mod:`~multivolumecopy.joboptions`: a run giving other values is refused here, before the
-scan); the sources scanned while the
-jobfile is read; the scan merged with it (:func:`~multivolumecopy.changes.classify`: what is
-new, changed, moved, deleted; the record of each entry's volume carried over by the ledger);
+run that holds them (so a busy run is refused before it scans); the jobfile locked (or, when it
+is missing, picked up from a drive of the same job at an output); the job's options taken from
+its head (:mod:`~multivolumecopy.joboptions`: a run giving other values is refused here, before
+the scan); the sources scanned while the jobfile is read; the scan merged with it
+(:func:`~multivolumecopy.changes.classify`: what is new, changed, moved, deleted; the record of
+each entry's volume carried over by the ledger);
 ``--forget-volume`` and ``--replace-volume`` applied.  What comes out is the run's
 :class:`~multivolumecopy.context.RunContext` and the volumes the run must visit.
 """
