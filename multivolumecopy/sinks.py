@@ -160,11 +160,15 @@ class Notifier:
 
     def notify(self, kind: str, message: str, **env: str) -> None:
         """Run the command with ``MVCOPY_EVENT`` (``kind``), ``MVCOPY_MESSAGE`` and ``env`` in its
-        environment.  One that fails, or is still running after ``timeout`` seconds (it is killed
-        then), is only warned about: the run goes on."""
+        environment, and nothing on its input: it would otherwise wait on the operator's terminal
+        (``mail`` with no body given) and take the Enter meant for the prompt.  One that fails,
+        or is still running after ``timeout`` seconds (it is killed then), is only warned about:
+        the run goes on."""
         full = dict(os.environ, MVCOPY_EVENT=kind, MVCOPY_MESSAGE=message, **env)
         try:
-            rc = subprocess.call(self.command, shell=True, env=full, timeout=self.timeout)  # noqa: S602
+            rc = subprocess.call(  # noqa: S602 - the user's own command
+                self.command, shell=True, env=full, timeout=self.timeout, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             self.warn(f"--notify-command did not finish in {self.timeout:.0f} s; going on")
             return

@@ -10,10 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from conftest import needs_root
-from helpers import backup, make_tree, mvc_argv, mvc_env, run_mvc
+from helpers import backup, make_tree, mvc_argv, mvc_env, mvc_pty, run_mvc
 from multivolumecopy.clock import epoch, iso
 
 
@@ -143,6 +144,27 @@ def test_the_notify_command_hears_of_swaps_and_of_the_end(tmp_path):
     finished = run_mvc(*args, "--new-volume-script", swap, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
     assert notes.read_text().splitlines()[-1].startswith("done|0|backup done: wrote ")
+
+
+def test_the_notify_command_does_not_read_the_operators_terminal(tmp_path):
+    """A notify command that reads its input (``mail`` with no body given) must not wait on
+    the terminal, nor take the Enter meant for the prompt."""
+    make_tree(tmp_path / "src", n_files=20, big=1)
+    (tmp_path / "usb").mkdir()
+    notes = tmp_path / "notes"
+    notify = (
+        f'if read -r line; then echo "$MVCOPY_EVENT read $line"; else echo "$MVCOPY_EVENT eof"; fi >> {notes}'
+    )
+    args = ("src", "-o", "usb", "-f", "job.json", "--volume-size", "150K", "--notify-command", notify)
+    child = mvc_pty(*args, cwd=tmp_path, columns=120, timeout=20)
+
+    child.expect_exact("Press Enter when it is mounted, or type q and Enter to stop: ")
+    child.sendline("q")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 3
+    assert notes.read_text().splitlines() == ["swap eof", "stopped eof"]
 
 
 @pytest.fixture
