@@ -52,6 +52,7 @@ with open(__file__, "rb") as me:
             ("share/zsh/site-functions", ["data/autocomplete.zsh/_multivolumecopy"]),
             ("share/bash-completion/completions", ["data/autocomplete.bash/multivolumecopy"]),
             ("share/man/man1", [MAN_PAGE]),
+            ("share/multivolumecopy/examples", ["data/examples/next-drive", "data/examples/notify-mail"]),
         ],
         license="MIT",
     )
