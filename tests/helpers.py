@@ -145,7 +145,8 @@ class Drives:
         self.loops: dict[str, Path] = {}  # loop devices attached here, and their images
         self._n = 0
 
-    def image(self, name: str, size_kib: int = 4096) -> Path:
+    def image(self, name: str, size_kib: int = 4096, label: str = "") -> Path:
+        """An ext4 image of ``size_kib`` (sparse), with the filesystem label ``label`` if given."""
         img = self.top / f"{name}.img"
         with open(img, "wb") as fh:
             fh.truncate(size_kib * 1024)
@@ -164,6 +165,7 @@ class Drives:
                 "1024",
                 "-e",
                 "remount-ro",
+                *(["-L", label] if label else []),
                 str(img),
             ],
             check=True,
