@@ -671,9 +671,8 @@ class Tutorial:
         events = (self.tmp / "srv/backup/share.events").read_text().splitlines()
         last = json.loads(events[-1])
         assert (last["event"], last["exit_code"]) == ("run_done", 0)
-        # The cron line gives no --exclude: whether a re-run keeps the first run's is another
-        # matter (TODO.rst, issue 19); the drives are checked for everything else.
-        self.check_drives_hold(self.share, excluded_left_out=False)
+        # The cron line gives no --exclude: the job remembers the first run's.
+        self.check_drives_hold(self.share, excluded_left_out=True)
 
     def volume_2_falls_off_the_desk(self) -> None:
         dev = self.drive.pop("backup-2")
@@ -686,7 +685,7 @@ class Tutorial:
         self.plug_in("backup-2", "backup-2-new")  # a new drive, formatted with that label
 
     def check_replacement(self) -> None:
-        held = self.check_drives_hold(self.share, excluded_left_out=False)
+        held = self.check_drives_hold(self.share, excluded_left_out=True)
         assert BUDGET in held["backup-2"]
         with self.drives_in() as points:
             assert json.loads((points["backup-2"] / ".mvcopy-label.json").read_text())["volume"] == 2
