@@ -16,7 +16,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from .errors import ExitCode, MvcError, UsageError
-from .metadata import Keep, lost_text
+from .metadata import lost_text
 from .parser import build_parser
 from .sizes import count, format_size, numbered, parse_duration, parse_size
 
@@ -101,7 +101,6 @@ def _backup_options(args: argparse.Namespace) -> Options:
         forget_volumes=args.forget_volume,
         bwlimit=float(parse_size(args.bwlimit, "--bwlimit")) if args.bwlimit else 0.0,
         idle_io=args.io_priority == "idle",
-        keep=Keep(owner=not args.no_owner, acls=not args.no_acls, xattrs=not args.no_xattrs),
         given=frozenset(given),
         change_options=args.change_options,
         **given,
@@ -123,6 +122,9 @@ def _job_options_given(args: argparse.Namespace) -> dict[str, Any]:
         given["exclude"] = list(args.exclude or [])
     if args.one_file_system is not None:
         given["one_file_system"] = args.one_file_system
+    for key in ("owner", "acls", "xattrs"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
     if args.device_padding is not None:
         given["device_padding"] = parse_size(args.device_padding, "--device-padding")
     if args.volume_size is not None:

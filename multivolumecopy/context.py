@@ -22,7 +22,7 @@ from . import jobfile as jf
 from .catalog import Catalog
 from .changes import Changes
 from .ledger import Ledger
-from .metadata import KEEP_ALL, Keep
+from .metadata import Keep
 from .report import ChangeReport
 from .worklist import Worklist
 
@@ -54,9 +54,16 @@ class Options:
     forget_volumes: list[int] = field(default_factory=list)
     bwlimit: float = 0.0  # bytes per second read from the sources; 0: no limit
     idle_io: bool = True
-    keep: Keep = KEEP_ALL  # owners, ACLs, extended attributes: --no-owner, --no-acls, --no-xattrs
+    owner: bool = True  # --no-owner: owners and groups not kept
+    acls: bool = True  # --no-acls
+    xattrs: bool = True  # --no-xattrs
     given: Optional[frozenset[str]] = None
     change_options: bool = False  # --change-options: what is given becomes the job's
+
+    @property
+    def keep(self) -> Keep:
+        """What of the sources' metadata the job keeps (owners, ACLs, extended attributes)."""
+        return Keep(owner=self.owner, acls=self.acls, xattrs=self.xattrs)
 
 
 @dataclass

@@ -48,8 +48,12 @@ OPTIONS = (
     JobOption("one_file_system", "--one-file-system", "--no-one-file-system", False, SWITCH),
     JobOption("device_padding", "--device-padding", "", 0, SIZE),
     JobOption("volume_size", "--volume-size", "", None, LIMIT),
+    JobOption("owner", "--owner", "--no-owner", True, SWITCH),
+    JobOption("acls", "--acls", "--no-acls", True, SWITCH),
+    JobOption("xattrs", "--xattrs", "--no-xattrs", True, SWITCH),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
+METADATA = ("owner", "acls", "xattrs")  # what of the sources' metadata the job keeps
 DEFAULTS = {o.key: o.default for o in OPTIONS}
 
 
@@ -203,6 +207,11 @@ def change_note(changes: tuple[Change, ...], dry: bool = False) -> str:
         )
     if any(c.takes_in_more for c in changes):
         effects.append("files no longer left out are copied")
+    if any(c.option.key in METADATA for c in changes):
+        effects.append(
+            "owners, ACLs and attributes are read by that rule from now on; a copy already on a drive "
+            "keeps what it has until it is written again"
+        )
     if any(c.room for c in changes):
         effects.append("the new room applies to what is written from now on; what the drives hold stays")
     verb = "would change" if dry else "change"

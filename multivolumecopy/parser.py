@@ -196,20 +196,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--no-owner",
-        action="store_true",
+        dest="owner",
+        action="store_const",
+        const=False,
+        default=None,
         help="do not keep owners and groups (kept by default where the drive and the user running "
         "the backup can: as root on ext4, xfs, btrfs; recorded for --restore elsewhere)",
     )
     b.add_argument(
+        "--owner",
+        dest="owner",
+        action="store_const",
+        const=True,
+        help="keep owners and groups (the default; with --change-options: drop the job's --no-owner)",
+    )
+    b.add_argument(
         "--no-acls",
-        action="store_true",
+        dest="acls",
+        action="store_const",
+        const=False,
+        default=None,
         help="do not keep POSIX ACLs (access and default; kept by default like owners)",
     )
     b.add_argument(
+        "--acls",
+        dest="acls",
+        action="store_const",
+        const=True,
+        help="keep POSIX ACLs (the default; with --change-options: drop the job's --no-acls)",
+    )
+    b.add_argument(
         "--no-xattrs",
-        action="store_true",
+        dest="xattrs",
+        action="store_const",
+        const=False,
+        default=None,
         help="do not keep extended attributes (user.*; trusted.* and security.* as root; kept by "
         "default like owners)",
+    )
+    b.add_argument(
+        "--xattrs",
+        dest="xattrs",
+        action="store_const",
+        const=True,
+        help="keep extended attributes (the default; with --change-options: drop the job's --no-xattrs)",
     )
     b.add_argument(
         "--no-hash",

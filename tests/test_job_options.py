@@ -271,6 +271,9 @@ def test_status_shows_the_jobs_options(tmp_path, made_with_excludes):
         "one_file_system": False,
         "device_padding": 0,
         "volume_size": None,
+        "owner": True,
+        "acls": True,
+        "xattrs": True,
     }
 
 
@@ -348,3 +351,34 @@ def test_a_jobfile_of_other_sources_is_refused_as_another_jobs_whatever_the_opti
 
     assert run.returncode == ExitCode.JOBFILE_ERROR
     assert "belongs to another job" in one_line_error(run.stderr)
+
+
+@needs_root
+def test_the_job_remembers_what_of_the_metadata_it_keeps(tmp_path):
+    """``--no-xattrs`` at the first run: a bare re-run still leaves extended attributes out (a
+    new file's attribute does not reach the drive), ``--xattrs`` alone is refused, and with
+    ``--change-options`` the job keeps them again."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a\n")
+    os.setxattr(src / "a", "user.tag", b"red")
+    (tmp_path / "usb").mkdir()
+    first = run_mvc("src", "-o", "usb", "-f", "job.json", "--no-xattrs", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (src / "b").write_text("b\n")
+    os.setxattr(src / "b", "user.tag", b"blue")
+
+    bare = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+    refused = run_mvc("src", "-o", "usb", "-f", "job.json", "--xattrs", cwd=tmp_path)
+
+    assert bare.returncode == 0, bare.stderr
+    assert os.listxattr(tmp_path / "usb/b") == [], "the job's --no-xattrs was forgotten"
+    assert refused.returncode == int(ExitCode.USAGE), refused.stderr
+    assert "--no-xattrs" in one_line_error(refused.stderr) and "--change-options" in refused.stderr
+    (src / "c").write_text("c\n")
+    os.setxattr(src / "c", "user.tag", b"green")
+    changed = run_mvc("src", "-o", "usb", "-f", "job.json", "--xattrs", "--change-options", cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    assert os.getxattr(tmp_path / "usb/c", "user.tag") == b"green"
+    status = run_mvc("--status", "-f", "job.json", cwd=tmp_path)
+    assert "--no-xattrs" not in status.stdout

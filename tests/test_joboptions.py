@@ -11,12 +11,16 @@ from multivolumecopy import joboptions as jo
 from multivolumecopy.errors import ExitCode, UsageError
 from multivolumecopy.sizes import exact_size, parse_size
 
-DEFAULTS = {"exclude": [], "one_file_system": False, "device_padding": 0, "volume_size": None}
+METADATA = {"owner": True, "acls": True, "xattrs": True}  # kept by default
+DEFAULTS = {"exclude": [], "one_file_system": False, "device_padding": 0, "volume_size": None, **METADATA}
 MADE = {
     "exclude": [".cache", "*.tmp"],
     "one_file_system": True,
     "device_padding": 500 << 20,
     "volume_size": 4 << 30,
+    "owner": True,
+    "acls": False,
+    "xattrs": True,
 }
 
 
