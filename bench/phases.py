@@ -28,7 +28,7 @@ START = time.perf_counter()
 # timed where backup looks them up (its own namespace).
 PHASES: list[tuple[Any, str]] = [
     (backup, "merge"),
-    (backup.Backup, "_plan_run"),
+    (backup, "plan_run"),
     (backup, "identify"),
     (backup.Backup, "_plan"),
     (copysession.CopySession, "run"),

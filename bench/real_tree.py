@@ -188,6 +188,18 @@ def kind_of(frames: list[str]) -> str:
     return "other native code"
 
 
+def split_stack(stack: str) -> list[str]:
+    """A raw py-spy stack's frames, outermost first: a process frame quotes its command line,
+    whose own ``;`` (``python -c "...; spawn_main(...)"``) does not end the frame."""
+    frames: list[str] = []
+    for piece in stack.split(";"):
+        if frames and frames[-1].startswith("process ") and frames[-1].count('"') % 2:
+            frames[-1] += ";" + piece
+        else:
+            frames.append(piece)
+    return frames
+
+
 def role_of(frames: list[str]) -> str:
     processes = [f for f in frames if f.startswith("process ")]
     if len(processes) == 1:
@@ -213,11 +225,17 @@ def py_spy(src: Path, drives: Drives, work: Path, top: int) -> list[str]:
     cum: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
+        frames = split_stack(stack)
         role, n = role_of(frames), int(count)
         samples[role][kind_of(frames)] += n
         code = [f for f in frames if not f.startswith("process ")]
-        own[role][name_of(code[-1])] += n
+        named = [f for f in code if not f.startswith("0x")]  # a C function without a symbol: by its caller
+        leaf = (
+            name_of(code[-1])
+            if code[-1] is named[-1]
+            else f"C code of {code[-1].split()[-1]} in {name_of(named[-1])}"
+        )
+        own[role][leaf] += n
         for name in {name_of(f) for f in code}:
             if not name.startswith("0x") and not any(mark in name for mark in BOOT):
                 cum[role][name] += n
