@@ -230,11 +230,9 @@ def py_spy(src: Path, drives: Drives, work: Path, top: int) -> list[str]:
         samples[role][kind_of(frames)] += n
         code = [f for f in frames if not f.startswith("process ")]
         named = [f for f in code if not f.startswith("0x")]  # a C function without a symbol: by its caller
-        leaf = (
-            name_of(code[-1])
-            if code[-1] is named[-1]
-            else f"C code of {code[-1].split()[-1]} in {name_of(named[-1])}"
-        )
+        leaf = name_of(code[-1])
+        if named and code[-1].startswith("0x"):
+            leaf = f"C code of {code[-1].split()[-1]} in {name_of(named[-1])}"
         own[role][leaf] += n
         for name in {name_of(f) for f in code}:
             if not name.startswith("0x") and not any(mark in name for mark in BOOT):
