@@ -131,6 +131,11 @@ def short(path: str) -> str:
     return path
 
 
+# What every profile of the tool starts with: left out of the lists, where they would only
+# fill the top of the cumulative one.
+WRAPPERS = ("<frozen runpy>", "<string>", "builtins.exec", "multivolumecopy/__main__.py")
+
+
 def by_own(row: tuple[str, float, float, int]) -> float:
     return row[1]
 
@@ -150,6 +155,7 @@ def cprofile_parent(src: Path, drives: Drives, work: Path, top: int) -> list[str
         (f"{short(file)}:{line}({func})" if line else func, tt, ct, nc)
         for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items()  # type: ignore[attr-defined]
     ]
+    rows = [r for r in rows if not any(mark in r[0] for mark in WRAPPERS)]
     total = stats.total_tt  # type: ignore[attr-defined]
     lines = [f"parent process under cProfile: {total:.2f} s in all (its waits for the workers included)"]
     for title, key in (("by own time", by_own), ("by cumulative time", by_cumulative)):
