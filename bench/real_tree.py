@@ -90,6 +90,8 @@ def first_backups(src: Path, drives: Drives, work: Path, runs: int) -> dict[str,
         for label, method in order[rnd % 2 :] + order[: rnd % 2]:
             job = work / f"job-{rnd}-{len(results[label])}.json"
             with drives.new() as drive:
+                if drives.direct_io and not drive.direct_io():
+                    print(f"  (the kernel gave {drive.loop} no direct I/O: it writes through the page cache)")
                 took = timed(method(drive, job))
                 if listing([drive.mount]) != want:
                     raise RuntimeError(f"{label} did not copy {src} whole onto {drive.mount}")
