@@ -150,17 +150,24 @@ class Destination:
 
     # -- special files -----------------------------------------------------------------
 
-    def special(self, sp: Special, uid: int, gid: int) -> bool:
-        """Make the FIFO, socket or device node ``sp`` (owned by ``uid``/``gid`` when this user
-        may give it); returns whether it was already there."""
+    def special(self, sp: Special, meta: Meta) -> bool:
+        """Make the FIFO, socket or device node ``sp`` with its owner, attributes (``meta``, as
+        far as this user may give them), mode and time; returns whether it was already there
+        (then left as it is)."""
         pfd, name = self._parent(sp.path)
         try:
-            return make(pfd, name, sp, uid, gid)
+            if make(pfd, name, sp):
+                return True
+            # The attribute calls take no dir_fd: the folder's descriptor, by /proc, and the
+            # node itself, which no call here follows (it is no symlink: just made).
+            self._apply(f"/proc/self/fd/{pfd}/{name}", meta, sp.mode)
+            os.utime(name, ns=(sp.mtime_ns, sp.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         except FileExistsError:
             raise NotPlaced(_in_the_way(pfd, name)) from None
         except OSError as err:
             why = "a device node can be made by root only" if err.errno == errno.EPERM else err.strerror
             raise NotPlaced(f"cannot make the {sp.kind} node: {why}") from None
+        return False
 
     # -- files -------------------------------------------------------------------------
 

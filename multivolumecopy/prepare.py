@@ -220,7 +220,7 @@ def merge(
             unreadable.append((path, why))
             emit(ev.FileFailed(path, why))
         elif why == SPECIAL:  # by design: recorded for --restore
-            found = special_at(os.path.join(sources.root, path), path)
+            found = special_at(os.path.join(sources.root, path), path, opts.keep)
             if found is not None:
                 specials.append(found)
         else:

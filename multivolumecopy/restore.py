@@ -218,7 +218,7 @@ class Restore:
                 self.wanted.add(i)
         for sp in specials:  # FIFOs, sockets, devices: from the record alone
             try:
-                if dest.special(sp, self.ids.uid(sp.uid), self.ids.gid(sp.gid)):
+                if dest.special(sp, self._ids(sp.uid, sp.gid, sp.xattrs)):
                     intact += 1
                 else:
                     self.summary.restored += 1
@@ -462,11 +462,14 @@ class Restore:
     def _meta(self, i: int) -> tuple[int, int, Optional[str]]:
         """Entry ``i``'s owner, group (this machine's ids) and attributes, from the record."""
         cat = self.job.catalog
-        uid, gid = cat.uids[i], cat.gids[i]
+        return self._ids(cat.uids[i], cat.gids[i], cat.xattrs.get(i))
+
+    def _ids(self, uid: int, gid: int, xattrs: Optional[str]) -> tuple[int, int, Optional[str]]:
+        """A recorded owner and group as this machine's ids, with the attributes."""
         return (
             uid if uid == UNKNOWN_ID else self.ids.uid(uid),
             gid if gid == UNKNOWN_ID else self.ids.gid(gid),
-            cat.xattrs.get(i),
+            xattrs,
         )
 
     def _placed(self, i: int, size: int) -> None:

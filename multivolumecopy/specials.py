@@ -14,6 +14,9 @@ import stat
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .metadata import UNKNOWN_ID, Keep
+from .metadata import read as read_xattrs
+
 SPECIAL = "special file (FIFO, socket or device): recorded, not copied; --restore makes it again"
 
 # kind name -> the file type bits of its mode
@@ -24,7 +27,8 @@ _NAMES = {bits: name for name, bits in TYPES.items()}
 @dataclass(frozen=True)
 class Special:
     """One special file of the sources, as the jobfile records it (a row: ``[path, kind, mode,
-    rdev, uid, gid, mtime_ns]``; ``rdev`` 0 but for devices)."""
+    rdev, uid, gid, mtime_ns, xattrs]``; ``rdev`` 0 but for devices; ``xattrs`` its extended
+    attributes and ACLs as :mod:`~multivolumecopy.metadata` writes them, or null)."""
 
     path: str
     kind: str  # fifo, socket, char, block
@@ -33,18 +37,19 @@ class Special:
     uid: int
     gid: int
     mtime_ns: int
+    xattrs: Optional[str] = None
 
     def to_row(self) -> list[Any]:
         """The jobfile's row for it."""
-        return [self.path, self.kind, self.mode, self.rdev, self.uid, self.gid, self.mtime_ns]
+        return [self.path, self.kind, self.mode, self.rdev, self.uid, self.gid, self.mtime_ns, self.xattrs]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Special:
         """From a jobfile row; raises ValueError for a row that is not one."""
-        path, kind, mode, rdev, uid, gid, mtime_ns = row
-        if kind not in TYPES:
+        path, kind, mode, rdev, uid, gid, mtime_ns, xattrs = row
+        if kind not in TYPES or not (xattrs is None or isinstance(xattrs, str)):
             raise ValueError(f"special file kind {kind!r}")
-        return cls(str(path), str(kind), int(mode), int(rdev), int(uid), int(gid), int(mtime_ns))
+        return cls(str(path), str(kind), int(mode), int(rdev), int(uid), int(gid), int(mtime_ns), xattrs)
 
     @property
     def is_device(self) -> bool:
@@ -52,9 +57,9 @@ class Special:
         return self.kind in ("char", "block")
 
 
-def special_at(full: str, rel: str) -> Optional[Special]:
-    """The record of the special file at ``full`` (``rel`` in the catalog's terms); None if
-    nothing special is there now."""
+def special_at(full: str, rel: str, keep: Keep) -> Optional[Special]:
+    """The record of the special file at ``full`` (``rel`` in the catalog's terms), with the
+    metadata ``keep`` says; None if nothing special is there now."""
     try:
         st = os.lstat(full)
     except OSError:
@@ -63,7 +68,12 @@ def special_at(full: str, rel: str) -> Optional[Special]:
     if kind is None:
         return None
     rdev = st.st_rdev if kind in ("char", "block") else 0
-    return Special(rel, kind, stat.S_IMODE(st.st_mode), rdev, st.st_uid, st.st_gid, st.st_mtime_ns)
+    uid, gid = (st.st_uid, st.st_gid) if keep.owner else (UNKNOWN_ID, UNKNOWN_ID)
+    try:
+        xattrs = read_xattrs(full, keep) if keep.any_attributes else None
+    except OSError:
+        xattrs = None
+    return Special(rel, kind, stat.S_IMODE(st.st_mode), rdev, uid, gid, st.st_mtime_ns, xattrs)
 
 
 def describe(specials: list[Special]) -> str:
@@ -79,11 +89,11 @@ def describe(specials: list[Special]) -> str:
     return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] if parts else "none"
 
 
-def make(dir_fd: int, name: str, sp: Special, uid: int, gid: int) -> bool:
-    """Make ``sp`` as ``name`` in the folder ``dir_fd``, with its owner (``uid``/``gid``, -1:
-    leave), mode and time; returns whether one of its kind and device was already there
-    (left as it is).  Raises FileExistsError when something else is in the way, OSError when
-    it cannot be made (a device node without root)."""
+def make(dir_fd: int, name: str, sp: Special) -> bool:
+    """Make ``sp`` as ``name`` in the folder ``dir_fd`` (mode 0600: its metadata is the
+    caller's to set); returns whether one of its kind and device was already there (left as
+    it is).  Raises FileExistsError when something else is in the way, OSError when it cannot
+    be made (a device node without root)."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -96,11 +106,4 @@ def make(dir_fd: int, name: str, sp: Special, uid: int, gid: int) -> bool:
         os.mkfifo(name, 0o600, dir_fd=dir_fd)
     else:
         os.mknod(name, TYPES[sp.kind] | 0o600, sp.rdev, dir_fd=dir_fd)
-    if uid != -1 or gid != -1:
-        try:
-            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
-        except PermissionError:
-            pass  # not root: it stays the restoring user's, as any file restored so
-    os.chmod(name, sp.mode, dir_fd=dir_fd)  # just made by us, as a node: nothing to follow
-    os.utime(name, ns=(sp.mtime_ns, sp.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
     return False
