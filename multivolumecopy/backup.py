@@ -35,6 +35,7 @@ from .errors import DriveError, OutputError, TooLargeError
 from .fsutil import is_no_space, remove_stale_temporaries
 from .identify import Refused, identify, no_drive_at
 from .metadata import LOST_OWNER, lost_text
+from .parity import ParityJob
 from .placement import NEW_DRIVE
 from .prepare import (
     adopt_job_options,
@@ -69,6 +70,7 @@ class Backup:
         self.summary = Summary()
         self.jobfile = os.path.abspath(opts.jobfile)
         self._run_recorded = False  # the jobfile holds this run's state (see _record_run)
+        self._parity: Optional[ParityJob] = None  # the job keeps a parity drive
 
     def emit(self, event: ev.Event) -> None:
         """Pass ``event`` on to the run's emit function, counting skipped entries for the summary."""
@@ -99,8 +101,11 @@ class Backup:
             ctx.clock = self.clock
             check_sizes(ctx)
             job = ctx.job
+            self._parity = ParityJob.for_run(opts.parity, job, jobfile)
             if not job.run.in_progress and not pending and not ctx.worklist.any_unplaced():
                 self._nothing_to_do(read, ctx)
+                if self._parity is not None:
+                    self._parity.finish(job, self.swapper, self.emit, opts.outputs)
                 return self.summary
             resumed = job.run.in_progress
             plan_run(ctx, pending)
@@ -115,6 +120,8 @@ class Backup:
             if job.run.in_progress:  # the last volume's save finished it, unless none was written
                 self._finish_run(ctx)
                 self._save(ctx)
+            if self._parity is not None:  # last: what it protects is what the drives hold
+                self._parity.finish(job, self.swapper, self.emit, opts.outputs)
         return self.summary
 
     def _nothing_to_do(self, read: Optional[jf.Job], ctx: RunContext) -> None:
@@ -360,6 +367,8 @@ class Backup:
         job.run.open_volume = None
         if not ctx.worklist.remains():
             self._finish_run(ctx)  # in the same save (and so in the drive's copy of the jobfile)
+        if self._parity is not None:  # its map (and the map's copy on the drive) first
+            self._parity.volume_closed(job, rec.number, drive)
         copied = [True]
 
         def copy_to_drive(new_jobfile: str) -> None:

@@ -79,7 +79,7 @@ def _backup_options(args: argparse.Namespace) -> Options:
         raise UsageError(
             "--json goes with --verify, --locate, --status or --dry-run; see multivolumecopy --help"
         )
-    _only_with(args, "--restore", to=args.to)
+    _only_with(args, "--restore", to=args.to, lost_volume=args.lost_volume is not None)
     if args.start_index is not None or args.stop_before is not None:
         raise UsageError(
             "-i/--device-startindex and -si/--select-index only go with --verify; a backup "
@@ -104,6 +104,7 @@ def _backup_options(args: argparse.Namespace) -> Options:
         given=frozenset(given),
         change_options=args.change_options,
         **given,
+        parity=args.parity,
     )
     if args.bwlimit and opts.bwlimit <= 0:
         raise UsageError("--bwlimit must be more than zero bytes a second")
@@ -256,7 +257,8 @@ def _status(args: argparse.Namespace, stdout: IO[str]) -> int:
     """Nagios-style: 0 OK, 1 WARNING, 2 CRITICAL (a jobfile that cannot be read is CRITICAL)."""
     from .clock import epoch
     from .jobfile import load
-    from .status import CRITICAL, DEFAULT_MAX_AGE_DAYS, render, status
+    from .parity import parity_status
+    from .status import CRITICAL, DEFAULT_MAX_AGE_DAYS, add_parity, render, status
 
     max_age = DEFAULT_MAX_AGE_DAYS if args.max_age is None else args.max_age
     if max_age <= 0:
@@ -269,6 +271,7 @@ def _status(args: argparse.Namespace, stdout: IO[str]) -> int:
     now_text = os.environ.get("MVCOPY_NOW")  # "what if it were then": for checks and tests
     now = epoch(now_text) if now_text else time.time()
     st = status(job, now, max_age)
+    add_parity(st, parity_status(job, args.jobfile), now, max_age)
     stdout.write(render(st, args.json))
     return st.code
 
@@ -307,6 +310,8 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         raise UsageError("--restore needs --to DIR: where to put the files")
     if not args.output:
         raise UsageError("--restore reads the drives: name the mount point with -o/--output")
+    if args.lost_volume is not None and args.sources:
+        raise UsageError("--lost-volume rebuilds a whole volume: give no PATTERN with it")
     renderer, swapper = _person(args, stdin, stderr)
 
     def person(event: Any) -> None:
@@ -320,7 +325,12 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources, args.numeric_ids)
     outside = _outside(args, renderer)
     try:
-        summary = Restore(opts, outside.emit_to(person), swapper).run()
+        if args.lost_volume is not None:
+            from .rebuild import Rebuild
+
+            summary = Rebuild(opts, args.lost_volume, outside.emit_to(person), swapper).run()
+        else:
+            summary = Restore(opts, outside.emit_to(person), swapper).run()
     except MvcError as err:
         outside.finish(int(err.exit_code), str(err))
         raise

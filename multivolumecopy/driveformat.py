@@ -50,6 +50,7 @@ JOURNAL_VERSION = 2
 MANIFEST_COLUMNS = (
     "path", "kind", "size", "mtime_ns", "mode", "target", "sha256", "verified", "stored", "meta"
 )  # fmt: skip
+DATA, PARITY = "data", "parity"  # a label's role (added within version 1: no role is a data drive)
 RECORDED_ONLY = ""  # "stored" value of an entry the drive cannot hold (a symlink on exFAT)
 
 
@@ -63,10 +64,13 @@ class Label:
     volume_uuid: str
     created: str
     job_root: str = ""
+    role: str = DATA  # PARITY: the job's parity drive number ``volume`` (P1), no data of its own
 
     def to_json(self) -> bytes:
         """The label file's bytes: indented JSON with its format and version."""
         doc = {"format": LABEL_FORMAT, "version": VERSION, **asdict(self)}
+        if self.role == DATA:
+            del doc["role"]  # a data drive's label as it always was
         return (json.dumps(doc, indent=1) + "\n").encode("ascii")
 
 
@@ -92,6 +96,7 @@ def read_label(root: str) -> Optional[Label]:
             volume_uuid=str(doc["volume_uuid"]),
             created=str(doc["created"]),
             job_root=str(doc.get("job_root", "")),
+            role=str(doc.get("role", DATA)),
         )
     except (KeyError, TypeError, ValueError):
         raise OutputError(f"the label {path} is damaged; move it away or use another drive") from None

@@ -199,7 +199,7 @@ class WaitingForDrive:
     output: str
     message: str
     wanted: tuple[int, ...]
-    next_volume: int
+    next_volume: Union[int, str]  # "P1": the parity drive
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from . import events as ev
 from . import jobfile as jf
 from .context import RunContext
 from .drive import Drive, drive_error
-from .driveformat import Label, filesystem_id
+from .driveformat import DATA, Label, filesystem_id
 from .fsutil import block_size, is_mount_point
 from .probe import Capabilities, probe
 from .worklist import volumes_text
@@ -52,6 +52,8 @@ def identify(ctx: RunContext, drive: Drive, save: Callable[[], None]) -> tuple[i
             f"it is volume {label.volume} of another job (job {label.job_id[:8]}, backing up "
             f"{label.job_root or 'unknown sources'}); insert a drive of this job or a blank one"
         )
+    if label.role != DATA:
+        raise Refused(f"it is the parity drive P{label.volume} of this job; insert a data drive")
     number = label.volume
     known = job.volumes.get(number)
     if known is not None and known.forgotten and known.uuid == label.volume_uuid:

@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="give volume N up: its files are placed again on the other volumes or new ones; repeatable",
     )
     b.add_argument(
+        "--parity",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        metavar="N",
+        help="keep N parity drives (1: asked for as P1 after the data drives; any one lost drive can "
+        "then be rebuilt with --restore --lost-volume); a job that has one keeps it",
+    )
+    b.add_argument(
         "--bwlimit",
         metavar="RATE",
         help="read at most RATE bytes a second from the sources, all workers together (e.g. 20M)",
@@ -308,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give restored files the owner and group ids recorded, as numbers; by default a "
         "recorded user or group name this machine knows gives its id here",
+    )
+    r.add_argument(
+        "--lost-volume",
+        type=int,
+        metavar="N",
+        help="rebuild volume N's files into --to from the parity drive P1 (asked for first) and the "
+        "other volumes' drives (any order), each checked against its SHA-256",
     )
     return p
 

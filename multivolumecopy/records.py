@@ -22,7 +22,7 @@ from typing import Optional
 
 from . import clock
 from . import jobfile as jf
-from .driveformat import JOBCOPY, Label, read_label
+from .driveformat import DATA, JOBCOPY, Label, read_label
 from .errors import JobfileError, OutputError
 from .sizes import count
 
@@ -151,6 +151,8 @@ def standing(job: jf.Job, label: Label) -> Optional[str]:
     """Why the drive with ``label`` is not the volume it says it is, by the record ``job`` (of
     the same job), as what it is instead ("an old copy of volume 2, ..."); None when it is."""
     n = label.volume
+    if label.role != DATA:
+        return f"the parity drive P{n} (it holds no files of its own; --lost-volume reads it)"
     known = job.volumes.get(n)
     if known is None:
         return None

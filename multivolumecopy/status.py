@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from . import clock, joboptions
 from . import jobfile as jf
@@ -48,6 +48,30 @@ class Status:
     volumes: list[VolumeStatus] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)  # the job's: what a run that gives none uses
+    parity: Optional[dict[str, Any]] = None  # parity.parity_status: a job with a parity drive
+
+
+def add_parity(st: Status, info: Optional[dict[str, Any]], now: float, max_age_days: float) -> None:
+    """Add what the parity does not protect: WARNING when something is unprotected and the
+    parity drive was last updated longer ago than ``max_age_days`` (or never)."""
+    st.parity = info
+    if info is None:
+        return
+    if info["current"]:
+        msg = f"parity {info['drive']} current"
+    else:
+        parts = [
+            f"volume {v}: {count(x['unprotected_files'], 'file')} ({format_size(x['unprotected_bytes'])}), "
+            + "; ".join(x["why"])
+            for v, x in info["volumes"].items()
+            if x["unprotected_files"]
+        ]
+        msg = f"parity {info['drive']} does not protect " + ", ".join(parts)
+        updated = info["updated"]
+        if updated is None or now - clock.epoch(updated) > max_age_days * 86400:
+            st.code = max(st.code, WARNING)
+    st.messages.append(msg)
+    st.summary += "; " + msg
 
 
 def _days(seconds: float) -> str:

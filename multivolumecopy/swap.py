@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from .errors import SwapNeeded
 from .sizes import count
@@ -35,7 +35,7 @@ class SwapRequest:
     output: str
     message: str  # what to insert, for a person
     finished: Optional[int]  # the volume just finished, if any
-    next_volume: int
+    next_volume: Union[int, str]  # "P1": the parity drive
     jobfile: str
     refusal: Optional[str] = None  # why the drive offered last time was refused
 
