@@ -285,6 +285,39 @@ MUTATIONS = [
         "            if err.errno not in REFUSED:\n                raise\n            lost |= LOST_OWNER",
         "            raise",
         "tests/test_metadata.py::test_a_user_without_root_keeps_what_it_can_says_once_what_not_and_exits_0",
+        "parity-volume-not-xored",  # a rebuild leaves one volume's blocks out of the XOR
+        "multivolumecopy/rebuild.py",
+        "                self._xor_volume(drive, label.volume)",
+        "                self.needed.discard(label.volume)",
+        "tests/test_parity.py::test_a_lost_data_drive_is_rebuilt_exactly_from_the_parity_drive_and_the_others",
+    ),
+    Mutation(
+        "parity-not-marked-before-write",  # parity blocks rewritten while the record still claims them
+        "multivolumecopy/parity.py",
+        '            self._commit(drive, rec)\n            faults.point("parity:marked")',
+        '            faults.point("parity:marked")',
+        "tests/test_parity.py::-k killed_midway",
+    ),
+    Mutation(
+        "parity-claimed-before-sync",  # the record claims new parity before it is synced
+        "multivolumecopy/parity.py",
+        ("                drive._guard(os.fsync, fd)\n", "            drive._guard(drive._synced)\n"),
+        ("", ""),
+        "tests/test_parity.py::test_the_parity_record_is_committed_only_after_the_parity_is_synced",
+    ),
+    Mutation(
+        "parity-source-trusted",  # a source file is kept in the parity without its hash matching the drive's
+        "multivolumecopy/parity.py",
+        "        if self.pos != self.row.size or self.digest.hexdigest() != self.row.sha256:",
+        "        if False:",
+        "tests/test_parity.py::-k source_changed",
+    ),
+    Mutation(
+        "parity-not-updated-after-changes",  # a re-run leaves the parity drive as it was
+        "multivolumecopy/parity.py",
+        "    return bool(dirty(rec.volumes, wanted, rec.invalid)) or any(",
+        "    return False and any(",
+        "tests/test_parity.py::-k rerun_with_changes",
     ),
 ]
 

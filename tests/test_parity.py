@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import Bay, Drives, backup, files_on, label_of, make_tree, run_mvc
+import pytest
+
+from helpers import Bay, Drives, backup, bay_args, files_on, label_of, make_tree, mvc_argv, mvc_env, run_mvc
 
 VOLUME_SIZE = "300K"  # the tree below (about 800 KiB) takes three volumes
 
@@ -85,7 +89,9 @@ def first_backup(tmp_path: Path, drives: Drives, bay: Bay, *extra: str) -> list[
     return images
 
 
-def rebuild_and_check(tmp_path: Path, drives: Drives, bay: Bay, images: list[Path], lost: int, tag: str) -> None:
+def rebuild_and_check(
+    tmp_path: Path, drives: Drives, bay: Bay, images: list[Path], lost: int, tag: str
+) -> None:
     volumes, parity, held = drive_roles(drives, images)
     assert len(volumes) >= 3
     wipe(drives, volumes[lost])
@@ -176,3 +182,112 @@ def test_a_source_changed_after_its_drive_was_written_is_reported_unprotected_no
     assert "zeta/big 1.dat: the parity drive P1 does not protect it" in r.stderr
     assert not (to / "zeta" / "big 1.dat").exists(), "never left under its final name"
     assert differences(src, to, held[lost] - {"zeta/big 1.dat"}) == ""
+
+
+def parity_map(tmp_path: Path) -> dict[str, list[list]]:
+    return json.loads((tmp_path / "job.json.parity-map.json").read_text())["volumes"]
+
+
+def test_a_parity_update_killed_midway_claims_no_block_it_had_not_committed_and_the_next_run_finishes_it(
+    drives, bay, tmp_path
+):
+    images = first_backup(tmp_path, drives, bay)
+    volumes, parity, held = drive_roles(drives, images)
+    src = tmp_path / "src"
+    # Rewrite (same sizes) the files of volume 1 past block ``cut``: the parity of their blocks
+    # is computed again; the files of volume ``lost`` below ``cut`` keep theirs.
+    runs = {
+        int(v): [(row[0], row[1], row[1] + row[2]) for row in rows if row[2]]
+        for v, rows in parity_map(tmp_path).items()
+    }
+    lost = max((v for v in runs if v != 1), key=lambda v: len(runs[v]))
+    cut = sorted(stop for _, _, stop in runs[lost])[len(runs[lost]) // 2]
+    changed = [run for run in runs[1] if run[1] >= cut]
+    ok = [path for path, _, stop in runs[lost] if stop <= cut]
+    assert changed and ok
+    for path, _, _ in changed:
+        (src / path).write_bytes(os.urandom((src / path).stat().st_size))
+    bay.enqueue(parity)  # only volume 1 changed
+    bay.insert(volumes[1])
+    r = run_mvc(
+        *[
+            str(src),
+            "-o",
+            str(bay.point),
+            "-f",
+            str(tmp_path / "job.json"),
+            "--new-volume-script",
+            bay.script,
+        ],
+        "--volume-size",
+        VOLUME_SIZE,
+        cwd=tmp_path,
+        env_extra={"MVCOPY_FAULT": "parity:written"},
+        start_new_session=True,
+    )
+    assert r.returncode == -9, r.stderr
+    bay.eject()
+    with drives.inspect([parity]) as (point,):
+        record = json.loads((point / ".mvcopy-parity.json").read_text())
+    invalid = record["invalid"]
+    for _, start, stop in changed:  # the blocks being written are not claimed
+        assert any(a <= start and stop <= b for a, b in invalid), (start, stop, invalid)
+
+    # A rebuild now: what the cut update touched is reported, never rebuilt wrong.
+    bay.enqueue(*[img for v, img in sorted(volumes.items(), reverse=True) if v != lost])  # not its own
+    bay.insert(parity)
+    to = tmp_path / "rebuilt-cut"
+    r = rebuild(tmp_path, bay, lost, to)
+    bay.eject()
+    problems = [line for line in r.stderr.splitlines() if line.startswith("FAILED")]
+    assert problems and all("was never completed" in line for line in problems), r.stderr
+    failed = {line[len("FAILED ") :].split(": ", 1)[0] for line in problems}
+    assert not failed & set(ok), "files whose blocks the cut update did not touch are rebuilt"
+    assert differences(src, to, held[lost] - failed) == ""
+
+    # The next run finishes the parity (nothing else to do: it asks for P1 alone).
+    bay.enqueue(parity)
+    bay.insert(volumes[1])
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+    assert r.returncode == 0, r.stderr
+    assert "parity drive P1 updated" in r.stderr
+    bay.eject()
+    rebuild_and_check(tmp_path, drives, bay, images, 2, "after")
+
+
+def test_the_parity_record_is_committed_only_after_the_parity_is_synced(tmp_path, drives, bay):
+    if shutil.which("strace") is None:
+        pytest.skip("strace is missing: it watches the order of fsync, syncfs and rename")
+    trace = tmp_path / "strace.log"
+    make_tree(tmp_path / "src", n_files=40, big=3)
+    images = [drives.image(f"d{k}", 2048) for k in range(5)]
+    bay.enqueue(*images[1:])
+    bay.insert(images[0])
+    calls = "trace=syncfs,fsync,fdatasync,rename,renameat,renameat2"
+    r = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", calls, "-o", str(trace)]
+        + mvc_argv(*bay_args(tmp_path, bay, "--volume-size", VOLUME_SIZE, "--parity", "1")),
+        cwd=tmp_path,
+        env=mvc_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    data_synced = drive_synced = False
+    commits = []
+    drive = re.escape(str(bay.point))
+    for line in trace.read_text().splitlines():
+        call = line.split(None, 1)[1]
+        if re.match(r"f(data)?sync\(\d+<[^>]*\.mvcopy-parity-1\.bin>", call):
+            data_synced = True
+        elif re.match(rf"syncfs\(\d+<{drive}>", call):
+            drive_synced = True
+        elif re.match(r'rename\w*\(.*"[^"]*\.mvcopy-parity\.json"', call):
+            commits.append((data_synced, drive_synced))
+            data_synced = drive_synced = False
+    assert len(commits) >= 2, "no parity record commits seen"
+    assert commits[-1] == (True, True), (
+        f"the record claiming the new parity went in place before its sync: {commits}"
+    )
