@@ -8,7 +8,9 @@ but not yet renamed into place),
 ``replace:<file name>`` (the temporary copy of a record such as ``.mvcopy-manifest.json``
 is written and synced but not yet renamed over the old one), ``after-purge`` (files
 removed from a drive, the journal not yet told), ``after-rename`` (files moved in the sources
-renamed on a drive, the journal not yet told).
+renamed on a drive, the journal not yet told), ``parity:marked`` (the parity drive's record
+marks the blocks about to be written invalid, none written yet), ``parity:written`` (those
+blocks written, not yet synced nor claimed).
 """
 
 from __future__ import annotations
