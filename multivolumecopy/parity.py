@@ -33,7 +33,7 @@ from . import jobfile as jf
 from .catalog import FILE, sort_key
 from .contents import DriveContents
 from .drive import Drive, drive_error
-from .driveformat import PARITY, Label
+from .driveformat import PARITY, Label, read_label
 from .errors import JobfileError, OutputError
 from .fsutil import atomic_write, fsync_dir, read_chunks
 from .identify import no_drive_at
@@ -313,11 +313,10 @@ class ParityUpdate:
     def _find(self) -> tuple[str, Drive]:
         for out in self.outputs:
             try:
-                label = Drive(out)
-                label.read_state()
+                label = read_label(out)  # the label alone: a data drive's manifest is not read
             except (OSError, OutputError):
                 continue
-            if parity_label(label.label):
+            if parity_label(label):
                 try:
                     return out, self._take(out)
                 except _Refused as why:
@@ -385,7 +384,7 @@ class ParityUpdate:
             have += os.stat(drive.path(DATA_FILE.format(n=NUMBER))).st_blocks * 512
         except FileNotFoundError:
             pass
-        records = 2 * (len(self.pmap.to_json()) * 2 + os.path.getsize(self.jobfile)) + (1 << 20)
+        records = 2 * (len(self.pmap.to_json()) * 2 + os.path.getsize(self.jobfile)) + (64 << 10)
         if need + records > have:
             raise OutputError(
                 f"the drive at {drive.root} is too small for the parity drive {NAME}: the parity "
@@ -401,13 +400,13 @@ class ParityUpdate:
             raise OutputError(f"the parity record {path} is not this drive's; move it away")
         wanted = protectable(self.pmap.volumes)
         blocks = size_in_blocks(self.pmap.volumes)
-        todo = [(a, min(b, blocks)) for a, b in dirty(rec.volumes, wanted, rec.invalid) if a < blocks]
+        changed = dirty(rec.volumes, wanted, rec.invalid)
+        todo = [(a, min(b, blocks)) for a, b in changed if a < blocks]
         result = ParityResult()
         data_path = drive.path(DATA_FILE.format(n=NUMBER))
         if todo or blocks != rec.blocks:
-            # The commit before: nothing of what is about to be written is claimed.
-            rec.invalid = merge(rec.invalid + todo)
-            rec.invalid = [(a, min(b, blocks)) for a, b in rec.invalid if a < blocks]
+            # The commit before: nothing about to be written (or cut off the end) is claimed.
+            rec.invalid = merge(rec.invalid + changed + [(min(blocks, rec.blocks), max(blocks, rec.blocks))])
             self._commit(drive, rec)
             faults.point("parity:marked")
             try:

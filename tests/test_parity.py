@@ -291,3 +291,42 @@ def test_the_parity_record_is_committed_only_after_the_parity_is_synced(tmp_path
     assert commits[-1] == (True, True), (
         f"the record claiming the new parity went in place before its sync: {commits}"
     )
+
+
+def test_a_parity_drive_too_small_is_refused_in_one_line_and_the_data_drives_stay_saved(
+    drives, bay, tmp_path
+):
+    make_tree(tmp_path / "src", n_files=40, big=3)
+    images = [drives.image(f"d{k}", 2048) for k in range(4)]
+    small = drives.image("small", 400)
+    bay.enqueue(*images[1:4], small)
+    bay.insert(images[0])
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE, "--parity", "1")
+    assert r.returncode == 5, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("multivolumecopy: the drive at ") and "too small for the parity drive P1" in last
+    assert "Traceback" not in r.stderr
+    bay.eject()
+    with drives.inspect([small]) as (point,):
+        assert not (point / ".mvcopy-label.json").exists(), "a drive refused is not labelled"
+    job = json.loads((tmp_path / "job.json").read_text().split('\n "files"')[0].rstrip(",") + "}")
+    assert job["run"]["state"] == "done" and job["failed"] == []
+
+
+def test_lost_volume_goes_with_restore_and_takes_no_pattern(tmp_path):
+    r = run_mvc("--lost-volume", "2", str(tmp_path), "-o", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "--lost-volume goes with --restore" in r.stderr
+    r = run_mvc(
+        "--restore",
+        "--to",
+        str(tmp_path / "to"),
+        "-o",
+        str(tmp_path),
+        "--lost-volume",
+        "2",
+        "x",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "give no PATTERN" in r.stderr
+    r = run_mvc(str(tmp_path), "-o", str(tmp_path), "--parity", "2", cwd=tmp_path)
+    assert r.returncode == 2 and "--parity" in r.stderr
