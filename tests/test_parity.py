@@ -99,7 +99,12 @@ def rebuild_and_check(
     bay.enqueue(*others)
     bay.insert(parity)
     to = tmp_path / f"rebuilt-{tag}"
-    r = rebuild(tmp_path, bay, lost, to)
+    src = tmp_path / "src"
+    src.rename(tmp_path / "src-away")  # the server is gone too: the rebuild reads only drives
+    try:
+        r = rebuild(tmp_path, bay, lost, to)
+    finally:
+        (tmp_path / "src-away").rename(src)
     bay.eject()
     assert r.returncode == 0, r.stderr
     assert held[lost], "the lost volume held files"
@@ -118,14 +123,19 @@ def test_after_a_rerun_with_changes_the_parity_follows_and_another_volume_is_reb
     src = tmp_path / "src"
     on1 = sorted(p for p in held[1] if (src / p).is_file() and not (src / p).is_symlink())
     on3 = sorted(p for p in held[3] if (src / p).is_file() and not (src / p).is_symlink())
+    big = [p for p in on1 if (src / p).stat().st_size > 4096]
     (src / on1[0]).unlink()  # deleted
-    changed = src / on1[-1]
+    changed = src / big[-1]
     changed.write_bytes(os.urandom(changed.stat().st_size))  # same size, other bytes
+    moved = src / big[0]
+    moved.rename(moved.with_name("moved " + moved.name))  # moved (renamed on its drive)
+    with open(src / big[1], "ab") as fh:
+        fh.write(os.urandom(5000))  # grown
     (src / on3[0]).write_bytes(os.urandom(9000))  # rewritten, grown or shrunk
     (src / "zeta" / "new one.bin").write_bytes(os.urandom(20000))  # new
     bay.enqueue(*[volumes[v] for v in sorted(volumes)][1:], parity)
     bay.insert(volumes[1])
-    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE, "--parity", "1")
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)  # the job keeps its parity
     assert r.returncode == 0, r.stderr
     assert "parity drive P1 updated" in r.stderr
     bay.eject()

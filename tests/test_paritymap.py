@@ -120,3 +120,17 @@ def test_ranges_merge_subtract_overlap_and_cut_into_windows():
     assert [r.path for r in over(rows, [(1, 2)])] == ["a"]
     assert size_in_blocks({1: rows, 2: [Row("c", 9, 1, 1, 1, "h")]}) == 10
     assert size_in_blocks({}) == 0
+
+
+def test_xor_into_gives_the_same_bytes_with_numpy_and_with_python_integers(monkeypatch):
+    from multivolumecopy import parity
+
+    rnd = random.Random(3)
+    base = bytes(rnd.randrange(256) for _ in range(5000))
+    data = bytes(rnd.randrange(256) for _ in range(3000))
+    want = base[:700] + bytes(a ^ b for a, b in zip(base[700:3700], data)) + base[3700:]
+    for numpy in ([], [None]):  # as found (numpy if installed), then without it
+        monkeypatch.setattr(parity, "_NUMPY", numpy)
+        buf = bytearray(base)
+        parity.xor_into(buf, 700, data)
+        assert bytes(buf) == want
