@@ -231,6 +231,14 @@ class Rebuild:
             raise _Refused(f"the parity drive {NAME} holds no parity record of this job")
         self.record = rec
         self._targets(rec)
+        self.emit(
+            ev.RestoreStarted(
+                tuple(sorted(self.needed)),
+                len(self.targets),
+                sum(t.row.size for t in self.targets),
+                self.summary.intact,
+            )
+        )
         try:
             fd = os.open(drive.path(DATA_FILE.format(n=NUMBER)), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as err:

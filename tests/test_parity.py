@@ -114,6 +114,8 @@ def rebuild_and_check(
 
 def test_a_lost_data_drive_is_rebuilt_exactly_from_the_parity_drive_and_the_others(drives, bay, tmp_path):
     images = first_backup(tmp_path, drives, bay)
+    status = run_mvc("--status", "-f", str(tmp_path / "job.json"), cwd=tmp_path)
+    assert status.returncode == 0 and "parity P1 current" in status.stdout.splitlines()[0], status.stdout
     rebuild_and_check(tmp_path, drives, bay, images, 2, "two")
 
 
