@@ -135,10 +135,11 @@ def test_after_a_rerun_with_changes_the_parity_follows_and_another_volume_is_reb
         fh.write(os.urandom(5000))  # grown
     (src / on3[0]).write_bytes(os.urandom(9000))  # rewritten, grown or shrunk
     (src / "zeta" / "new one.bin").write_bytes(os.urandom(20000))  # new
-    bay.enqueue(*[volumes[v] for v in sorted(volumes)][1:], parity)
-    bay.insert(volumes[1])
+    bay.enqueue(*[volumes[v] for v in sorted(volumes)], parity)
+    bay.insert(parity)  # left in the bay since the last run: refused as a data drive
     r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)  # the job keeps its parity
     assert r.returncode == 0, r.stderr
+    assert "drive refused: it is the parity drive P1 of this job; insert a data drive" in r.stderr
     assert "parity drive P1 updated" in r.stderr
     bay.eject()
     record = json.loads((tmp_path / "job.json.parity-1.json").read_text())
@@ -342,3 +343,47 @@ def test_lost_volume_goes_with_restore_and_takes_no_pattern(tmp_path):
     assert r.returncode == 2 and "give no PATTERN" in r.stderr
     r = run_mvc(str(tmp_path), "-o", str(tmp_path), "--parity", "2", cwd=tmp_path)
     assert r.returncode == 2 and "--parity" in r.stderr
+
+
+def test_parity_given_to_an_old_job_protects_only_the_volumes_visited_since_and_status_says_so(
+    drives, bay, tmp_path
+):
+    make_tree(tmp_path / "src", n_files=40, big=3)
+    images = [drives.image(f"d{k}", 2048) for k in range(6)]
+    bay.enqueue(*images[1:4])
+    bay.insert(images[0])
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+    assert r.returncode == 0, r.stderr
+    bay.eject()
+    volumes, _, held = drive_roles_without_parity(drives, images[:4])
+    src = tmp_path / "src"
+    path = sorted(p for p in held[1] if (src / p).is_file() and (src / p).stat().st_size > 100)[0]
+    (src / path).write_bytes(os.urandom(5000))
+    bay.enqueue(images[5])
+    bay.insert(volumes[1])
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE, "--parity", "1")
+    assert r.returncode == 0, r.stderr
+    assert "parity drive P1 updated" in r.stderr
+    doc = json.loads(run_mvc("--status", "--json", "-f", str(tmp_path / "job.json"), cwd=tmp_path).stdout)
+    parity = doc["parity"]
+    assert not parity["current"]
+    assert parity["volumes"]["1"]["unprotected_files"] == 0
+    for v in volumes:
+        if v != 1:
+            assert parity["volumes"][str(v)]["unprotected_files"] > 0
+            assert parity["volumes"][str(v)]["why"] == ["its drive was not updated since the job has parity"]
+    bay.eject()
+    rebuild_and_check(tmp_path, drives, bay, images[:4] + [images[5]], 1, "old")  # what it protects
+
+
+def drive_roles_without_parity(
+    drives: Drives, images: list[Path]
+) -> tuple[dict[int, Path], None, dict[int, set[str]]]:
+    volumes: dict[int, Path] = {}
+    held: dict[int, set[str]] = {}
+    with drives.inspect(images) as points:
+        for img, point in zip(images, points):
+            if (point / ".mvcopy-label.json").exists():
+                volumes[label_of(point)["volume"]] = img
+                held[label_of(point)["volume"]] = files_on(point)
+    return volumes, None, held
