@@ -129,8 +129,10 @@ class ParityMap:
         return (json.dumps(doc, separators=(",", ":")) + "\n").encode("ascii")
 
     def volume_closed(self, number: int, contents: DriveContents, forgotten: Sequence[int] = ()) -> None:
-        """Volume ``number``'s drive committed ``contents``: its rows follow (runs kept stable)."""
-        files = [contents[p] for p in contents.paths_of_kind(FILE)]
+        """Volume ``number``'s drive committed ``contents``: its rows follow (runs kept stable).
+        A hard link after the first of its group has no row: on the drive it is the same file,
+        and a rebuild links it to the first."""
+        files = [e for e in (contents[p] for p in contents.paths_of_kind(FILE)) if not e.target]
         files.sort(key=lambda e: sort_key(e.path))
         self.volumes[number] = allocate(
             self.volumes.get(number, []), (File(e.path, e.size, e.mtime_ns, e.sha256) for e in files)

@@ -81,6 +81,7 @@ class Rebuild:
         self.needed: set[int] = set()  # volumes still to XOR in
         self.problems: dict[str, str] = {}
         self.dirs: set[str] = set()
+        self.links: list[int] = []  # hard links after the first of their group
 
     def run(self) -> RestoreSummary:
         """Rebuild the lost volume's entries into ``--to``; raises :class:`SwapNeeded` when stopped
@@ -138,8 +139,11 @@ class Rebuild:
                 continue
             path = cat.paths[i]
             r = rows.get(path)
+            leader = cat.leader(i)
             if self.dest.intact(path, cat.sizes[i], cat.mtimes[i]):
                 self.summary.intact += 1
+            elif r is None and leader is not None and cat.volumes[leader] == self.lost:
+                self.links.append(i)  # linked to the first of its group once that is rebuilt
             elif r is None:
                 self._problem(path, f"the parity drive {NAME} does not protect it (not computed since)")
             elif r.size != cat.sizes[i] or not mtimes_equal(r.mtime_ns, cat.mtimes[i], gran):
@@ -341,6 +345,16 @@ class Rebuild:
             self.summary.restored += 1
             self.summary.restored_bytes += size
             self.emit(ev.Copied(self.lost, 1, size, 0))
+        for i in self.links:
+            leader = cat.leader(i)
+            assert leader is not None
+            path, first = cat.paths[i], cat.paths[leader]
+            if first in self.problems:
+                self._problem(path, f"a hard link of {first}, which could not be rebuilt")
+            elif self.dest.hard_link(path, first, i):
+                self.summary.restored += 1
+            else:
+                self._problem(path, f"could not be linked to {first} (rebuilt) in --to")
         for path in depth_first(self.dirs):
             d = cat.index_of(path)
             if d is not None and path not in self.problems:

@@ -76,8 +76,10 @@ def differences(src: Path, rebuilt: Path, paths: set[str]) -> str:
     return out + (f"\nnot on the lost volume: {sorted(extra)}" if extra else "")
 
 
-def first_backup(tmp_path: Path, drives: Drives, bay: Bay, *extra: str) -> list[Path]:
+def first_backup(tmp_path: Path, drives: Drives, bay: Bay, *extra: str, link: bool = False) -> list[Path]:
     make_tree(tmp_path / "src", n_files=40, big=3)
+    if link:
+        os.link(tmp_path / "src/zeta/big 0.dat", tmp_path / "src/zeta/big 0 again.dat")
     images = [drives.image(f"d{k}", 2048) for k in range(5)]
     bay.enqueue(*images[1:])
     bay.insert(images[0])
@@ -113,10 +115,14 @@ def rebuild_and_check(
 
 
 def test_a_lost_data_drive_is_rebuilt_exactly_from_the_parity_drive_and_the_others(drives, bay, tmp_path):
-    images = first_backup(tmp_path, drives, bay)
+    images = first_backup(tmp_path, drives, bay, link=True)
     status = run_mvc("--status", "-f", str(tmp_path / "job.json"), cwd=tmp_path)
     assert status.returncode == 0 and "parity P1 current" in status.stdout.splitlines()[0], status.stdout
-    rebuild_and_check(tmp_path, drives, bay, images, 2, "two")
+    _, _, held = drive_roles(drives, images)
+    lost = next(v for v, paths in held.items() if "zeta/big 0 again.dat" in paths)
+    rebuild_and_check(tmp_path, drives, bay, images, lost, "lost")
+    rebuilt = tmp_path / "rebuilt-lost/zeta"
+    assert (rebuilt / "big 0.dat").stat().st_ino == (rebuilt / "big 0 again.dat").stat().st_ino
 
 
 def test_after_a_rerun_with_changes_the_parity_follows_and_another_volume_is_rebuilt(drives, bay, tmp_path):
