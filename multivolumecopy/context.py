@@ -64,6 +64,7 @@ class Options:
     def keep(self) -> Keep:
         """What of the sources' metadata the job keeps (owners, ACLs, extended attributes)."""
         return Keep(owner=self.owner, acls=self.acls, xattrs=self.xattrs)
+
     parity: int = 0  # parity drives (0 or 1): a job that has one keeps it (its map says so)
 
 
