@@ -148,12 +148,13 @@ def _umount(point: str) -> None:
     if not os.path.ismount(point):
         return
     dev = _out("findmnt", "-no", "SOURCE", point)
-    for _ in range(100):
+    for _ in range(200):
         if _sh("umount", point) == 0 or not os.path.ismount(point):
             break
         time.sleep(0.05)
     else:
-        _sh("umount", "-l", point)
+        held = _out("fuser", "-vm", point)
+        raise AssertionError(f"{point} still busy after 10 s (not unmounted lazily):\n{held}")
     if dev.startswith("/dev/loop"):
         _sh("losetup", "-d", dev)
 
@@ -262,7 +263,10 @@ class World:
         # A killed run may have left its swap script or workers: end whatever still uses the world.
         subprocess.call(["pkill", "-9", "-f", self.top], stderr=subprocess.DEVNULL)
         for point in _mounts_below(self.top):
-            _umount(point)
+            try:
+                _umount(point)
+            except AssertionError:  # the end of the test: take everything apart all the same
+                _sh("umount", "-l", point)
         for img in self.images:
             out = subprocess.run(["losetup", "-j", img], capture_output=True, text=True).stdout
             for line in out.splitlines():
@@ -638,6 +642,15 @@ class BackupMachine(RuleBasedStateMachine):
             raise AssertionError(f"the run hung: {args}\n{err}") from None
         if interrupt is not None and interrupt[0] == "SIGKILL":
             subprocess.call(["pkill", "-9", "-g", str(proc.pid)], stderr=subprocess.DEVNULL)
+            # A killed worker in a write to the drive dies when that write returns: until the
+            # group is gone the drive is busy, and unmounting it lazily would let such a write
+            # land in the image after the next mount of it (two filesystems on one image).
+            for _ in range(600):
+                if subprocess.call(["pgrep", "-g", str(proc.pid)], stdout=subprocess.DEVNULL) != 0:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"processes of a killed run still there after 30 s: {args}")
         assert proc.returncode != 70 and "Traceback" not in err, f"internal error:\n{err}"
         return proc.returncode, out, err
 
