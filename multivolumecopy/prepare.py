@@ -276,6 +276,8 @@ def merge(
         job.options = recorded
     job.top = _top_folder(sources)
     specials_changed = job.specials != specials
+    if old_catalog is not None:  # the drives' copies of the jobfile are the only record of them
+        pending |= special_volumes(job, old_catalog, set(job.specials) ^ set(specials))
     job.specials = specials
     if specials:
         what = describe(specials)
@@ -320,6 +322,24 @@ def _top_folder(sources: Sources) -> Optional[dict[str, int]]:
     except OSError:
         return None
     return {"mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
+
+
+def special_volumes(job: jf.Job, cat: Catalog, changed: set[Special]) -> set[int]:
+    """The volumes a run visits for special files added, removed or changed: no drive holds
+    them, the job's records do, so a drive must get the new copy of the jobfile (the volume
+    of the special file's folder in ``cat``, the catalog as the jobfile had it, else the last
+    volume)."""
+    usable = [v for v, rec in job.volumes.items() if not rec.forgotten and rec.capacity]
+    found: set[int] = set()
+    for sp in changed:
+        folder = sp.path.rpartition("/")[0]
+        i = cat.index_of(folder) if folder else None
+        v = cat.volumes[i] if i is not None else 0
+        if v in usable:
+            found.add(v)
+        elif usable:
+            found.add(max(usable))
+    return found
 
 
 def forget_and_replace(ctx: RunContext) -> set[int]:

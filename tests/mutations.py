@@ -238,6 +238,13 @@ MUTATIONS = [
         "tests/test_attached_drives.py::test_what_a_full_volume_cannot_take_goes_to_a_volume_with_room_not_a_new_drive",
     ),
     Mutation(
+        "special-alone-on-no-drive",  # a new FIFO alone: "nothing to do", no drive's copy knows it
+        "multivolumecopy/prepare.py",
+        "        pending |= special_volumes(job, old_catalog, set(job.specials) ^ set(specials))",
+        "        pass",
+        "tests/test_special_files.py::test_a_new_fifo_alone_reaches_a_drives_copy_of_the_jobfile",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",
@@ -285,6 +292,8 @@ MUTATIONS = [
         "            if err.errno not in REFUSED:\n                raise\n            lost |= LOST_OWNER",
         "            raise",
         "tests/test_metadata.py::test_a_user_without_root_keeps_what_it_can_says_once_what_not_and_exits_0",
+    ),
+    Mutation(
         "parity-volume-not-xored",  # a rebuild leaves one volume's blocks out of the XOR
         "multivolumecopy/rebuild.py",
         "                self._xor_volume(drive, label.volume)",

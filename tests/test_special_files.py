@@ -99,3 +99,29 @@ def test_a_folder_the_scan_cannot_list_is_not_saved_and_the_run_does_not_exit_0(
     assert failed == [["locked", "cannot list directory: Permission denied"]]
     # Nothing else to do the next time: still not saved, still not 0.
     assert again.returncode == int(ExitCode.FILES_FAILED), again.stderr
+
+
+@needs_root
+def test_a_new_fifo_alone_reaches_a_drives_copy_of_the_jobfile(tmp_path):
+    """No drive holds a FIFO: the drives' copies of the jobfile are its only record once the
+    server is gone, so a FIFO made since the last run sends the run to a drive (its folder's)
+    to refresh that copy, instead of "nothing to do"."""
+    src = tmp_path / "src"
+    (src / "run").mkdir(parents=True)
+    (src / "run/data.txt").write_text("data\n")
+    (tmp_path / "usb").mkdir()
+    assert run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path).returncode == 0
+    before = (src / "run").stat()
+    os.mkfifo(src / "run/pipe", 0o640)
+    os.utime(src / "run", ns=(before.st_atime_ns, before.st_mtime_ns))  # nothing else changed
+
+    again = run_mvc("src", "-o", "usb", "-f", "job.json", cwd=tmp_path)
+
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" not in again.stderr
+    copy = json.loads((tmp_path / "usb/.mvcopy-jobdata.json").read_text())
+    assert [row[0] for row in copy["specials"]] == ["run/pipe"]
+    (tmp_path / "job.json").unlink()  # the server is gone
+    back = run_mvc("--restore", "-f", "usb/.mvcopy-jobdata.json", "-o", "usb", "--to", "back", cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert stat.S_ISFIFO((tmp_path / "back/run/pipe").lstat().st_mode)
