@@ -222,20 +222,27 @@ def test_reports_written_in_chunks_are_one_valid_json_document():
     assert json.loads(b"".join(chunks)) == doc
 
 
+def saved_as_version(tmp_path, job: jf.Job, version: int, columns: int) -> jf.Job:
+    """``job`` saved, then rewritten as an older version wrote it (its first ``columns``
+    columns), without the cache, and read back."""
+    path = tmp_path / "job.json"
+    jf.save(str(path), job)
+    doc = json.loads(path.read_text())
+    doc["version"] = version
+    doc["columns"] = doc["columns"][:columns]
+    doc["files"] = [row[:columns] for row in doc["files"]]
+    path.write_text(json.dumps(doc))
+    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
+    return jf.load(str(path))
+
+
 def test_a_version_1_jobfile_is_read_with_every_placed_entry_current(tmp_path):
     """Version 1 had no "stale" column: what it placed is taken as on its volume, and the next
     save writes the current version."""
     job = sample_job()
     job.catalog.volumes[1] = 2
+    back = saved_as_version(tmp_path, job, 1, 8)
     path = tmp_path / "job.json"
-    jf.save(str(path), job)
-    doc = json.loads(path.read_text())
-    doc["version"] = 1
-    doc["columns"] = doc["columns"][:8]
-    doc["files"] = [row[:8] for row in doc["files"]]
-    path.write_text(json.dumps(doc))
-    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
-    back = jf.load(str(path))
     assert list(back.catalog.volumes) == list(job.catalog.volumes)
     assert not any(back.catalog.stale)
     jf.save(str(path), back)
@@ -247,15 +254,8 @@ def test_a_version_2_jobfile_is_read_with_owners_and_attributes_unknown(tmp_path
     test_changes), and the next save writes them as unknown until a scan records them."""
     job = sample_job()
     job.catalog.stale[2] = 1
+    back = saved_as_version(tmp_path, job, 2, 9)
     path = tmp_path / "job.json"
-    jf.save(str(path), job)
-    doc = json.loads(path.read_text())
-    doc["version"] = 2
-    doc["columns"] = doc["columns"][:9]
-    doc["files"] = [row[:9] for row in doc["files"]]
-    path.write_text(json.dumps(doc))
-    (tmp_path / f"job.json{jf.CACHE_SUFFIX}").unlink()
-    back = jf.load(str(path))
     assert list(back.catalog.stale) == [0, 0, 1, 0]
     assert set(back.catalog.uids) == set(back.catalog.gids) == {UNKNOWN_ID}
     assert back.catalog.xattrs == {} and not back.catalog.xattrs_known

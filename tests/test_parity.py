@@ -169,20 +169,8 @@ def test_a_source_changed_after_its_drive_was_written_is_reported_unprotected_no
     images = [drives.image(f"d{k}", 2048) for k in range(5)]
     bay.enqueue(*images[1:])
     bay.insert(images[0])
-    r = run_mvc(
-        str(src),
-        "-o",
-        str(bay.point),
-        "-f",
-        str(tmp_path / "job.json"),
-        "--new-volume-script",
-        f"sh {changer}",
-        "--volume-size",
-        VOLUME_SIZE,
-        "--parity",
-        "1",
-        cwd=tmp_path,
-    )
+    args = bay_args(tmp_path, bay, "--volume-size", VOLUME_SIZE, "--parity", "1")
+    r = run_mvc(*[f"sh {changer}" if a == bay.script else a for a in args], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "does not protect 1 file" in r.stderr and "big 1.dat" in r.stderr
     bay.eject()
@@ -229,17 +217,7 @@ def test_a_parity_update_killed_midway_claims_no_block_it_had_not_committed_and_
     bay.enqueue(parity)  # only volume 1 changed
     bay.insert(volumes[1])
     r = run_mvc(
-        *[
-            str(src),
-            "-o",
-            str(bay.point),
-            "-f",
-            str(tmp_path / "job.json"),
-            "--new-volume-script",
-            bay.script,
-        ],
-        "--volume-size",
-        VOLUME_SIZE,
+        *bay_args(tmp_path, bay, "--volume-size", VOLUME_SIZE),
         cwd=tmp_path,
         env_extra={"MVCOPY_FAULT": "parity:written"},
         start_new_session=True,
