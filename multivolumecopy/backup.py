@@ -102,6 +102,8 @@ class Backup:
             check_sizes(ctx)
             job = ctx.job
             self._parity = ParityJob.for_run(opts.parity, job, jobfile)
+            if self._parity is not None:  # parity given to a job with volumes: each visited once
+                pending |= self._parity.unmapped(job)
             if not job.run.in_progress and not pending and not ctx.worklist.any_unplaced():
                 self._nothing_to_do(read, ctx)
                 if self._parity is not None:

@@ -711,6 +711,16 @@ class ParityJob:
             pmap = ParityMap(job.job_id)
         return cls(jobfile, pmap)
 
+    def unmapped(self, job: jf.Job) -> set[int]:
+        """The job's volumes the map does not know yet (a job given ``--parity`` after them):
+        their drives hold the hashes the parity needs, so the run visits each once."""
+        held = set(job.catalog.volumes)
+        return {
+            v
+            for v, rec in job.volumes.items()
+            if v not in self.pmap.volumes and not rec.forgotten and rec.capacity and v in held
+        }
+
     def volume_closed(self, job: jf.Job, number: int, drive: Drive) -> None:
         """Volume ``number`` is committed: its rows follow what its drive holds; the map is saved,
         and copied onto the drive (before the drive's copy of the jobfile)."""

@@ -245,6 +245,13 @@ MUTATIONS = [
         "tests/test_special_files.py::test_a_new_fifo_alone_reaches_a_drives_copy_of_the_jobfile",
     ),
     Mutation(
+        "parity-old-volumes-unvisited",  # --parity on an old job leaves its volumes unprotected
+        "multivolumecopy/backup.py",
+        "                pending |= self._parity.unmapped(job)",
+        "                pass",
+        "tests/test_parity.py::-k old_job",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",
