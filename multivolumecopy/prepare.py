@@ -34,7 +34,7 @@ from .lock import FileLock, check_free
 from .metadata import owner_names
 from .reconcile import metadata_reserve
 from .scan import Scan, Sources, usable_cpus
-from .sizes import format_size, plural
+from .sizes import count, format_size, plural
 from .specials import SPECIAL, Special, describe, special_at
 
 
@@ -238,6 +238,15 @@ def merge(
         if old is not None:
             check_same_job(old.root, old.sources, sources, opts.jobfile)
         catalog = scanning.result()
+    if old is not None and unreadable:
+        kept = keep_unread(catalog, old.catalog, [path for path, _ in unreadable])
+        if kept:
+            emit(
+                ev.Note(
+                    f"{count(kept, 'entry', 'entries')} below what could not be read kept as the last "
+                    "run saw them: their copies stay on the drives"
+                )
+            )
     kinds = catalog.kinds
     emit(
         ev.ScanDone(
@@ -322,6 +331,25 @@ def _top_folder(sources: Sources) -> Optional[dict[str, int]]:
     except OSError:
         return None
     return {"mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
+
+
+def keep_unread(new: Catalog, old: Catalog, unread: list[str]) -> int:
+    """Entries of the last run's catalog at or below what the scan could not read (a folder it
+    could not list, an entry it could not stat: ``unread``, "." for the top) go into ``new``
+    as they were, so that the run takes them for unchanged: a source that fails for a moment
+    (a permission, an I/O error, a share gone) must not have the drives' copies deleted, as
+    rsync skips its deletions after an I/O error.  Returns how many were kept."""
+    prefixes = ["" if p == "." else p for p in unread]
+    present = set(new.paths)
+    kept = 0
+    for j, path in enumerate(old.paths):
+        if path in present or not any(p == "" or path == p or path.startswith(p + "/") for p in prefixes):
+            continue
+        new.append(old.entry(j)._replace(ino=old.inodes[j]))
+        kept += 1
+    if kept:
+        new.sort()
+    return kept
 
 
 def special_volumes(job: jf.Job, cat: Catalog, changed: set[Special]) -> set[int]:

@@ -252,6 +252,13 @@ MUTATIONS = [
         "tests/test_parity.py::-k old_job",
     ),
     Mutation(
+        "unread-folder-purged",  # a folder the scan cannot list has its copies deleted from the drives
+        "multivolumecopy/prepare.py",
+        "    if old is not None and unreadable:",
+        "    if False:",
+        "tests/test_special_files.py::test_a_folder_that_cannot_be_read_for_a_while_keeps_its_copies_on_the_drives",
+    ),
+    Mutation(
         "dry-run-by-capacity",  # --dry-run plans from the recorded capacity with its own estimate
         "multivolumecopy/dryrun.py",
         "            plan = plans[v] = recorded_plan(ctx, rec)",

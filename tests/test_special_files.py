@@ -125,3 +125,40 @@ def test_a_new_fifo_alone_reaches_a_drives_copy_of_the_jobfile(tmp_path):
     back = run_mvc("--restore", "-f", "usb/.mvcopy-jobdata.json", "-o", "usb", "--to", "back", cwd=tmp_path)
     assert back.returncode == 0, back.stderr
     assert stat.S_ISFIFO((tmp_path / "back/run/pipe").lstat().st_mode)
+
+
+@needs_root
+def test_a_folder_that_cannot_be_read_for_a_while_keeps_its_copies_on_the_drives(tmp_path):
+    """Backed up, then unreadable (a permission, a share gone for a moment): the run says so
+    and does not exit 0, but it deletes nothing of that folder from the drive or the jobfile
+    (rsync skips its deletions after an I/O error); readable again, all is as before."""
+    work = tmp_path / "user"
+    src = work / "src"
+    (src / "locked/sub").mkdir(parents=True)
+    (src / "locked/secret.txt").write_text("the user's, for now\n")
+    (src / "locked/sub/deeper.txt").write_text("deeper\n")
+    (src / "open.txt").write_text("fine\n")
+    (work / "usb").mkdir()
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(work)], check=True)
+    argv = [str(src), "-o", str(work / "usb"), "-f", str(work / "job.json")]
+    held = {"open.txt", "locked/secret.txt", "locked/sub/deeper.txt"}
+
+    with reachable(work):
+        first = as_user(argv, work)
+        assert first.returncode == 0, first.stderr
+        assert files_on(work / "usb") == held
+        os.chown(src / "locked", 0, 0)
+        os.chmod(src / "locked", 0o700)
+        cut_off = as_user(argv, work)
+        rows = [row[0] for row in json.loads((work / "job.json").read_text())["files"]]
+        after_cut = files_on(work / "usb")
+        os.chown(src / "locked", USER, USER)
+        back = as_user(argv, work)
+
+    assert cut_off.returncode == int(ExitCode.FILES_FAILED), cut_off.stderr
+    assert "locked: cannot list directory: Permission denied" in cut_off.stderr
+    assert "removed" not in cut_off.stderr, cut_off.stderr
+    assert {"locked/secret.txt", "locked/sub/deeper.txt"} <= set(rows)
+    assert after_cut == held, "the drive's copies of what could not be read were deleted"
+    assert back.returncode == 0, back.stderr
+    assert files_on(work / "usb") == held
