@@ -447,3 +447,57 @@ def test_place_in_takes_the_room_it_uses():
     left = {1: need(c, 1) + B // 2, 2: 10 * B}
     assert place_in(c, [1, 2], left, {1: B, 2: B}) == {1: 1, 2: 2}
     assert left == {1: B // 2, 2: 10 * B - need(c, 2)}
+
+
+U = 0xFFFFFFFF  # metadata.UNKNOWN_ID: the owner not recorded (--no-owner, a version 2 jobfile)
+
+
+@pytest.mark.parametrize("kind", [F, L], ids=["file", "symlink"])
+@pytest.mark.parametrize(
+    "before,after,known,modes",
+    [
+        ({"uid": 5}, {"uid": 6}, True, True),  # a chown
+        ({"gid": 5}, {"gid": 6}, True, True),  # a chgrp
+        ({"uid": 5, "gid": 5, "xattrs": "a"}, {"uid": 5, "gid": 5, "xattrs": "a"}, True, False),
+        ({"uid": U}, {"uid": 6}, True, False),  # an owner not recorded before is no change
+        ({"uid": 6}, {"uid": U}, True, False),  # ...nor one not recorded now
+        ({"gid": U}, {"gid": 6}, True, False),
+        ({"gid": 6}, {"gid": U}, True, False),
+        ({}, {"xattrs": "a"}, True, True),  # a setfattr or setfacl
+        ({"xattrs": "a"}, {"xattrs": "b"}, True, True),
+        ({"xattrs": "a"}, {"xattrs": "b"}, False, False),  # attributes not read last time
+    ],
+)
+def test_an_owner_group_or_attribute_changed_alone_is_metadata_only(kind, before, after, known, modes):
+    """With another entry new beside it, so that the merge compares it (not the shortcut for a
+    tree with nothing changed); a symlink goes the long way (by its target)."""
+    old = one_entry(kind._replace(**before), 1)
+    old.xattrs_known = known
+    new = Catalog()
+    new.append(kind._replace(**after))
+    new.append(Entry("y", FILE, 1, 1, 0o644))
+    ch = carried(old, new, lambda v: 1)
+    assert (ch.modes, ch.changed, ch.new, ch.unchanged) == ([0] if modes else [], [], [1], 1)
+    assert new.stale_indexes() == ([0] if modes else [])
+    assert ch.volumes_touched(old) == ({1} if modes else set())
+
+
+@pytest.mark.parametrize(
+    "before,after,known,differs",
+    [
+        ({"uid": 5}, {"uid": 6}, True, True),
+        ({"gid": 5}, {"gid": 6}, True, True),
+        ({"uid": U}, {"uid": 6}, True, False),
+        ({"xattrs": "a"}, {"xattrs": "b"}, True, True),
+        ({"xattrs": "a"}, {"xattrs": "b"}, False, False),
+        ({"uid": 5, "gid": 5, "xattrs": "a"}, {"uid": 5, "gid": 5, "xattrs": "a"}, True, False),
+    ],
+)
+def test_a_tree_changed_only_in_owners_or_attributes_is_not_taken_for_unchanged(before, after, known, differs):
+    """The shortcut for a tree with nothing changed must still see a chown or a setfattr."""
+    old = one_entry(F._replace(**before), 1)
+    old.xattrs_known = known
+    new = one_entry(F._replace(**after))
+    ch = carried(old, new, lambda v: 1)
+    assert ch.modes == ([0] if differs else [])
+    assert ch.volumes_touched(old) == ({1} if differs else set())
