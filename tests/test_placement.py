@@ -501,3 +501,49 @@ def test_a_tree_changed_only_in_owners_or_attributes_is_not_taken_for_unchanged(
     ch = carried(old, new, lambda v: 1)
     assert ch.modes == ([0] if differs else [])
     assert ch.volumes_touched(old) == ({1} if differs else set())
+
+
+def test_its_folders_volume_comes_before_the_last_and_a_roomier_volume():
+    # Its neighbours' volumes (1, 3) are full; its folder is on 2; 5 (the last) has more room.
+    c = catalog(("a/", 2), ("a/x", 1), ("a/y", 0), ("c", 3), ("d", 4))
+    room = {1: 0, 2: 5 * B, 3: 0, 4: 0, 5: 20 * B}
+    assert place_new(c, [2], room, {v: B for v in room}) == {2: 2}
+    # the nearest folder, not the top one, and not the volume with the most room
+    c = catalog(("a/", 3), ("a/b/", 2), ("a/b/x", 1), ("a/b/y", 0), ("c", 1), ("d", 4))
+    room = {1: 0, 2: 5 * B, 3: 5 * B, 4: 0, 5: 20 * B}
+    assert place_new(c, [3], room, {v: B for v in room}) == {3: 2}
+
+
+def test_a_file_in_a_new_folder_goes_where_that_folder_went_before_a_roomier_volume():
+    c = Catalog()
+    c.append(Entry("m", FILE, B, 1, 0o644), 1)
+    c.append(Entry("n", DIR, 0, 1, 0o755))
+    c.append(Entry("n/big", FILE, 10 * B, 1, 0o644))
+    c.append(Entry("n/small", FILE, 0, 1, 0o644))
+    c.append(Entry("o", FILE, B, 1, 0o644), 3)
+    folder, small, big = (
+        B + record_cost("n", True),
+        record_cost("n/small", True),
+        10 * B + record_cost("n/big", True),
+    )
+    # 2 has the most room but is nobody's neighbour: "n/small" still follows "n" to 1
+    placed = place_new(c, [1, 2, 3], {1: folder + small, 2: 20 * B, 3: big}, {1: B, 2: B, 3: B})
+    assert placed == {1: 1, 2: 3, 3: 1}
+
+
+def test_a_first_entry_without_a_neighbour_before_it_goes_to_the_one_after_it():
+    c = catalog(("a", 0), ("b", 1))
+    assert place_new(c, [0], {1: 5 * B, 2: 20 * B}, {1: B, 2: B}) == {0: 1}
+
+
+def test_with_no_volume_offered_every_new_entry_needs_a_new_drive():
+    c = catalog(("a/1", 1), ("a/2", 0))
+    assert place_new(c, [1], {}, {}) == {}
+
+
+def test_the_roomiest_volume_takes_a_file_that_fits_it_exactly_and_the_room_is_used_up():
+    # Neighbours (1), folder (none) and the last volume (4) are full; 2 and 3 tie for room.
+    c = catalog(("a/1", 1), ("a/2", 0), ("b/1", 1), ("c/1", 4))
+    left = {1: 0, 2: need(c, 1), 3: need(c, 1), 4: 0}
+    assert place_in(c, [1], left, {v: B for v in left}) == {1: 2}  # the lower number on a tie
+    assert left == {1: 0, 2: 0, 3: need(c, 1), 4: 0}
