@@ -19,6 +19,7 @@ from multivolumecopy.catalog import (
     index_ranges,
     same_version,
 )
+from multivolumecopy.metadata import digest
 
 
 @pytest.mark.parametrize(
@@ -166,3 +167,12 @@ def test_ancestors_are_every_folder_above_the_paths(paths, folders):
 
 def test_folders_are_taken_deepest_first_whatever_their_names():
     assert depth_first(["b", "a/b", "c/d/e", "z/y", "a"]) == ["c/d/e", "a/b", "z/y", "b", "a"]
+
+
+def test_an_entrys_owner_group_and_attributes_come_back_with_their_digest():
+    c = Catalog()
+    c.append(Entry("a", FILE, 1, 1, 0o644, uid=5, gid=6, xattrs="user.x=1"))
+    c.append(Entry("b", FILE, 1, 1, 0o644, uid=5, gid=6))
+    e = c.entry(0)
+    assert (e.uid, e.gid, e.xattrs, e.meta) == (5, 6, "user.x=1", digest(5, 6, "user.x=1"))
+    assert c.meta(0) == e.meta != c.meta(1) == c.entry(1).meta == digest(5, 6, None) != 0

@@ -202,3 +202,23 @@ def test_sizes_are_shown_as_a_command_line_gives_them(n, text):
 @given(st.integers(0, 1 << 60))
 def test_a_size_shown_reads_back_as_itself(n):
     assert parse_size(exact_size(n)) == n
+
+
+def test_a_run_giving_several_other_patterns_is_told_to_leave_out_the_one_flag():
+    with pytest.raises(UsageError) as err:
+        jo.resolve({"exclude": ["*.iso", "*.bak"]}, {"exclude": []}, change=False)
+    assert str(err.value).endswith("or leave out --exclude to keep the job's")
+
+
+def test_a_volume_size_of_one_byte_is_a_valid_record_and_zero_is_not():
+    assert jo.malformed({"volume_size": 1}) == []
+    assert jo.malformed({"volume_size": 0}) == ["volume_size"]
+
+
+def test_turning_owners_off_says_the_copies_on_the_drives_keep_theirs():
+    note = jo.change_note(jo.resolve({"owner": False}, {"owner": True}, change=True).changes)
+    assert note == (
+        "the job's options change to --no-owner (were --owner); owners, ACLs and attributes are "
+        "read by that rule from now on; a copy already on a drive keeps what it has until it is "
+        "written again"
+    )

@@ -8,6 +8,7 @@ from array import array
 from multivolumecopy.catalog import FILE, LINK, NO_VOLUME, Catalog, Entry
 from multivolumecopy.contents import DriveContents
 from multivolumecopy.ledger import Ledger
+from multivolumecopy.metadata import digest
 
 GRAN = 1
 
@@ -116,3 +117,15 @@ def test_a_symlink_is_current_by_its_target_and_a_hard_linked_file_by_its_size_a
     for granularity in (1, 2_000_000_000):
         Ledger(c).settle(1, held, written=[], granularity=granularity)
         assert list(c.stale) == [0, 0, 0, 1]
+
+
+def test_an_owner_the_drive_copy_was_given_keeps_it_current_and_another_owner_leaves_it_stale():
+    c = Catalog()
+    c.append(Entry("f", FILE, 10, 1000, 0o644, uid=5, gid=6), 1)
+    c.stale = bytearray([1])
+    Ledger(c).settle(1, _drive_holding(c, 0), written=[0], granularity=GRAN)
+    assert c.unsaved() == []  # the drive's copy has the owner and group the catalog records
+    c.stale = bytearray([1])
+    chowned = digest(7, 6, None)
+    Ledger(c).settle(1, _drive_holding(c, 0, meta=chowned), written=[0], granularity=GRAN)
+    assert c.unsaved() == [0]  # a chown since: the drive's copy is an older version

@@ -134,3 +134,52 @@ def test_xor_into_gives_the_same_bytes_with_numpy_and_with_python_integers(monke
         buf = bytearray(base)
         parity.xor_into(buf, 700, data)
         assert bytes(buf) == want
+
+
+def test_a_moved_file_keeps_its_run_rather_than_taking_the_first_free_one():
+    # "gone" frees block 1 and "old/x" blocks 2-3: first fit would put "new/x" at 1.
+    old = allocate([], [f("a", BLOCK), f("gone", BLOCK), File("old/x", 2 * BLOCK, 1, "s"), f("z", BLOCK)])
+    new = allocate(old, [f("a", BLOCK), File("new/x", 2 * BLOCK, 1, "s"), f("z", BLOCK), f("d", BLOCK)])
+    assert runs(new) == {"a": (0, 1), "new/x": (2, 2), "z": (4, 1), "d": (1, 1)}
+
+
+def test_a_new_copy_of_a_file_still_there_gets_a_run_of_its_own():
+    old = allocate([], [File("a", BLOCK, 1, "s")])
+    new = allocate(old, [File("a", BLOCK, 1, "s"), File("copy", BLOCK, 1, "s")])
+    assert runs(new) == {"a": (0, 1), "copy": (1, 1)}
+
+
+def test_a_file_without_a_hash_is_never_taken_for_a_move():
+    old = allocate([], [File("a", BLOCK, 1, None), f("z", BLOCK)])
+    new = allocate(old, [File("b", BLOCK, 1, None), f("z", BLOCK)])
+    assert runs(new) == {"b": (0, 1), "z": (1, 1)}  # first fit, not a's run by hash
+
+
+def test_new_files_fill_a_freed_hole_one_after_another():
+    old = allocate([], [f("a", BLOCK), f("b", 3 * BLOCK), f("c", BLOCK)])
+    new = allocate(old, [f("a", BLOCK), f("c", BLOCK), f("d", BLOCK), f("e", BLOCK)])
+    assert runs(new) == {"a": (0, 1), "c": (4, 1), "d": (1, 1), "e": (2, 1)}
+
+
+def test_every_row_records_what_its_drive_holds_and_rows_come_sorted_by_start():
+    files = [f("z", 2 * BLOCK, mtime=7), f("empty", 0, mtime=8), f("m", BLOCK, mtime=9)]
+    rows = allocate([], files)
+    assert [r.path for r in rows] == ["empty", "z", "m"]  # by start: 0 (no blocks), 0, 2
+    assert {(r.path, r.size, r.mtime_ns, r.sha256) for r in rows} == set(files)
+    # ... and so does each row of a later allocation: kept, moved or placed anew
+    moved = File("moved", 2 * BLOCK, 10, "hz")
+    again = [f("empty", 0, mtime=11), f("m", BLOCK, mtime=12), moved, f("n", BLOCK, mtime=13)]
+    assert {(r.path, r.size, r.mtime_ns, r.sha256) for r in allocate(rows, again)} == set(again)
+
+
+def test_subtract_and_overlaps_agree_with_sets_of_blocks():
+    rnd = random.Random(7)
+    for _ in range(400):
+        a = merge((s, s + rnd.randint(0, 4)) for s in rnd.sample(range(40), rnd.randint(0, 8)))
+        b = merge((s, s + rnd.randint(0, 4)) for s in rnd.sample(range(40), rnd.randint(0, 8)))
+        blocks_a = {k for s, e in a for k in range(s, e)}
+        blocks_b = {k for s, e in b for k in range(s, e)}
+        assert {k for s, e in subtract(a, b) for k in range(s, e)} == blocks_a - blocks_b
+        start = rnd.randint(0, 45)
+        stop = start + rnd.randint(0, 5)
+        assert overlaps(a, start, stop) == bool(blocks_a & set(range(start, stop)))

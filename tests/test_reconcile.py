@@ -7,6 +7,7 @@ import pytest
 from multivolumecopy import clock
 from multivolumecopy import jobfile as jf
 from multivolumecopy.catalog import DIR, FILE, LINK, Catalog, Entry
+from multivolumecopy.metadata import digest
 from multivolumecopy.reconcile import (
     ADOPT,
     BLOCKED,
@@ -546,3 +547,32 @@ THERE = {"occupied": True}  # something not ours sits at the entry's place
 )
 def test_what_is_at_an_entrys_place_decides_whether_it_is_written(folder, place, action):
     assert decide_write(folder, Place(**place)) == action
+
+
+OWNED = digest(5, 6, None)  # the owner and group the source entry has
+OTHER = digest(7, 6, None)  # those of a copy written before a chown
+
+
+@pytest.mark.parametrize(
+    "on_drive,stale,chmod",
+    [
+        (OWNED, 0, []),  # the copy has the entry's owner: left alone
+        (OTHER, 0, [0]),  # another owner: the entry's is set, the data kept
+        (OTHER, 1, [0]),
+        (0, 0, []),  # written before owners were kept: left alone (no visit for an upgrade)...
+        (0, 1, [0]),  # ...unless the entry was chowned since
+    ],
+)
+def test_a_kept_copy_is_given_the_entrys_owner_when_it_has_another(on_drive, stale, chmod):
+    c = Catalog()
+    c.append(Entry("a", FILE, K, 1000, 0o644, uid=5, gid=6), 1)
+    c.stale[0] = stale
+    p = plan(c, drive(c, "a", meta=on_drive))
+    assert (p.keep, p.chmod, p.recopy) == ([0], chmod, [])
+
+
+def test_a_kept_copy_recorded_with_an_owner_is_revisited_when_the_job_no_longer_keeps_owners():
+    c = Catalog()
+    c.append(Entry("a", FILE, K, 1000, 0o644), 1)  # --no-owner: nothing recorded
+    p = plan(c, drive(c, "a", meta=OWNED))
+    assert (p.keep, p.chmod) == ([0], [0])
