@@ -493,7 +493,9 @@ def test_an_owner_group_or_attribute_changed_alone_is_metadata_only(kind, before
         ({"uid": 5, "gid": 5, "xattrs": "a"}, {"uid": 5, "gid": 5, "xattrs": "a"}, True, False),
     ],
 )
-def test_a_tree_changed_only_in_owners_or_attributes_is_not_taken_for_unchanged(before, after, known, differs):
+def test_a_tree_changed_only_in_owners_or_attributes_is_not_taken_for_unchanged(
+    before, after, known, differs
+):
     """The shortcut for a tree with nothing changed must still see a chown or a setfattr."""
     old = one_entry(F._replace(**before), 1)
     old.xattrs_known = known
