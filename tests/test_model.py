@@ -769,7 +769,10 @@ class BackupMachine(RuleBasedStateMachine):
         args = [self.w.src, "-o", self.w.bay, "-f", self.w.job, "--new-volume-script", script, *extra]
         code, err = self._backup(args, None, what)
         blanks_left = len(self._blanks())
-        assert code == 0 or (code == 3 and blanks_left == 0), f"a run given every drive ended {code}:\n{err}"
+        too_small = code == 5 and "too small for the parity drive" in err
+        assert code == 0 or (code == 3 and blanks_left == 0) or too_small, (
+            f"a run given every drive ended {code}:\n{err}"
+        )
 
     def _exclude_args(self, excludes: tuple[str, ...]) -> list[str]:
         return [f"--exclude={p}" for p in excludes] if excludes else ["--no-exclude"]
@@ -844,7 +847,10 @@ class BackupMachine(RuleBasedStateMachine):
             self.clean = True
             self.source_at_clean = source
         else:
-            assert code in (1, 3, 9, 130) or code < 0, f"unexpected exit {code}:\n{err}"
+            # 5: drives of one size, the data volume full to its last block: P1 a few KiB short
+            # of the parity, refused as documented (TODO.rst, parity)
+            too_small = code == 5 and "too small for the parity drive" in err
+            assert code in (1, 3, 9, 130) or code < 0 or too_small, f"unexpected exit {code}:\n{err}"
             self.clean = False
         return code, err
 
@@ -886,7 +892,8 @@ class BackupMachine(RuleBasedStateMachine):
         finally:
             for point in points:
                 _umount(point)
-        assert code == 0 or (code == 3 and not self._blanks()), (
+        too_small = code == 5 and "too small for the parity drive" in err  # see _as_asked
+        assert code == 0 or (code == 3 and not self._blanks()) or too_small, (
             f"a run with every drive attached ended {code}:\n{err}"
         )
 
