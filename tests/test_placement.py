@@ -109,9 +109,9 @@ def test_the_folder_is_the_nearest_one_not_the_top_one():
     assert place_new(c, [3], room, {v: B for v in room}) == {3: 2}
 
 
-def test_a_file_in_a_new_folder_follows_where_that_folder_was_placed():
-    # "n" goes to volume 1 after "m"; "n/big" fits only on 3 (after it), which it fills;
-    # "n/small" then finds its neighbours full and goes with its folder to 1.
+def new_folder_between_volumes() -> tuple[Catalog, int, int, int]:
+    """ "m" on volume 1, "o" on 3, and between them a new folder "n" with "n/big" and "n/small";
+    with what the folder, the small file and the big one need."""
     c = Catalog()
     c.append(Entry("m", FILE, B, 1, 0o644), 1)
     c.append(Entry("n", DIR, 0, 1, 0o755))
@@ -123,6 +123,13 @@ def test_a_file_in_a_new_folder_follows_where_that_folder_was_placed():
         record_cost("n/small", True),
         10 * B + record_cost("n/big", True),
     )
+    return c, folder, small, big
+
+
+def test_a_file_in_a_new_folder_follows_where_that_folder_was_placed():
+    # "n" goes to volume 1 after "m"; "n/big" fits only on 3 (after it), which it fills;
+    # "n/small" then finds its neighbours full and goes with its folder to 1.
+    c, folder, small, big = new_folder_between_volumes()
     placed = place_new(c, [1, 2, 3], {1: folder + small, 3: big}, {1: B, 3: B})
     assert placed == {1: 1, 2: 3, 3: 1}
 
@@ -517,17 +524,7 @@ def test_its_folders_volume_comes_before_the_last_and_a_roomier_volume():
 
 
 def test_a_file_in_a_new_folder_goes_where_that_folder_went_before_a_roomier_volume():
-    c = Catalog()
-    c.append(Entry("m", FILE, B, 1, 0o644), 1)
-    c.append(Entry("n", DIR, 0, 1, 0o755))
-    c.append(Entry("n/big", FILE, 10 * B, 1, 0o644))
-    c.append(Entry("n/small", FILE, 0, 1, 0o644))
-    c.append(Entry("o", FILE, B, 1, 0o644), 3)
-    folder, small, big = (
-        B + record_cost("n", True),
-        record_cost("n/small", True),
-        10 * B + record_cost("n/big", True),
-    )
+    c, folder, small, big = new_folder_between_volumes()
     # 2 has the most room but is nobody's neighbour: "n/small" still follows "n" to 1
     placed = place_new(c, [1, 2, 3], {1: folder + small, 2: 20 * B, 3: big}, {1: B, 2: B, 3: B})
     assert placed == {1: 1, 2: 3, 3: 1}
