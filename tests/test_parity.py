@@ -125,7 +125,7 @@ def test_a_lost_data_drive_is_rebuilt_exactly_from_the_parity_drive_and_the_othe
     assert (rebuilt / "big 0.dat").stat().st_ino == (rebuilt / "big 0 again.dat").stat().st_ino
 
 
-def test_after_a_rerun_with_changes_the_parity_follows_and_another_volume_is_rebuilt(drives, bay, tmp_path):
+def test_after_a_rerun_with_changes_each_volume_in_turn_is_rebuilt_exactly(drives, bay, tmp_path):
     images = first_backup(tmp_path, drives, bay)
     volumes, parity, held = drive_roles(drives, images)
     src = tmp_path / "src"
@@ -150,7 +150,11 @@ def test_after_a_rerun_with_changes_the_parity_follows_and_another_volume_is_reb
     bay.eject()
     record = json.loads((tmp_path / "job.json.parity-1.json").read_text())
     assert record["invalid"] == [] and record["left_out"] == []
-    rebuild_and_check(tmp_path, drives, bay, images, 1, "one")
+    for lost in sorted(volumes):  # each volume in turn: lost, rebuilt, then its drive put back
+        kept = tmp_path / f"volume-{lost}.img"
+        shutil.copyfile(volumes[lost], kept)
+        rebuild_and_check(tmp_path, drives, bay, images, lost, f"lost-{lost}")
+        os.replace(kept, volumes[lost])
 
 
 def test_a_source_changed_after_its_drive_was_written_is_reported_unprotected_not_rebuilt_wrong(
