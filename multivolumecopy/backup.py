@@ -101,7 +101,7 @@ class Backup:
             ctx.clock = self.clock
             check_sizes(ctx)
             job = ctx.job
-            self._parity = ParityJob.for_run(opts.parity, job, jobfile)
+            self._parity = ParityJob.for_run(opts.parity, job, jobfile, opts.replace_parity)
             if self._parity is not None:  # parity given to a job with volumes: each visited once
                 pending |= self._parity.unmapped(job)
             if not job.run.in_progress and not pending and not ctx.worklist.any_unplaced():

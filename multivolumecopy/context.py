@@ -66,6 +66,7 @@ class Options:
         return Keep(owner=self.owner, acls=self.acls, xattrs=self.xattrs)
 
     parity: int = 0  # parity drives (0 or 1): a job that has one keeps it (its map says so)
+    replace_parity: bool = False  # --replace-volume P1: a blank drive becomes the parity drive
 
 
 @dataclass

@@ -34,7 +34,7 @@ from .catalog import FILE, sort_key
 from .contents import DriveContents
 from .drive import Drive, drive_error
 from .driveformat import PARITY, Label, read_label
-from .errors import JobfileError, OutputError
+from .errors import JobfileError, OutputError, UsageError
 from .fsutil import atomic_write, fsync_dir, read_chunks
 from .identify import no_drive_at
 from .paritymap import (
@@ -273,9 +273,28 @@ class _Refused(Exception):
     pass
 
 
+def current_record(jobfile: str, pmap: ParityMap) -> Optional[ParityRecord]:
+    """The copy beside the jobfile of the parity drive's record, if it is the record of the
+    job's parity drive (not of one replaced since: ``--replace-volume P1``)."""
+    rec = read_record(record_copy_path(jobfile))
+    if rec is not None and pmap.drive_uuid not in (None, rec.uuid):
+        return None
+    return rec
+
+
+def replaced_uuid(jobfile: str, pmap: ParityMap) -> Optional[str]:
+    """``--replace-volume P1``: the volume id of the parity drive it replaces (refused from
+    now on), or None when the job's parity drive never completed an update (a replacement cut
+    short: that drive, or a blank one, finishes it)."""
+    rec = read_record(record_copy_path(jobfile))
+    if rec is not None and rec.uuid == pmap.drive_uuid:
+        return rec.uuid
+    return None
+
+
 def needs_update(jobfile: str, pmap: ParityMap) -> bool:
     """Whether the parity drive, by the copy of its record beside the jobfile, lags the map."""
-    rec = read_record(record_copy_path(jobfile))
+    rec = current_record(jobfile, pmap)
     wanted = protectable(pmap.volumes)
     if rec is None:
         return any(wanted.values())
@@ -295,6 +314,7 @@ class ParityUpdate:
         emit: ev.Emit,
         swapper: Swapper,
         outputs: list[str],
+        replace: bool = False,
     ):
         self.job = job
         self.jobfile = os.path.abspath(jobfile)
@@ -302,6 +322,8 @@ class ParityUpdate:
         self.emit = emit
         self.swapper = swapper
         self.outputs = outputs
+        self.replace = replace  # --replace-volume P1: a blank drive becomes the parity drive
+        self.replaced = replaced_uuid(jobfile, pmap) if replace else None
 
     def run(self) -> ParityResult:
         """Find the parity drive (given with ``-o``, else asked for through the swap), then bring
@@ -318,7 +340,7 @@ class ParityUpdate:
                 label = read_label(out)  # the label alone: a data drive's manifest is not read
             except (OSError, OutputError):
                 continue
-            if parity_label(label):
+            if parity_label(label) or (self.replace and label is None):
                 try:
                     return out, self._take(out)
                 except _Refused as why:
@@ -326,7 +348,9 @@ class ParityUpdate:
         out = self.outputs[-1]
         refusal: Optional[str] = None
         message = f"insert the parity drive {NAME} (a blank drive becomes {NAME}) at {out}"
-        if self.pmap.drive_uuid is not None:
+        if self.replace:
+            message = f"insert a blank drive at {out}: it becomes the parity drive {NAME} (--replace-volume)"
+        elif self.pmap.drive_uuid is not None:
             message = f"insert the parity drive {NAME} at {out}"
         while True:
             self.emit(ev.WaitingForDrive(out, message, (), NAME))
@@ -358,20 +382,31 @@ class ParityUpdate:
         label = drive.label
         job = self.job
         if label is None:
-            if self.pmap.drive_uuid is not None:
+            if self.pmap.drive_uuid is not None and not self.replace:
                 raise _Refused(
                     f"it is a blank drive, but the job's parity drive {NAME} exists; insert it "
-                    "(replacing a lost parity drive is not supported yet)"
+                    f"(if it is lost: --replace-volume {NAME} makes a blank drive the new one)"
                 )
             self._check_size(drive)
             label = Label(job.job_id, NUMBER, clock.new_id(), clock.now_iso(), job.root, role=PARITY)
+            if self.replace:  # the map first: the drive replaced is refused from now on
+                self.pmap.drive_uuid = label.volume_uuid
+                save_map(self.jobfile, self.pmap)
             drive.write_label(label)
         elif label.job_id != job.job_id:
             raise _Refused(f"it is a drive of another job ({label.job_id[:8]}); insert parity drive {NAME}")
         elif label.role != PARITY:
             raise _Refused(f"it is volume {label.volume}, a data drive; insert the parity drive {NAME}")
+        elif self.replaced == label.volume_uuid:
+            raise _Refused(
+                f"it is the parity drive {NAME} being replaced (--replace-volume {NAME}); "
+                "insert a blank drive"
+            )
         elif self.pmap.drive_uuid not in (None, label.volume_uuid):
-            raise _Refused(f"it is an old parity drive of this job (another volume id); insert {NAME}")
+            raise _Refused(
+                f"it is a replaced parity drive of this job (another volume id than {NAME}'s); set it "
+                "aside, or wipe it to use it as a blank drive"
+            )
         if self.pmap.drive_uuid != label.volume_uuid:
             self.pmap.drive_uuid = label.volume_uuid
             save_map(self.jobfile, self.pmap)  # learnt (a blank drive labelled, or a crash after it)
@@ -696,20 +731,25 @@ class ParityJob:
     """A backup run's side of the parity: the map, kept as volumes close, and the parity
     drive's update at the end of the run."""
 
-    def __init__(self, jobfile: str, pmap: ParityMap):
+    def __init__(self, jobfile: str, pmap: ParityMap, replace: bool = False):
         self.jobfile = os.path.abspath(jobfile)
         self.pmap = pmap
+        self.replace = replace  # --replace-volume P1
 
     @classmethod
-    def for_run(cls, level: int, job: jf.Job, jobfile: str) -> Optional[ParityJob]:
+    def for_run(cls, level: int, job: jf.Job, jobfile: str, replace: bool = False) -> Optional[ParityJob]:
         """The run's parity, or None for a job without (``level`` 0 and no map beside the
-        jobfile: a job that had ``--parity`` keeps it)."""
+        jobfile: a job that had ``--parity`` keeps it).  ``replace``: ``--replace-volume P1``."""
         pmap = load_map(jobfile, job.job_id)
         if pmap is None:
+            if replace:
+                raise UsageError(
+                    f"--replace-volume {NAME}: this job has no parity drive to replace; --parity 1 makes one"
+                )
             if not level:
                 return None
             pmap = ParityMap(job.job_id)
-        return cls(jobfile, pmap)
+        return cls(jobfile, pmap, replace)
 
     def unmapped(self, job: jf.Job) -> set[int]:
         """The job's volumes the map does not know yet (a job given ``--parity`` after them):
@@ -733,9 +773,9 @@ class ParityJob:
         """Bring the parity drive up to date if it lags the map (asking for it).  Raises
         :class:`SwapNeeded` when stopped at the swap."""
         save_map(self.jobfile, self.pmap)  # a job given --parity now has a map
-        if not needs_update(self.jobfile, self.pmap):
+        if not self.replace and not needs_update(self.jobfile, self.pmap):
             return
-        result = ParityUpdate(job, self.jobfile, self.pmap, emit, swapper, outputs).run()
+        result = ParityUpdate(job, self.jobfile, self.pmap, emit, swapper, outputs, self.replace).run()
         emit(
             ev.Note(
                 f"parity drive {NAME} updated: {format_size(result.computed * BLOCK)} of parity computed "
@@ -761,7 +801,7 @@ def parity_status(job: jf.Job, jobfile: str) -> Optional[dict[str, Any]]:
     pmap = load_map(jobfile, job.job_id)
     if pmap is None:
         return None
-    rec = read_record(record_copy_path(jobfile))
+    rec = current_record(jobfile, pmap)
     included = rec.volumes if rec is not None else {}
     invalid = rec.invalid if rec is not None else []
     left = {(v, p): why for v, p, why in rec.left_out} if rec is not None else {}

@@ -168,12 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--replace-volume",
-        type=int,
+        type=volume_or_parity,
         action="append",
         default=[],
-        metavar="N",
+        metavar="N|P1",
         help="the next blank drive becomes volume N and receives its files (a lost, failing or too "
-        "small drive); repeatable",
+        "small drive), or becomes the parity drive P1, computed again from the sources; repeatable. "
+        "With --restore --lost-volume N: the blank drive at --to becomes volume N, rebuilt from "
+        "the parity drive and the other drives (no sources needed)",
     )
     b.add_argument(
         "--forget-volume",
@@ -326,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
         "other volumes' drives (any order), each checked against its SHA-256",
     )
     return p
+
+
+def volume_or_parity(text: str) -> int | str:
+    """A volume number, or ``P1`` (the parity drive), as ``--replace-volume`` takes them."""
+    if text.strip().upper() == "P1":
+        return "P1"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a volume number nor P1") from None
 
 
 def default_workers() -> int:

@@ -36,6 +36,7 @@ from .parity import (
     NUMBER,
     RECORD,
     ParityRecord,
+    load_map,
     parity_label,
     pread_exact,
     read_record,
@@ -233,6 +234,11 @@ class Rebuild:
         label = drive.label
         if rec is None or label is None or (rec.job_id, rec.uuid) != (self.job.job_id, label.volume_uuid):
             raise _Refused(f"the parity drive {NAME} holds no parity record of this job")
+        pmap = load_map(self.opts.jobfile, self.job.job_id)
+        if pmap is not None and pmap.drive_uuid not in (None, label.volume_uuid):
+            raise _Refused(
+                f"it is a replaced parity drive of this job (another volume id than {NAME}'s); insert {NAME}"
+            )
         self.record = rec
         self._targets(rec)
         self.emit(

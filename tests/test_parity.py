@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -92,14 +93,26 @@ def first_backup(tmp_path: Path, drives: Drives, bay: Bay, *extra: str, link: bo
 
 
 def rebuild_and_check(
-    tmp_path: Path, drives: Drives, bay: Bay, images: list[Path], lost: int, tag: str
+    tmp_path: Path,
+    drives: Drives,
+    bay: Bay,
+    images: list[Path],
+    lost: int,
+    tag: str,
+    first: Optional[Path] = None,
 ) -> None:
+    """Lose volume ``lost`` (mkfs), rebuild it with the source away, check it against the source;
+    ``first``: a drive offered before the parity drive (its refusal is in ``rebuilt-TAG.stderr``)."""
     volumes, parity, held = drive_roles(drives, images)
     assert len(volumes) >= 3
     wipe(drives, volumes[lost])
     others = [img for v, img in sorted(volumes.items(), reverse=True) if v != lost]  # any order
-    bay.enqueue(*others)
-    bay.insert(parity)
+    if first is None:
+        bay.enqueue(*others)
+        bay.insert(parity)
+    else:
+        bay.enqueue(parity, *others)
+        bay.insert(first)
     to = tmp_path / f"rebuilt-{tag}"
     src = tmp_path / "src"
     src.rename(tmp_path / "src-away")  # the server is gone too: the rebuild reads only drives
@@ -108,6 +121,7 @@ def rebuild_and_check(
     finally:
         (tmp_path / "src-away").rename(src)
     bay.eject()
+    (tmp_path / f"rebuilt-{tag}.stderr").write_text(r.stderr)
     assert r.returncode == 0, r.stderr
     assert held[lost], "the lost volume held files"
     assert differences(tmp_path / "src", to, held[lost]) == ""
