@@ -90,13 +90,10 @@ class DriveContents(MutableMapping[str, Entry]):
 
     def unhashed_files(self) -> set[str]:
         """Files with no recorded SHA-256 (adopted by an older version, or copied with --no-hash)."""
+        # A digest that is not plain hex is kept aside and not packed: such a row is counted too.
+        # A hard link's row (its target kept aside) packs its digest: it is hashed.
         file, size = ord(FILE), _PACKED.size
-        found = {p for p, raw in self._rows.items() if raw[0] == file and len(raw) == size}
-        if self._aside:  # a digest kept aside is one that is not plain hex: not usable either way
-            found |= {
-                p for p, (_, sha) in self._aside.items() if p in self._rows and self._rows[p][0] == file
-            }
-        return found
+        return {p for p, raw in self._rows.items() if raw[0] == file and len(raw) == size}
 
     def paths_of_kind(self, kind: str) -> Iterator[str]:
         """The paths of the entries of ``kind``, read from the packed rows."""

@@ -74,3 +74,13 @@ def test_the_packed_answers_match_the_entries():
     assert held.file_bytes(1) == 12_345 + 1 + 1
     assert set(held.paths_of_kind(DIR)) == {"a"}
     assert set(held.paths_of_kind(LINK)) == {"a/link"}
+
+
+def test_a_hard_link_with_its_hash_is_hashed_and_a_digest_not_in_plain_hex_is_not():
+    """A visit hashes what is unhashed: a hard link recorded with its group's hash must not be
+    (every visit of its volume would read it again and rewrite the drive's records)."""
+    held = DriveContents()
+    for e in ENTRIES:
+        held[e.path] = e
+    held["a/again"] = Entry("a/again", FILE, 12_345, 1, 0o644, "a/file.bin", DIGEST)
+    assert held.unhashed_files() == {"a/unhashed", "caf\udce9/upper", "short"}
