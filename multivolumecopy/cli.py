@@ -313,6 +313,11 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
         raise UsageError("--restore reads the drives: name the mount point with -o/--output")
     if args.lost_volume is not None and args.sources:
         raise UsageError("--lost-volume rebuilds a whole volume: give no PATTERN with it")
+    if args.replace_volume and (args.lost_volume is None or args.replace_volume != [args.lost_volume]):
+        raise UsageError(
+            "with --restore, --replace-volume N goes with --lost-volume N (the same N): the blank "
+            "drive at --to becomes volume N; see multivolumecopy --help"
+        )
     renderer, swapper = _person(args, stdin, stderr)
 
     def person(event: Any) -> None:
@@ -326,7 +331,11 @@ def _restore(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> int:
     opts = RestoreOptions(args.jobfile, args.output, args.to, args.sources, args.numeric_ids)
     outside = _outside(args, renderer)
     try:
-        if args.lost_volume is not None:
+        if args.replace_volume:
+            from .replacement import Replacement
+
+            summary = Replacement(opts, args.lost_volume, outside.emit_to(person), swapper).run()
+        elif args.lost_volume is not None:
             from .rebuild import Rebuild
 
             summary = Rebuild(opts, args.lost_volume, outside.emit_to(person), swapper).run()

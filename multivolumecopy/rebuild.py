@@ -83,6 +83,7 @@ class Rebuild:
         self.problems: dict[str, str] = {}
         self.dirs: set[str] = set()
         self.links: list[int] = []  # hard links after the first of their group
+        self.scratch = ""  # the folder of the files being rebuilt
 
     def run(self) -> RestoreSummary:
         """Rebuild the lost volume's entries into ``--to``; raises :class:`SwapNeeded` when stopped
@@ -96,7 +97,7 @@ class Rebuild:
             if path_inside(self.opts.to, out):
                 raise OutputError(f"--to {self.opts.to} is on the backup drive {out}; restore somewhere else")
         self.dest = Destination(self.opts.to, lambda n: self.emit(ev.BytesCopied(n)))
-        scratch = os.path.join(self.dest.to, SCRATCH)
+        scratch = self.scratch = os.path.join(self.dest.to, SCRATCH)
         try:
             _clear_scratch(scratch)
             os.makedirs(scratch, exist_ok=True)
@@ -133,7 +134,7 @@ class Rebuild:
         others are reported."""
         cat = self.job.catalog
         rows = {r.path: r for r in rec.volumes.get(self.lost, [])}
-        scratch = os.path.join(self.dest.to, SCRATCH)
+        scratch = self.scratch
         gran = self.job.volumes[self.lost].granularity_ns
         for i in range(len(cat)):
             if cat.volumes[i] != self.lost or cat.kinds[i] != ord(FILE):
@@ -141,7 +142,7 @@ class Rebuild:
             path = cat.paths[i]
             r = rows.get(path)
             leader = cat.leader(i)
-            if self.dest.intact(path, cat.sizes[i], cat.mtimes[i]):
+            if self._intact(i, r):
                 self.summary.intact += 1
             elif r is None and leader is not None and cat.volumes[leader] == self.lost:
                 self.links.append(i)  # linked to the first of its group once that is rebuilt
@@ -160,6 +161,11 @@ class Rebuild:
             for v, vrows in rec.volumes.items()
             if v != self.lost and any(r.nblocks and overlaps(runs, r.start, r.stop) for r in vrows)
         }
+
+    def _intact(self, i: int, row: Optional[Row]) -> bool:
+        """Whether entry ``i`` (a file, protected by ``row`` if not None) is already rebuilt."""
+        cat = self.job.catalog
+        return self.dest.intact(cat.paths[i], cat.sizes[i], cat.mtimes[i])
 
     # -- the drives --------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
-from test_parity import VOLUME_SIZE, drive_roles, first_backup, rebuild_and_check, wipe
+from test_parity import VOLUME_SIZE, differences, drive_roles, first_backup, rebuild_and_check, wipe
 
-from helpers import Drives, backup, bay_args, label_of, run_mvc
+from helpers import Bay, Drives, backup, bay_args, label_of, run_mvc
 
 
 def status_line(tmp_path: Path) -> str:
@@ -117,3 +119,84 @@ def test_replace_volume_p1_on_a_job_without_parity_is_refused_in_one_line(tmp_pa
     assert r.stderr.strip().endswith("this job has no parity drive to replace; --parity 1 makes one")
     r = run_mvc(str(src), "-o", str(tmp_path / "usb"), "--replace-volume", "P2", cwd=tmp_path)
     assert r.returncode == 2 and "'P2' is neither a volume number nor P1" in r.stderr
+
+
+def replace_volume(tmp_path: Path, bay: Bay, lost: int, new: Path, **kw) -> subprocess.CompletedProcess:
+    """``--restore --lost-volume N --replace-volume N``: the new drive at ``new``, the others in turn
+    in the bay (the parity drive first)."""
+    return run_mvc(
+        "--restore", "--lost-volume", str(lost), "--replace-volume", str(lost), "--to", str(new),
+        "-f", str(tmp_path / "job.json"), "-o", str(bay.point), "--new-volume-script", bay.script,
+        cwd=tmp_path, **kw,
+    )  # fmt: skip
+
+
+def test_a_lost_data_drive_is_written_anew_from_the_parity_as_volume_n_without_the_source(
+    drives, bay, tmp_path
+):
+    images = first_backup(tmp_path, drives, bay, link=True)
+    volumes, parity, held = drive_roles(drives, images)
+    src = tmp_path / "src"
+    lost = next(v for v, paths in held.items() if "zeta/big 0 again.dat" in paths)
+    old = kept_copy(drives, volumes[lost], "old-volume")
+    wipe(drives, volumes[lost])
+    others = [img for v, img in sorted(volumes.items(), reverse=True) if v != lost]
+    new = drives.mount(volumes[lost], tmp_path / "new")
+    (new / "stray.txt").write_text("not ours")
+    src.rename(tmp_path / "src-away")  # the server is gone too
+    try:
+        bay.enqueue(*others)
+        bay.insert(parity)
+        r = replace_volume(tmp_path, bay, lost, new)
+        assert r.returncode == 5, r.stderr
+        assert (
+            r.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                f"is not blank (it holds 'stray.txt'); --replace-volume {lost} writes a whole new volume "
+                f"{lost}: give it an empty drive"
+            )
+        )
+        (new / "stray.txt").unlink()
+        # Killed once the files are in place, before the drive's commit: the same command finishes.
+        bay.enqueue(*others)
+        bay.insert(parity)
+        r = replace_volume(
+            tmp_path, bay, lost, new, env_extra={"MVCOPY_FAULT": "replace:files"}, start_new_session=True
+        )
+        assert r.returncode == -9, r.stderr
+        bay.enqueue(*others)
+        bay.insert(parity)
+        r = replace_volume(tmp_path, bay, lost, new)
+        assert r.returncode == 0, r.stderr
+        assert f"volume {lost} written anew at {new}" in r.stderr
+        bay.eject()
+    finally:
+        (tmp_path / "src-away").rename(src)
+    assert not (new / ".mvcopy-rebuild").exists()
+    assert (new / ".mvcopy-jobdata.json").is_file() and (new / ".mvcopy-parity-map.json").is_file()
+    assert label_of(new)["volume"] == lost
+    assert differences(src, new, held[lost]) == ""
+    assert (new / "zeta/big 0.dat").stat().st_ino == (new / "zeta/big 0 again.dat").stat().st_ino
+    r = run_mvc("--verify", "-f", str(tmp_path / "job.json"), "-o", str(new), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    drives.umount(new)
+
+    # The source back, a normal run: the new drive is volume N, with nothing to change; the lost
+    # drive's old copy is refused.
+    changed_volume = next(v for v in volumes if v != lost)
+    on = sorted(p for p in held[changed_volume] if (src / p).is_file() and not (src / p).is_symlink())
+    (src / on[0]).write_bytes(os.urandom(1000))
+    bay.enqueue(old, volumes[changed_volume], parity)
+    bay.insert(volumes[lost])
+    r = backup(tmp_path, bay, "--volume-size", VOLUME_SIZE)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"volume {lost} done: [^\n]*nothing on it needed changing", r.stderr), r.stderr
+    assert f"it says it is volume {lost}, but the jobfile knows volume {lost} as another drive" in r.stderr
+    assert "parity drive P1 updated" in r.stderr
+    bay.eject()
+    with drives.inspect([volumes[lost]]) as (point,):
+        assert differences(src, point, held[lost]) == ""
+    assert "parity P1 current" in status_line(tmp_path)
+    # Another volume lost now is rebuilt with the new drive N among the others.
+    rebuild_and_check(tmp_path, drives, bay, images, changed_volume, "after-replace")
