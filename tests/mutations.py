@@ -342,6 +342,55 @@ MUTATIONS = [
         "    return False and any(",
         "tests/test_parity.py::-k rerun_with_changes",
     ),
+    Mutation(
+        "parity-replaced-taken",  # --replace-volume P1 takes the parity drive it replaces
+        "multivolumecopy/parity.py",
+        "        elif self.replaced == label.volume_uuid:",
+        "        elif False:",
+        "tests/test_parity_replace.py::-k lost_parity_drive_is_replaced",
+    ),
+    Mutation(
+        "parity-replaced-rebuilds",  # a rebuild reads a replaced parity drive
+        "multivolumecopy/rebuild.py",
+        "        if pmap is not None and pmap.drive_uuid not in (None, label.volume_uuid):",
+        "        if False:",
+        "tests/test_parity_replace.py::-k lost_parity_drive_is_replaced",
+    ),
+    Mutation(
+        "parity-replaced-record-trusted",  # --status goes by the record of the parity drive replaced
+        "multivolumecopy/parity.py",
+        "    if rec is not None and pmap.drive_uuid not in (None, rec.uuid):\n        return None\n",
+        "",
+        "tests/test_parity_replace.py::-k parity_replacement_killed",
+    ),
+    Mutation(
+        "replacement-not-blank-taken",  # a drive holding files is taken for a new volume N
+        "multivolumecopy/replacement.py",
+        "            if names:",
+        "            if False:",
+        "tests/test_parity_replace.py::-k written_anew",
+    ),
+    Mutation(
+        "replacement-file-unrecorded",  # a rebuilt file is put on the new drive but not in its manifest
+        "multivolumecopy/replacement.py",
+        "        drive.put([cat.entry(i)._replace(sha256=row.sha256)])\n",
+        "",
+        "tests/test_parity_replace.py::-k written_anew",
+    ),
+    Mutation(
+        "replacement-time-not-set",  # a rebuilt file keeps the time it was rebuilt at
+        "multivolumecopy/replacement.py",
+        "        drive._guard(os.utime, scratch, ns=(cat.mtimes[i], cat.mtimes[i]))\n",
+        "",
+        "tests/test_parity_replace.py::-k written_anew",
+    ),
+    Mutation(
+        "replacement-not-resumed",  # a replacement cut short after its label starts on a new drive
+        "multivolumecopy/replacement.py",
+        "        elif label.volume_uuid != rec.uuid:",
+        "        elif True:",
+        "tests/test_parity_replace.py::-k written_anew",
+    ),
 ]
 
 

@@ -200,3 +200,11 @@ def test_a_lost_data_drive_is_written_anew_from_the_parity_as_volume_n_without_t
     assert "parity P1 current" in status_line(tmp_path)
     # Another volume lost now is rebuilt with the new drive N among the others.
     rebuild_and_check(tmp_path, drives, bay, images, changed_volume, "after-replace")
+
+
+def test_replace_volume_with_restore_goes_with_the_same_lost_volume(tmp_path):
+    base = ("--restore", "--to", str(tmp_path / "new"), "-o", str(tmp_path), "--replace-volume", "2")
+    for extra in ((), ("--lost-volume", "3"), ("--lost-volume", "2", "--replace-volume", "P1")):
+        r = run_mvc(*base, *extra, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "with --restore, --replace-volume N goes with --lost-volume N (the same N)" in r.stderr
