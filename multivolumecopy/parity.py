@@ -48,6 +48,7 @@ from .paritymap import (
     over,
     overlaps,
     size_in_blocks,
+    subtract,
     unprotected,
     windows,
 )
@@ -498,6 +499,7 @@ class ParityUpdate:
         rows = {v: over(rows, todo) for v, rows in protectable(self.pmap.volumes).items()}
         good: set[Row] = set()
         tainted: list[Range] = []
+        stale: list[Range] = []
         stats: dict[Row, tuple[int, int]] = {}
         for v, vrows in self.pmap.volumes.items():
             for r in vrows:
@@ -515,6 +517,9 @@ class ParityUpdate:
             else:
                 result.left_out.append((v, src.row.path, why))
                 tainted.extend(src.xored)
+                # Its blocks not computed now still hold its bytes, which the record will no
+                # longer say the parity includes: not known until computed without it.
+                stale.extend(subtract([(src.row.start, src.row.stop)], todo))
 
         for a, b in windows(todo):
             buf = bytearray((b - a) * BLOCK)
@@ -544,6 +549,7 @@ class ParityUpdate:
                 finish(v, src)
         if tainted:
             result.invalid = self._again(drive, fd, merge(tainted), rows, good, stats)
+        result.invalid = merge(result.invalid + stale)
         return good
 
     def _again(
