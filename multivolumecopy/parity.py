@@ -30,7 +30,7 @@ from typing import Any, Optional, Union
 from . import clock, faults
 from . import events as ev
 from . import jobfile as jf
-from .catalog import FILE, sort_key
+from .catalog import FILE, Entry, sort_key
 from .contents import DriveContents
 from .drive import Drive, drive_error
 from .driveformat import PARITY, Label, read_label
@@ -131,9 +131,9 @@ class ParityMap:
 
     def volume_closed(self, number: int, contents: DriveContents, forgotten: Sequence[int] = ()) -> None:
         """Volume ``number``'s drive committed ``contents``: its rows follow (runs kept stable).
-        A hard link after the first of its group has no row: on the drive it is the same file,
-        and a rebuild links it to the first."""
-        files = [e for e in (contents[p] for p in contents.paths_of_kind(FILE)) if not e.target]
+        A hard link after the first of its group has no row while the drive holds that first
+        with the same bytes (on the drive it is the same file, and a rebuild links it to it)."""
+        files = [e for e in (contents[p] for p in contents.paths_of_kind(FILE)) if not _linked(contents, e)]
         files.sort(key=lambda e: sort_key(e.path))
         self.volumes[number] = allocate(
             self.volumes.get(number, []), (File(e.path, e.size, e.mtime_ns, e.sha256) for e in files)
@@ -141,6 +141,13 @@ class ParityMap:
         for v in forgotten:
             self.volumes.pop(v, None)  # given up: its files are placed again elsewhere
         self.updated = clock.now_iso()
+
+
+def _linked(contents: DriveContents, e: Entry) -> bool:
+    """Whether the drive holds ``e`` as a hard link to a file it still holds with the same bytes
+    (the first of its group gone, its path left is a file of its own, with a row)."""
+    first = contents.get(e.target) if e.target else None
+    return first is not None and first.kind == FILE and (first.size, first.sha256) == (e.size, e.sha256)
 
 
 def map_path(jobfile: str) -> str:
