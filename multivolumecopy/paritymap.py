@@ -200,10 +200,9 @@ def unprotected(
     wanted: Sequence[Row], included: Sequence[Row], invalid: Sequence[Range]
 ) -> tuple[list[Row], list[Row]]:
     """A volume's rows the parity does not protect: those it does not include in that version
-    (not computed yet, or left out), and those it includes over an invalid block."""
-    have = {(r.path, r.key) for r in included}
-    missing = [r for r in wanted if (r.path, r.key) not in have]
-    broken = [
-        r for r in wanted if (r.path, r.key) in have and r.nblocks and overlaps(invalid, r.start, r.stop)
-    ]
+    (not computed yet, or left out; a time changed counts, as a rebuild gives back only the
+    version its record has), and those it includes over an invalid block."""
+    have = set(included)
+    missing = [r for r in wanted if r not in have]
+    broken = [r for r in wanted if r in have and r.nblocks and overlaps(invalid, r.start, r.stop)]
     return missing, broken
