@@ -391,6 +391,28 @@ MUTATIONS = [
         "        elif True:",
         "tests/test_parity_replace.py::-k written_anew",
     ),
+    Mutation(
+        "parity-left-out-blocks-kept",  # a file left out keeps its bytes in blocks not computed again
+        "multivolumecopy/parity.py",
+        "                stale.extend(subtract([(src.row.start, src.row.stop)], todo))\n",
+        "",
+        "tests/test_parity_review.py::-k left_out_of_a_partial",
+    ),
+    Mutation(
+        "parity-link-to-gone-first",  # a hard link whose first path is gone gets no row
+        "multivolumecopy/parity.py",
+        "    return first is not None and first.kind == FILE and",
+        "    return bool(e.target) or first is not None and first.kind == FILE and",
+        "tests/test_parity_review.py::-k hard_link_whose_first",
+    ),
+    Mutation(
+        "parity-time-ignored",  # a touched file counts as protected while P1's record has its old time
+        "multivolumecopy/paritymap.py",
+        "    have = set(included)\n    missing = [r for r in wanted if r not in have]",
+        "    have = {r._replace(mtime_ns=0) for r in included}\n"
+        "    missing = [r for r in wanted if r._replace(mtime_ns=0) not in have]",
+        "tests/test_parity_review.py::-k only_touched",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from test_parity import (
     VOLUME_SIZE,
     differences,
@@ -54,6 +55,11 @@ def lose_and_rebuild(
     return r, to
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="--status counts only rows missing from P1's record: not rows whose drive or source "
+    "changed since (parity_status; see the review report)",
+)
 def test_a_data_drive_updated_while_the_parity_drive_is_not_leaves_the_volumes_sharing_its_blocks_unprotected(
     drives, bay, tmp_path
 ):
@@ -136,6 +142,11 @@ def test_a_file_left_out_of_a_partial_update_leaves_no_stale_bytes_under_the_fil
     assert claimed["unprotected_files"] > 0 or rebuilt_all, f"{pick} {claimed} {r.stderr}"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="--status counts only rows missing from P1's record: not rows whose drive or source "
+    "changed since (parity_status; see the review report)",
+)
 def test_a_run_killed_on_a_data_drive_leaves_the_volumes_sharing_its_changed_blocks_unprotected(
     drives, bay, tmp_path
 ):
@@ -218,6 +229,11 @@ def test_a_file_only_touched_is_still_rebuilt_after_the_next_run(drives, bay, tm
     assert rebuilt_all, "P1 was offered in the run: its record follows the new time"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="--status counts only rows missing from P1's record: not rows whose drive or source "
+    "changed since (parity_status; see the review report)",
+)
 def test_a_changed_file_on_a_drive_not_updated_is_reported_unprotected(drives, bay, tmp_path):
     """Issue 17: "A drive that was not updated in a run (not inserted) leaves its changed files
     unprotected and --status says so".  Volume u's file changes on the source; the run stops
